@@ -1,0 +1,100 @@
+"""The support organisation's roles as Django groups with model permissions.
+
+Each role lists permission patterns ``app_label.codename`` where the codename may hold
+shell wildcards (``escalation.*``, ``chat.view_*``). ``roles_sync`` makes each group hold
+exactly the permissions its patterns match, so it can run on every deploy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatch
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+
+@dataclass(frozen=True)
+class Role:
+    group: str
+    staff: bool
+    permissions: tuple[str, ...]
+    description: str
+
+
+CUSTOMERS = "customers"
+AGENTS = "agents"
+REVIEWERS = "reviewers"
+ML_ENGINEERS = "ml_engineers"
+ADMINS = "admins"
+
+ROLES: dict[str, Role] = {
+    CUSTOMERS: Role(
+        group=CUSTOMERS,
+        staff=False,
+        permissions=(),
+        description="Chat with the assistant and see their own conversations.",
+    ),
+    AGENTS: Role(
+        group=AGENTS,
+        staff=True,
+        permissions=(
+            "chat.view_*",
+            "escalation.*",
+        ),
+        description="Work escalated conversations in the agent console.",
+    ),
+    REVIEWERS: Role(
+        group=REVIEWERS,
+        staff=True,
+        permissions=(
+            "chat.view_conversation",
+            "chat.view_message",
+            "labeling.view_*",
+            "labeling.add_label",
+            "labeling.change_label",
+        ),
+        description="Label the assistant's answers in the admin.",
+    ),
+    ML_ENGINEERS: Role(
+        group=ML_ENGINEERS,
+        staff=True,
+        permissions=(
+            "chat.view_*",
+            "labeling.*",
+            "training.*",
+        ),
+        description="Build datasets, run training, evaluate and deploy adapters.",
+    ),
+    ADMINS: Role(
+        group=ADMINS,
+        staff=True,
+        permissions=("*.*",),
+        description="Everything, including users and settings.",
+    ),
+}
+
+
+def permissions_matching(patterns: tuple[str, ...]) -> list[Permission]:
+    everything = Permission.objects.select_related("content_type")
+    return [
+        perm
+        for perm in everything
+        if any(
+            fnmatch(perm.content_type.app_label, pattern.split(".", 1)[0])
+            and fnmatch(perm.codename, pattern.split(".", 1)[1])
+            for pattern in patterns
+        )
+    ]
+
+
+@transaction.atomic
+def roles_sync() -> dict[str, int]:
+    """Create the role groups and set their permissions; returns permissions per group."""
+    counts = {}
+    for role in ROLES.values():
+        group, _ = Group.objects.get_or_create(name=role.group)
+        perms = permissions_matching(role.permissions)
+        group.permissions.set(perms)
+        counts[role.group] = len(perms)
+    return counts

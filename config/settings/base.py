@@ -1,0 +1,258 @@
+"""Every setting Loopdesk reads, declared once.
+
+With no environment at all the platform runs on embedded parts: SQLite, the in-memory
+channel layer, django-q2's ORM broker, console e-mail, local media and offline models.
+Set DATABASE_URL / REDIS_URL (and the USE_* flags) to move each part to a real service.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+VAR_DIR = Path(env("LOOPDESK_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded SQLite database and media live here
+
+# --- core -------------------------------------------------------------------------------
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# Only local/test settings fall back to a development key; production.py refuses it.
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_q",
+    "config.apps.LoopdeskConfig",
+    "chat",
+    "escalation",
+    "labeling",
+    "training",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database ---------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'loopdesk.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets Daphne and the worker processes read while one writes; IMMEDIATE
+    # transactions plus a busy timeout make concurrent writers wait instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis: channel layer, cache, task broker --------------------------------------------
+REDIS_URL = env("REDIS_URL", default="")
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env("CHANNEL_LAYER_PREFIX", default="loopdesk"),
+                "capacity": 1500,
+                "expiry": 60,
+            },
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="loopdesk"),
+        }
+    }
+else:
+    # One process only: WebSocket fan-out happens inside Daphne. Production uses Redis.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Shared between Daphne and the worker processes (rate limits, worker heartbeats).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "loopdesk_cache",
+        }
+    }
+
+# django-q2: the ORM broker by default, Redis when REDIS_URL is set. Training jobs go to
+# a separate cluster ("training") so that GPU machines start only that one.
+TRAINING_CLUSTER = "training"
+Q_CLUSTER = {
+    "name": "default",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": env.int("Q_TIMEOUT", default=300),
+    "retry": env.int("Q_RETRY", default=360),
+    "max_attempts": 3,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": 0.5,
+    "save_limit": 1000,
+    "label": "Background tasks",
+    "ALT_CLUSTERS": {
+        TRAINING_CLUSTER: {
+            "workers": env.int("Q_TRAINING_WORKERS", default=1),
+            "timeout": env.int("Q_TRAINING_TIMEOUT", default=6 * 3600),
+            "retry": env.int("Q_TRAINING_TIMEOUT", default=6 * 3600) + 600,
+            "max_attempts": 1,
+        },
+    },
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- auth, i18n, static, media ----------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/admin/login/"
+LOGIN_REDIRECT_URL = "/"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+
+USE_S3_STORAGE = env.bool("USE_S3_STORAGE", default=False)
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default="")
+AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME", default=env("AWS_REGION", default="us-east-1"))
+STORAGES = {
+    "default": {
+        "BACKEND": "storages.backends.s3.S3Storage"
+        if USE_S3_STORAGE
+        else "django.core.files.storage.FileSystemStorage",
+    },
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- e-mail -------------------------------------------------------------------------------
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Loopdesk <support@loopdesk.local>")
+
+# --- API ----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "600/min"},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Loopdesk API",
+    "DESCRIPTION": "Conversations, escalations, labels and training runs for integrations.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- AWS (never reached unless these are set) -------------------------------------------
+AWS_REGION = env("AWS_REGION", default="us-east-1")
+
+# --- assistant ----------------------------------------------------------------------------
+# local: retrieval answers with MiniLM + VADER, no network (default)
+# bedrock: langchain-aws ChatBedrockConverse + Bedrock embeddings
+# hf: a local transformers causal LM, optionally with a deployed LoRA adapter
+ASSISTANT_PROVIDER = env("ASSISTANT_PROVIDER", default="local")
+ASSISTANT_TIMEOUT_SECONDS = env.float("ASSISTANT_TIMEOUT_SECONDS", default=30.0)
+ASSISTANT_MIN_RETRIEVAL_SCORE = env.float("ASSISTANT_MIN_RETRIEVAL_SCORE", default=0.35)
+ASSISTANT_TOP_K = env.int("ASSISTANT_TOP_K", default=3)
+BEDROCK_MODEL_ID = env("BEDROCK_MODEL_ID", default="anthropic.claude-3-haiku-20240307-v1:0")
+BEDROCK_EMBEDDING_MODEL_ID = env(
+    "BEDROCK_EMBEDDING_MODEL_ID", default="amazon.titan-embed-text-v2:0"
+)
+BEDROCK_GUARDRAIL_ID = env("BEDROCK_GUARDRAIL_ID", default="")
+BEDROCK_GUARDRAIL_VERSION = env("BEDROCK_GUARDRAIL_VERSION", default="DRAFT")
+HF_BASE_MODEL_PATH = env("HF_BASE_MODEL_PATH", default=str(VAR_DIR / "models" / "starter"))
+HF_MAX_NEW_TOKENS = env.int("HF_MAX_NEW_TOKENS", default=64)
+HF_MAX_LOADED_ADAPTERS = env.int("HF_MAX_LOADED_ADAPTERS", default=4)
+
+CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
+CHAT_RATE_LIMIT_MESSAGES = env("CHAT_RATE_LIMIT_MESSAGES", default="20/min")
+CHAT_RATE_LIMIT_CONVERSATIONS = env("CHAT_RATE_LIMIT_CONVERSATIONS", default="10/hour")
+
+# --- escalation ---------------------------------------------------------------------------
+USE_COMPREHEND = env.bool("USE_COMPREHEND", default=False)
+STEP_FUNCTIONS_STATE_MACHINE_ARN = env("STEP_FUNCTIONS_STATE_MACHINE_ARN", default="")
+STEP_FUNCTIONS_CALLBACK_SECRET = env("STEP_FUNCTIONS_CALLBACK_SECRET", default="")
+USE_SES = env.bool("USE_SES", default=False)
+
+# --- labeling / training ------------------------------------------------------------------
+LABELING_REVIEWERS_PER_ITEM = env.int("LABELING_REVIEWERS_PER_ITEM", default=3)
+LABELING_JUDGE_MIN_AGREEMENT = env.float("LABELING_JUDGE_MIN_AGREEMENT", default=0.6)
+TRAINING_OUTPUT_DIR = Path(env("TRAINING_OUTPUT_DIR", default=str(VAR_DIR / "training")))
+
+# Nothing may fetch weights from a model hub at run time.
+HF_HUB_OFFLINE = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}

@@ -1,0 +1,42 @@
+"""Tests: SQLite in memory by default; Postgres + Redis when DATABASE_URL / REDIS_URL are set."""
+
+import uuid
+
+from .base import *  # noqa: F403
+from .base import CHANNEL_LAYERS, REDIS_URL, VAR_DIR
+
+SECRET_KEY = "test-only-key-loopdesk-0123456789abcdef"
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+MEDIA_ROOT = VAR_DIR / "test-media" / uuid.uuid4().hex[:8]
+TRAINING_OUTPUT_DIR = MEDIA_ROOT / "training"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+
+if REDIS_URL:
+    # Concurrent test runs on one Redis must not hear each other's groups.
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex[:8]}"
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Tasks run inline unless a test starts a worker; tests that need the queue override this.
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
+ASSISTANT_TIMEOUT_SECONDS = 10.0
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not memory: browser tests serve the app from a separate Daphne process.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(VAR_DIR / f"test-{uuid.uuid4().hex[:8]}.sqlite3")
+    }

@@ -1,0 +1,34 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.health import healthz
+
+api_patterns = [
+    path("", include("chat.api_urls")),
+    path("", include("escalation.api_urls")),
+    path("", include("labeling.api_urls")),
+    path("", include("training.api_urls")),
+]
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/", include((api_patterns, "api"), namespace="api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("agent/", include("escalation.urls")),
+    path("labeling/", include("labeling.urls")),
+    path("training/", include("training.urls")),
+    path("", include("chat.urls")),
+]
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+
+admin.site.site_header = "Loopdesk"
+admin.site.site_title = "Loopdesk admin"
+admin.site.index_title = "Support, labeling and training"

@@ -1,0 +1,101 @@
+"""Settings are chosen from the environment; production refuses unsafe ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = (
+    "import json, django; from django.conf import settings; django.setup(); "
+    "print(json.dumps({'db': settings.DATABASES['default']['ENGINE'], "
+    "'layer': settings.CHANNEL_LAYERS['default']['BACKEND'], "
+    "'broker': 'redis' if 'redis' in settings.Q_CLUSTER else 'orm', "
+    "'cache': settings.CACHES['default']['BACKEND'], 'debug': settings.DEBUG, "
+    "'email': settings.EMAIL_BACKEND, 'storage': settings.STORAGES['default']['BACKEND'], "
+    "'provider': settings.ASSISTANT_PROVIDER}))"
+)
+CLEAN = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "DJANGO_DEBUG"}
+}
+
+
+def load(module: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env={**CLEAN, "DJANGO_SETTINGS_MODULE": module, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_nothing_set_gives_the_embedded_defaults(tmp_path):
+    result = load("config.settings.local", LOOPDESK_VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "db": "django.db.backends.sqlite3",
+        "layer": "channels.layers.InMemoryChannelLayer",
+        "broker": "orm",
+        "cache": "django.core.cache.backends.db.DatabaseCache",
+        "debug": True,
+        "email": "django.core.mail.backends.console.EmailBackend",
+        "storage": "django.core.files.storage.FileSystemStorage",
+        "provider": "local",
+    }
+
+
+def test_database_and_redis_urls_switch_to_real_services(tmp_path):
+    result = load(
+        "config.settings.local",
+        LOOPDESK_VAR_DIR=str(tmp_path),
+        DATABASE_URL="postgres://u:p@db.internal:5432/loopdesk",
+        REDIS_URL="redis://cache.internal:6379/1",
+    )
+    assert result.returncode == 0, result.stderr
+    chosen = json.loads(result.stdout)
+    assert chosen["db"] == "django.db.backends.postgresql"
+    assert chosen["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert chosen["broker"] == "redis"
+    assert chosen["cache"] == "django.core.cache.backends.redis.RedisCache"
+
+
+def test_sqlite_is_configured_for_concurrent_processes(db):
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout")
+        assert cursor.fetchone()[0] >= 10_000
+
+
+def test_production_refuses_to_start_without_a_real_secret_key(tmp_path):
+    result = load("config.settings.production", LOOPDESK_VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_production_refuses_debug(tmp_path):
+    result = load(
+        "config.settings.production",
+        LOOPDESK_VAR_DIR=str(tmp_path),
+        DJANGO_SECRET_KEY="x" * 50,
+        DJANGO_DEBUG="true",
+    )
+    assert result.returncode != 0
+    assert "DEBUG must be off" in result.stderr
+
+
+def test_production_starts_with_a_real_key(tmp_path):
+    result = load(
+        "config.settings.production", LOOPDESK_VAR_DIR=str(tmp_path), DJANGO_SECRET_KEY="k" * 50
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["debug"] is False

@@ -1,0 +1,133 @@
+"""Fixtures for every test: a user of each role, API clients, the chromium path."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from rest_framework.test import APIClient
+
+from config import roles
+from tests.factories import UserFactory
+
+
+@pytest.fixture
+def role_groups(db):
+    """The role groups with their permissions, as ``load_demo`` creates them."""
+    return roles.roles_sync()
+
+
+@pytest.fixture
+def make_user(role_groups):
+    def make(role: str | None = None, **kwargs):
+        return UserFactory(role=role, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def customer(make_user):
+    return make_user(roles.CUSTOMERS, username="casey")
+
+
+@pytest.fixture
+def agent(make_user):
+    return make_user(roles.AGENTS, username="alex", first_name="Alex", last_name="Agent")
+
+
+@pytest.fixture
+def second_agent(make_user):
+    return make_user(roles.AGENTS, username="sam", first_name="Sam", last_name="Support")
+
+
+@pytest.fixture
+def reviewer(make_user):
+    return make_user(roles.REVIEWERS, username="robin")
+
+
+@pytest.fixture
+def ml_engineer(make_user):
+    return make_user(roles.ML_ENGINEERS, username="morgan")
+
+
+@pytest.fixture
+def admin_member(make_user):
+    return make_user(roles.ADMINS, username="ada")
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not shutil.which(path):
+        pytest.fail("Debian's chromium is required for browser tests (scripts/test installs it)")
+    return path
+
+
+@pytest.fixture
+def asgi_live_server(transactional_db, settings):
+    """The real ASGI app (HTTP + WebSockets) served by Daphne in a child process.
+
+    Yields the base URL. The child shares the test database, so the database must be a
+    file or a server (the test settings make SQLite a file).
+    """
+    import os
+    from functools import partial
+
+    from channels.testing.live import make_application, set_database_connection
+    from daphne.testing import DaphneProcess
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    settings.ALLOWED_HOSTS = ["*"]
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    process = DaphneProcess(
+        "127.0.0.1",
+        partial(make_application, static_wrapper=ASGIStaticFilesHandler),
+        setup=set_database_connection,
+    )
+    process.start()
+    if not process.ready.wait(timeout=30):
+        process.terminate()
+        raise RuntimeError("Daphne did not start")
+    try:
+        yield f"http://127.0.0.1:{process.port.value}"
+    finally:
+        process.terminate()
+        process.join(timeout=10)
+
+
+@pytest.fixture
+def browser(chromium_path):
+    """A headless Debian chromium driven by Playwright (sync API)."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the test
+    # makes between page actions are still plain synchronous calls.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=chromium_path,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu",
+                  "--disable-dev-shm-usage", "--disable-component-update"],
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate limits and worker heartbeats live in the cache: no test sees another's."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -114,8 +114,13 @@ def browser(chromium_path):
         instance = playwright.chromium.launch(
             executable_path=chromium_path,
             headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu",
-                  "--disable-dev-shm-usage", "--disable-component-update"],
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-component-update",
+            ],
         )
         try:
             yield instance

@@ -184,9 +184,7 @@ STORAGES = {
 }
 
 # --- e-mail -------------------------------------------------------------------------------
-EMAIL_BACKEND = env(
-    "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
-)
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Loopdesk <support@loopdesk.local>")
 
 # --- API ----------------------------------------------------------------------------------

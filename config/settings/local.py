@@ -1,8 +1,8 @@
 """Developer machine: embedded defaults, DEBUG on, a fixed development key."""
 
-from .base import *  # noqa: F403
+from .base import *
 from .base import env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
-SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-loopdesk-not-for-production"  # noqa: F405
+SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-loopdesk-not-for-production"
 WHITENOISE_USE_FINDERS = True

@@ -2,7 +2,7 @@
 
 import uuid
 
-from .base import *  # noqa: F403
+from .base import *
 from .base import CHANNEL_LAYERS, REDIS_URL, VAR_DIR
 
 SECRET_KEY = "test-only-key-loopdesk-0123456789abcdef"
@@ -32,11 +32,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Tasks run inline unless a test starts a worker; tests that need the queue override this.
-Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 ASSISTANT_TIMEOUT_SECONDS = 10.0
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: browser tests serve the app from a separate Daphne process.
-    DATABASES["default"]["TEST"] = {  # noqa: F405
-        "NAME": str(VAR_DIR / f"test-{uuid.uuid4().hex[:8]}.sqlite3")
-    }
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{uuid.uuid4().hex[:8]}.sqlite3")}

@@ -44,9 +44,7 @@ def test_healthy_platform_answers_200(client, running_worker):
     assert body["failing"] == []
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["channel_layer"]["ok"] is True
-    assert body["checks"]["task_broker"]["clusters"][0]["cluster"] == str(
-        running_worker.cluster_id
-    )
+    assert body["checks"]["task_broker"]["clusters"][0]["cluster"] == str(running_worker.cluster_id)
 
 
 def test_no_worker_running_answers_503_naming_the_broker(client):

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.django_db
 def test_every_permission_pattern_matches_a_real_permission():
     for role in roles.ROLES.values():
         for pattern in role.permissions:
-            assert roles.permissions_matching((pattern,)), f"{role.group}: {pattern} matches nothing"
+            matched = roles.permissions_matching((pattern,))
+            assert matched, f"{role.group}: {pattern} matches nothing"
 
 
 def test_each_role_gets_only_its_own_permissions(make_user):
@@ -53,9 +54,10 @@ def test_load_demo_twice_changes_nothing(capsys):
     call_command("load_demo")
 
     assert "0 users and 0 articles created" in capsys.readouterr().out
-    assert list(
-        get_user_model().objects.order_by("username").values_list("username", "password")
-    ) == users
+    assert (
+        list(get_user_model().objects.order_by("username").values_list("username", "password"))
+        == users
+    )
     assert list(Article.objects.order_by("slug").values_list("slug", "updated_at")) == articles
     assert len(articles) == len(demo_articles()) >= 30
 

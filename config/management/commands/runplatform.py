@@ -7,6 +7,7 @@ so a supervisor notices.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -50,8 +51,16 @@ class Command(BaseCommand):
         children = [
             Child(
                 "web",
-                [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-                 "config.asgi:application"],
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    host,
+                    "-p",
+                    str(port),
+                    "config.asgi:application",
+                ],
                 base_env,
             ),
             Child("worker", [*manage, "qcluster"], base_env),
@@ -131,7 +140,5 @@ class Command(BaseCommand):
     @staticmethod
     def _signal_group(child: Child, sig: int) -> None:
         assert child.process is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.process.pid, sig)
-        except ProcessLookupError:
-            pass

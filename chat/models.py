@@ -191,3 +191,6 @@ class CustomerFeedback(models.Model):
                 condition=Q(score__gte=1) & Q(score__lte=5), name="feedback_score_1_5"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.score}/5 on {self.conversation}"

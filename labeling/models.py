@@ -56,3 +56,6 @@ class SnapshotRow(models.Model):
                 fields=["snapshot", "kind", "position"], name="snapshot_row_unique_position"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot} {self.kind} #{self.position}"

@@ -1,0 +1,24 @@
+"""Build the offline starter causal LM the ``hf`` provider and training runs start from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from training.services.starter import knowledge_base_texts, starter_model_build
+
+
+class Command(BaseCommand):
+    help = "Train a small tokenizer + 2-layer Llama on the knowledge base (no downloads)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--output", default=str(settings.HF_BASE_MODEL_PATH))
+        parser.add_argument("--steps", type=int, default=300)
+        parser.add_argument("--seed", type=int, default=0)
+
+    def handle(self, *args, output: str, steps: int, seed: int, **options):
+        texts = knowledge_base_texts(base_dir=Path(settings.BASE_DIR))
+        path = starter_model_build(output_dir=Path(output), texts=texts, steps=steps, seed=seed)
+        self.stdout.write(self.style.SUCCESS(f"starter model written to {path}"))

@@ -218,6 +218,8 @@ ASSISTANT_PROVIDER = env("ASSISTANT_PROVIDER", default="local")
 ASSISTANT_TIMEOUT_SECONDS = env.float("ASSISTANT_TIMEOUT_SECONDS", default=30.0)
 ASSISTANT_MIN_RETRIEVAL_SCORE = env.float("ASSISTANT_MIN_RETRIEVAL_SCORE", default=0.35)
 ASSISTANT_TOP_K = env.int("ASSISTANT_TOP_K", default=3)
+# VADER compound at or below this counts as clearly negative (the blog's "1").
+ASSISTANT_NEGATIVE_SENTIMENT_BELOW = env.float("ASSISTANT_NEGATIVE_SENTIMENT_BELOW", default=-0.5)
 BEDROCK_MODEL_ID = env("BEDROCK_MODEL_ID", default="anthropic.claude-3-haiku-20240307-v1:0")
 BEDROCK_EMBEDDING_MODEL_ID = env(
     "BEDROCK_EMBEDDING_MODEL_ID", default="amazon.titan-embed-text-v2:0"
@@ -237,10 +239,26 @@ USE_COMPREHEND = env.bool("USE_COMPREHEND", default=False)
 STEP_FUNCTIONS_STATE_MACHINE_ARN = env("STEP_FUNCTIONS_STATE_MACHINE_ARN", default="")
 STEP_FUNCTIONS_CALLBACK_SECRET = env("STEP_FUNCTIONS_CALLBACK_SECRET", default="")
 USE_SES = env.bool("USE_SES", default=False)
+ESCALATION_AGENT_PRESENCE_SECONDS = env.int("ESCALATION_AGENT_PRESENCE_SECONDS", default=90)
+ESCALATION_RETRY_MAX_ATTEMPTS = env.int("ESCALATION_RETRY_MAX_ATTEMPTS", default=5)
+ESCALATION_RETRY_BASE_SECONDS = env.int("ESCALATION_RETRY_BASE_SECONDS", default=10)
+ESCALATION_CALLBACK_MAX_SKEW_SECONDS = env.int("ESCALATION_CALLBACK_MAX_SKEW_SECONDS", default=300)
+ESCALATION_TICKET_EXPIRY_HOURS = env.int("ESCALATION_TICKET_EXPIRY_HOURS", default=24)
+ESCALATION_WEBHOOK_TIMEOUT_SECONDS = env.float("ESCALATION_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 
 # --- labeling / training ------------------------------------------------------------------
 LABELING_REVIEWERS_PER_ITEM = env.int("LABELING_REVIEWERS_PER_ITEM", default=3)
 LABELING_JUDGE_MIN_AGREEMENT = env.float("LABELING_JUDGE_MIN_AGREEMENT", default=0.6)
+# local: MiniLM similarity heuristic (offline default); bedrock: an LLM via ChatBedrockConverse
+LABELING_JUDGE_PROVIDER = env("LABELING_JUDGE_PROVIDER", default="local")
+LABELING_JUDGE_BEDROCK_MODEL_ID = env("LABELING_JUDGE_BEDROCK_MODEL_ID", default=BEDROCK_MODEL_ID)
+# Reviewers see the AI score of an item only after submitting their own label.
+LABELING_SHOW_JUDGE_BEFORE_LABEL = env.bool("LABELING_SHOW_JUDGE_BEFORE_LABEL", default=False)
+# Items whose reviewer scores differ by at least this much go to adjudication.
+LABELING_ADJUDICATION_SPREAD = env.int("LABELING_ADJUDICATION_SPREAD", default=2)
+# Ground Truth manifests: the label attribute name and job name of the blog's example.
+LABELING_GT_LABEL_ATTRIBUTE = env("LABELING_GT_LABEL_ATTRIBUTE", default="RHLF-custom-feedback")
+LABELING_GT_JOB_NAME = env("LABELING_GT_JOB_NAME", default="rhlf-custom-feedback")
 TRAINING_OUTPUT_DIR = Path(env("TRAINING_OUTPUT_DIR", default=str(VAR_DIR / "training")))
 
 # Nothing may fetch weights from a model hub at run time.

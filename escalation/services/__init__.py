@@ -1,0 +1,74 @@
+"""Escalation services. The chat turn pipeline calls ``turn_review`` before any draft is
+shown, ``turn_failed`` when the assistant fails and ``escalation_request_human`` for the
+"Talk to a person" button; each returns a ``TurnVerdict``."""
+
+from escalation.services.decisions import (
+    TurnVerdict,
+    escalation_request_human,
+    rules_evaluate,
+    toxicity_band,
+    turn_failed,
+    turn_review,
+)
+from escalation.services.events import (
+    event_record,
+    retry_delay_seconds,
+    signature_for,
+    webhook_delivery_attempt,
+)
+from escalation.services.knowledge import knowledge_draft_create, knowledge_draft_review
+from escalation.services.presence import agent_presence_set, agent_presence_touch, agents_available
+from escalation.services.tickets import (
+    EscalationError,
+    TakeoverConflict,
+    agent_conversation_group,
+    agent_message_send,
+    conversation_hand_back,
+    conversation_take_over,
+    escalation_open,
+    note_add,
+    ticket_claim,
+    ticket_close,
+    ticket_notify_agents,
+    ticket_resolve,
+    tickets_expire,
+)
+from escalation.services.workflows import (
+    workflow_callback_answer,
+    workflow_callback_register,
+    workflow_start,
+)
+
+__all__ = [
+    "EscalationError",
+    "TakeoverConflict",
+    "TurnVerdict",
+    "agent_conversation_group",
+    "agent_message_send",
+    "agent_presence_set",
+    "agent_presence_touch",
+    "agents_available",
+    "conversation_hand_back",
+    "conversation_take_over",
+    "escalation_open",
+    "escalation_request_human",
+    "event_record",
+    "knowledge_draft_create",
+    "knowledge_draft_review",
+    "note_add",
+    "retry_delay_seconds",
+    "rules_evaluate",
+    "signature_for",
+    "ticket_claim",
+    "ticket_close",
+    "ticket_notify_agents",
+    "ticket_resolve",
+    "tickets_expire",
+    "toxicity_band",
+    "turn_failed",
+    "turn_review",
+    "webhook_delivery_attempt",
+    "workflow_callback_answer",
+    "workflow_callback_register",
+    "workflow_start",
+]

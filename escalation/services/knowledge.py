@@ -1,0 +1,93 @@
+"""Learning from humans: a resolved conversation becomes a knowledge-base article draft,
+published only when a reviewer approves it."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from chat.models import Article, Message
+from escalation.models import DomainEvent, KnowledgeDraft, Ticket
+from escalation.services.events import event_record
+from escalation.services.tickets import EscalationError
+
+
+def _draft_text(ticket: Ticket) -> tuple[str, str]:
+    public = Message.objects.filter(
+        conversation_id=ticket.conversation_id,
+        visibility=Message.Visibility.PUBLIC,
+        role__in=[Message.Role.CUSTOMER, Message.Role.AGENT],
+    ).order_by("seq")
+    questions = [m.text for m in public if m.role == Message.Role.CUSTOMER]
+    answers = [m.text for m in public if m.role == Message.Role.AGENT]
+    if not answers:
+        raise EscalationError("No agent answer in this conversation to learn from.", code="empty")
+    title = (questions[-1] if questions else f"Expert answer {ticket.pk}")[:180]
+    body = "Question:\n" + "\n".join(questions) + "\n\nAnswer from our support team:\n"
+    body += "\n\n".join(answers)
+    if ticket.outcome_note:
+        body += f"\n\nNote: {ticket.outcome_note}"
+    return title, body
+
+
+@transaction.atomic
+def knowledge_draft_create(*, ticket: Ticket, author: AbstractBaseUser) -> KnowledgeDraft:
+    """An unpublished expert article (source=expert) from a resolved ticket's conversation.
+
+    The article is written directly with ``is_published=False``: chat's ``article_upsert``
+    publishes on create, and a draft must not reach retrieval before a reviewer approves.
+    """
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    if ticket.status != Ticket.Status.RESOLVED:
+        raise EscalationError("Resolve the ticket first.", code="not_resolved")
+    if ticket.knowledge_drafts.filter(status=KnowledgeDraft.Status.PENDING).exists():
+        raise EscalationError("A draft for this ticket is waiting for review.", code="exists")
+    title, body = _draft_text(ticket)
+    article = Article(
+        slug=f"expert-{ticket.pk}-{slugify(title)[:60] or 'answer'}-{ticket.knowledge_drafts.count()}",
+        title=title,
+        category="From our experts",
+        body=body,
+        is_published=False,
+        source=Article.Source.EXPERT,
+    )
+    article.full_clean()
+    article.save()
+    draft = KnowledgeDraft.objects.create(ticket=ticket, article=article, created_by=author)
+    event_record(
+        name=DomainEvent.Name.KNOWLEDGE_DRAFT_CREATED,
+        conversation=ticket.conversation,
+        ticket=ticket,
+        payload={"article": article.slug},
+    )
+    return draft
+
+
+@transaction.atomic
+def knowledge_draft_review(
+    *, draft: KnowledgeDraft, reviewer: AbstractBaseUser, approve: bool
+) -> KnowledgeDraft:
+    """Approve (publish the article) or reject a pending draft.
+
+    Locks the draft; a second review of the same draft is refused. The reviewer needs
+    ``escalation.approve_knowledgedraft``."""
+    if not reviewer.has_perm("escalation.approve_knowledgedraft"):  # type: ignore[attr-defined]
+        raise EscalationError("You may not review expert articles.", code="forbidden")
+    locked = KnowledgeDraft.objects.select_for_update().select_related("article").get(pk=draft.pk)
+    if locked.status != KnowledgeDraft.Status.PENDING:
+        raise EscalationError(f"This draft is already {locked.status}.", code="reviewed")
+    locked.status = KnowledgeDraft.Status.APPROVED if approve else KnowledgeDraft.Status.REJECTED
+    locked.reviewed_by = reviewer  # type: ignore[assignment]
+    locked.reviewed_at = timezone.now()
+    locked.save(update_fields=["status", "reviewed_by", "reviewed_at"])
+    if approve:
+        locked.article.is_published = True
+        locked.article.save(update_fields=["is_published", "updated_at"])
+        event_record(
+            name=DomainEvent.Name.KNOWLEDGE_DRAFT_APPROVED,
+            ticket=locked.ticket,
+            payload={"article": locked.article.slug},
+        )
+    return locked

@@ -1,0 +1,491 @@
+"""Tickets and the takeover: handing a conversation to people and back to the assistant."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from chat.models import Conversation, Message
+from chat.services import (
+    AGENTS_INBOX_GROUP,
+    conversation_state_broadcast,
+    message_append,
+    system_notice_post,
+)
+from escalation.models import DomainEvent, Priority, Ticket, WorkflowCallback
+from escalation.services.events import event_record
+from escalation.services.presence import agents_available
+
+logger = logging.getLogger(__name__)
+
+NOTICE_AGENT_JOINING = (
+    "I'm bringing in a person from our support team. They will join this conversation "
+    "shortly; your messages here are kept for them."
+)
+NOTICE_NOBODY_AVAILABLE = (
+    "No one from our support team is available right now. Leave a message here and a "
+    "person will get back to you as soon as someone is on duty."
+)
+
+
+class EscalationError(Exception):
+    """A move the escalation workflow refuses; the message is shown to the agent."""
+
+    def __init__(self, message: str, *, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class TakeoverConflict(EscalationError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="taken")
+
+
+def display_name(user: Any) -> str:
+    return (user.get_full_name() or user.get_username()) if user else ""
+
+
+def agent_conversation_group(conversation_id: Any) -> str:
+    """Agents' sockets on one conversation (ticket state changes); customers never join."""
+    return f"agent.conversation.{conversation_id}"
+
+
+def _group_send(group: str, event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(group, event)
+
+
+def ticket_broadcast(ticket: Ticket, *, change: str) -> None:
+    """Tell every open inbox and the agents on the conversation (call after commit)."""
+    event = {"type": "escalation.ticket", "ticket_id": ticket.pk, "change": change}
+    _group_send(AGENTS_INBOX_GROUP, event)
+    _group_send(agent_conversation_group(ticket.conversation_id), event)
+
+
+def _state_broadcast_after_commit(conversation: Conversation) -> None:
+    pk = conversation.pk
+
+    def send() -> None:
+        fresh = Conversation.objects.select_related("assigned_agent").get(pk=pk)
+        conversation_state_broadcast(fresh)
+
+    transaction.on_commit(send)
+
+
+def _lock(conversation: Conversation) -> Conversation:
+    return Conversation.objects.select_for_update().get(pk=conversation.pk)
+
+
+def _sync(target: Conversation, source: Conversation) -> None:
+    for name in ("handling", "assigned_agent_id", "last_seq", "status"):
+        setattr(target, name, getattr(source, name))
+
+
+@transaction.atomic
+def escalation_open(
+    *,
+    conversation: Conversation,
+    reason: str,
+    reason_detail: str = "",
+    priority: str = Priority.NORMAL,
+    decision: Any = None,
+    trigger_message: Message | None = None,
+    sentiment: dict[str, Any] | None = None,
+) -> tuple[Ticket, bool]:
+    """Hand the conversation to people: open a ticket unless one is active.
+
+    Locks the conversation row; the assistant stops answering (``waiting_for_human``)
+    and the customer's later messages wait for an agent. After commit: every open inbox
+    hears of the ticket, on-duty agents get an e-mail, and the Step Functions workflow
+    starts when a state machine is configured. Returns (ticket, created).
+    """
+    locked = _lock(conversation)
+    active = (
+        Ticket.objects.select_for_update()
+        .filter(conversation=locked, status__in=Ticket.ACTIVE)
+        .first()
+    )
+    if active is not None:
+        if locked.handling == Conversation.Handling.ASSISTANT:
+            # Handed back earlier but the ticket stayed open: the person is needed again.
+            locked.handling = Conversation.Handling.WAITING_FOR_HUMAN
+            locked.save(update_fields=["handling", "updated_at"])
+            _state_broadcast_after_commit(locked)
+        _sync(conversation, locked)
+        return active, False
+    ticket = Ticket(
+        conversation=locked,
+        reason=reason,
+        reason_detail=reason_detail[:300],
+        priority=priority,
+        decision=decision,
+        trigger_message=trigger_message,
+        sentiment=sentiment or {},
+        nobody_available=not agents_available().exists(),
+    )
+    ticket.full_clean(exclude=["conversation"], validate_constraints=False)
+    ticket.save()
+    if locked.handling == Conversation.Handling.ASSISTANT:
+        locked.handling = Conversation.Handling.WAITING_FOR_HUMAN
+        locked.save(update_fields=["handling", "updated_at"])
+        _state_broadcast_after_commit(locked)
+    message_append(
+        conversation=locked,
+        role=Message.Role.SYSTEM,
+        text=f"Escalated to a person: {reason.replace('_', ' ')}"
+        + (f" ({reason_detail})" if reason_detail else ""),
+        visibility=Message.Visibility.INTERNAL,
+        internal={"marker": "escalated", "ticket_id": ticket.pk, "reason": reason},
+    )
+    _sync(conversation, locked)
+    event_record(
+        name=DomainEvent.Name.ESCALATION_CREATED,
+        conversation=locked,
+        ticket=ticket,
+        payload={
+            "reason": reason,
+            "reason_detail": reason_detail,
+            "priority": priority,
+            "nobody_available": ticket.nobody_available,
+        },
+    )
+    transaction.on_commit(lambda: _after_open(ticket))
+    return ticket, True
+
+
+def _after_open(ticket: Ticket) -> None:
+    from django_q.tasks import async_task
+
+    from escalation import stepfunctions
+
+    ticket_broadcast(ticket, change="created")
+    async_task("escalation.tasks.ticket_notify_agents_task", ticket.pk)
+    if stepfunctions.workflow_configured():
+        async_task("escalation.tasks.workflow_start_task", ticket.pk)
+
+
+def customer_notice_for(ticket: Ticket) -> str:
+    return NOTICE_NOBODY_AVAILABLE if ticket.nobody_available else NOTICE_AGENT_JOINING
+
+
+@transaction.atomic
+def conversation_take_over(*, conversation: Conversation, agent: AbstractBaseUser) -> Ticket:
+    """The agent takes the conversation; from now on the assistant never answers in it.
+
+    Locks the conversation row, then re-checks who handles it: of two agents racing,
+    the second waits for the lock, sees the first one's takeover and gets
+    ``TakeoverConflict``. An assistant answer in flight re-checks ``handling`` under the
+    same lock before it is published (``chat.services.assistant_reply_store``), so it
+    ends up withheld. Opens a ticket when none is active (an agent stepping in).
+    """
+    locked = _lock(conversation)
+    if locked.status == Conversation.Status.ENDED:
+        raise EscalationError("This conversation has ended.", code="ended")
+    if locked.handling == Conversation.Handling.HUMAN and locked.assigned_agent_id:
+        if locked.assigned_agent_id == agent.pk:
+            raise TakeoverConflict("You already handle this conversation.")
+        owner = type(agent)._default_manager.get(pk=locked.assigned_agent_id)
+        raise TakeoverConflict(f"{display_name(owner)} already took over this conversation.")
+    now = timezone.now()
+    ticket = (
+        Ticket.objects.select_for_update()
+        .filter(conversation=locked, status__in=Ticket.ACTIVE)
+        .first()
+    )
+    if ticket is None:
+        ticket = Ticket(conversation=locked, reason="agent_takeover", priority=Priority.NORMAL)
+        ticket.save()
+    ticket.status = Ticket.Status.ASSIGNED
+    ticket.assigned_agent = agent  # type: ignore[assignment]
+    ticket.assigned_at = now
+    ticket.save(update_fields=["status", "assigned_agent", "assigned_at"])
+    locked.handling = Conversation.Handling.HUMAN
+    locked.assigned_agent = agent  # type: ignore[assignment]
+    locked.save(update_fields=["handling", "assigned_agent", "updated_at"])
+    system_notice_post(
+        conversation=locked,
+        text=f"{display_name(agent)} from our support team joined the conversation.",
+        marker="human_start",
+        agent_id=agent.pk,
+        ticket_id=ticket.pk,
+    )
+    _sync(conversation, locked)
+    event_record(
+        name=DomainEvent.Name.TAKEOVER_STARTED,
+        conversation=locked,
+        ticket=ticket,
+        payload={
+            "agent": agent.get_username(),
+            "waited_seconds": (now - ticket.handoff_at).total_seconds(),
+        },
+    )
+    _state_broadcast_after_commit(locked)
+    transaction.on_commit(lambda: ticket_broadcast(ticket, change="assigned"))
+    return ticket
+
+
+@transaction.atomic
+def ticket_claim(*, ticket: Ticket, agent: AbstractBaseUser) -> Ticket:
+    """Take over the ticket's conversation (see ``conversation_take_over``)."""
+    fresh = Ticket.objects.select_related("conversation").get(pk=ticket.pk)
+    if not fresh.is_active:
+        raise EscalationError(f"This ticket is already {fresh.status}.", code="not_active")
+    return conversation_take_over(conversation=fresh.conversation, agent=agent)
+
+
+def _require_owner(locked: Conversation, agent: AbstractBaseUser) -> None:
+    if locked.handling != Conversation.Handling.HUMAN or locked.assigned_agent_id != agent.pk:
+        raise EscalationError(
+            "Take over the conversation before writing to the customer.", code="not_owner"
+        )
+
+
+@transaction.atomic
+def agent_message_send(
+    *, conversation: Conversation, agent: AbstractBaseUser, text: str, client_id: str = ""
+) -> Message:
+    """A message from the agent who took over, shown to the customer under their name.
+
+    The first one sets the ticket's first response time (measured from the handoff)."""
+    text = (text or "").strip()
+    if not text:
+        raise EscalationError("The message is empty.", code="empty")
+    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise EscalationError("The message is too long.", code="too_long")
+    locked = _lock(conversation)
+    _require_owner(locked, agent)
+    message, created = message_append(
+        conversation=locked, role=Message.Role.AGENT, text=text, author=agent, client_id=client_id
+    )
+    if created:
+        Ticket.objects.filter(
+            conversation=locked, status__in=Ticket.ACTIVE, first_response_at__isnull=True
+        ).update(first_response_at=message.created_at)
+    return message
+
+
+@transaction.atomic
+def note_add(*, conversation: Conversation, agent: AbstractBaseUser, text: str) -> Message:
+    """A private note: agents see it in the history, the customer and the model never do."""
+    text = (text or "").strip()
+    if not text:
+        raise EscalationError("The note is empty.", code="empty")
+    message, _ = message_append(
+        conversation=conversation,
+        role=Message.Role.AGENT,
+        text=text,
+        author=agent,
+        visibility=Message.Visibility.INTERNAL,
+    )
+    return message
+
+
+def _hand_back(locked: Conversation, *, agent: AbstractBaseUser | None, why: str) -> None:
+    name = display_name(agent) if agent else "Our support team"
+    locked.handling = Conversation.Handling.ASSISTANT
+    locked.assigned_agent = None
+    locked.save(update_fields=["handling", "assigned_agent", "updated_at"])
+    system_notice_post(
+        conversation=locked,
+        text=f"{name} handed the conversation back to the assistant.",
+        marker="human_end",
+        agent_id=agent.pk if agent else None,
+        why=why,
+    )
+    _state_broadcast_after_commit(locked)
+
+
+@transaction.atomic
+def conversation_hand_back(*, conversation: Conversation, agent: AbstractBaseUser) -> Conversation:
+    """The assistant answers again; a system marker closes the human part for the model.
+
+    Only the agent who took over may hand back. The ticket stays assigned until resolved.
+    """
+    locked = _lock(conversation)
+    _require_owner(locked, agent)
+    _hand_back(locked, agent=agent, why="hand_back")
+    ticket = Ticket.objects.filter(conversation=locked, status__in=Ticket.ACTIVE).first()
+    event_record(
+        name=DomainEvent.Name.HANDED_BACK,
+        conversation=locked,
+        ticket=ticket,
+        payload={"agent": agent.get_username()},
+    )
+    if ticket is not None:
+        transaction.on_commit(lambda: ticket_broadcast(ticket, change="handed_back"))
+    _sync(conversation, locked)
+    return locked
+
+
+def _finish(
+    ticket: Ticket, *, status: str, outcome: str, note: str, agent: AbstractBaseUser | None
+) -> Ticket:
+    locked = _lock(ticket.conversation)
+    fresh = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    if not fresh.is_active:
+        raise EscalationError(f"This ticket is already {fresh.status}.", code="not_active")
+    now = timezone.now()
+    fresh.status = status
+    fresh.outcome = outcome
+    fresh.outcome_note = note
+    if status == Ticket.Status.RESOLVED:
+        fresh.resolved_at = now
+    else:
+        fresh.closed_at = now
+    if agent is not None and fresh.assigned_agent_id is None:
+        fresh.assigned_agent = agent  # type: ignore[assignment]
+        fresh.assigned_at = now
+    fresh.full_clean(exclude=["conversation"], validate_constraints=False)
+    fresh.save(
+        update_fields=[
+            "status",
+            "outcome",
+            "outcome_note",
+            "resolved_at",
+            "closed_at",
+            "assigned_agent",
+            "assigned_at",
+        ]
+    )
+    if locked.handling != Conversation.Handling.ASSISTANT:
+        _hand_back(locked, agent=agent, why=status)
+    _sync(ticket.conversation, locked)
+    return fresh
+
+
+def _answer_callbacks(ticket: Ticket, *, action: str, output: dict[str, Any]) -> None:
+    waiting = list(
+        WorkflowCallback.objects.select_for_update().filter(
+            ticket=ticket, state=WorkflowCallback.State.WAITING
+        )
+    )
+    for callback in waiting:
+        callback.state = WorkflowCallback.State.SENDING
+        callback.action = action
+        callback.output = output
+        callback.save(update_fields=["state", "action", "output"])
+        transaction.on_commit(lambda pk=callback.pk: _callback_enqueue(pk))
+
+
+def _callback_enqueue(callback_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("escalation.tasks.workflow_callback_answer_task", callback_id)
+
+
+def ticket_outcome_payload(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "ticket_id": ticket.pk,
+        "conversation_id": str(ticket.conversation_id),
+        "status": ticket.status,
+        "outcome": ticket.outcome,
+        "note": ticket.outcome_note,
+        "agent": ticket.assigned_agent.get_username() if ticket.assigned_agent else "",
+        "first_response_seconds": ticket.first_response_seconds,
+        "resolution_seconds": ticket.resolution_seconds,
+    }
+
+
+@transaction.atomic
+def ticket_resolve(
+    *, ticket: Ticket, agent: AbstractBaseUser, outcome: str, note: str = ""
+) -> Ticket:
+    """Resolve with an outcome (approved/rejected and a note).
+
+    Locks the conversation and the ticket. The conversation goes back to the assistant
+    (with a marker) if a person still held it; a waiting Step Functions task gets
+    SendTaskSuccess with the outcome, once, through a background task.
+    """
+    if outcome not in (Ticket.Outcome.APPROVED, Ticket.Outcome.REJECTED):
+        raise EscalationError("The outcome is approved or rejected.", code="invalid_outcome")
+    fresh = _finish(
+        ticket, status=Ticket.Status.RESOLVED, outcome=outcome, note=note.strip(), agent=agent
+    )
+    payload = ticket_outcome_payload(fresh)
+    event_record(
+        name=DomainEvent.Name.ESCALATION_RESOLVED,
+        conversation=fresh.conversation,
+        ticket=fresh,
+        payload=payload,
+    )
+    _answer_callbacks(fresh, action=WorkflowCallback.Action.SUCCESS, output=payload)
+    transaction.on_commit(lambda: ticket_broadcast(fresh, change="resolved"))
+    return fresh
+
+
+@transaction.atomic
+def ticket_close(
+    *, ticket: Ticket, outcome: str, note: str = "", agent: AbstractBaseUser | None = None
+) -> Ticket:
+    """Close a ticket nobody resolved (abandoned or expired): SendTaskFailure once."""
+    if outcome not in (Ticket.Outcome.ABANDONED, Ticket.Outcome.EXPIRED):
+        raise EscalationError("The outcome is abandoned or expired.", code="invalid_outcome")
+    fresh = _finish(ticket, status=Ticket.Status.CLOSED, outcome=outcome, note=note, agent=agent)
+    payload = ticket_outcome_payload(fresh)
+    event_record(
+        name=DomainEvent.Name.ESCALATION_CLOSED,
+        conversation=fresh.conversation,
+        ticket=fresh,
+        payload=payload,
+    )
+    _answer_callbacks(fresh, action=WorkflowCallback.Action.FAILURE, output=payload)
+    transaction.on_commit(lambda: ticket_broadcast(fresh, change="closed"))
+    return fresh
+
+
+def tickets_expire(*, now: Any = None) -> int:
+    """Close open tickets nobody took within ESCALATION_TICKET_EXPIRY_HOURS."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(hours=settings.ESCALATION_TICKET_EXPIRY_HOURS)
+    count = 0
+    for ticket in Ticket.objects.filter(status=Ticket.Status.OPEN, handoff_at__lt=cutoff):
+        try:
+            ticket_close(ticket=ticket, outcome=Ticket.Outcome.EXPIRED, note="Nobody took it.")
+            count += 1
+        except EscalationError:
+            continue  # taken or closed meanwhile
+    return count
+
+
+def ticket_notify_agents(*, ticket_id: int) -> int:
+    """E-mail every on-duty agent about a new ticket, once; returns the recipients count."""
+    from escalation.models import AgentPresence
+    from escalation.notifications import email_send
+
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().select_related("conversation").get(pk=ticket_id)
+        if ticket.agents_notified_at is not None or not ticket.is_active:
+            return 0
+        ticket.agents_notified_at = timezone.now()
+        ticket.save(update_fields=["agents_notified_at"])
+    recipients = sorted(
+        AgentPresence.objects.filter(on_duty=True, agent__is_active=True)
+        .exclude(agent__email="")
+        .values_list("agent__email", flat=True)
+    )
+    last = ticket.trigger_message.text if ticket.trigger_message else ""
+    try:
+        email_send(
+            to=recipients,
+            subject=f"[Loopdesk] New escalation: {ticket.reason.replace('_', ' ')}",
+            body=(
+                f"A customer needs a person (ticket {ticket.pk}, priority {ticket.priority}).\n"
+                f"Reason: {ticket.reason} {ticket.reason_detail}\n"
+                f"Last message: {last[:500]}\n\n"
+                f"Open the agent console: /agent/conversations/{ticket.conversation_id}/\n"
+            ),
+        )
+    except Exception:
+        Ticket.objects.filter(pk=ticket_id).update(agents_notified_at=None)  # retry later
+        raise
+    return len(recipients)

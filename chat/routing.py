@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import re_path
 
-websocket_urlpatterns: list = []
+from chat.consumers import ChatConsumer
+
+# Any id reaches the consumer, which closes with 4404 for ids that are not conversations.
+websocket_urlpatterns = [
+    re_path(r"^ws/chat/(?P<conversation_id>[^/]+)/$", ChatConsumer.as_asgi()),
+]

@@ -1,0 +1,101 @@
+"""Reads for conversations, messages and the knowledge base."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Max, Q, QuerySet
+
+from chat.models import Article, Conversation, Message
+
+HISTORY_LIMIT = 20
+HAND_BACK_MARKER = "The agent handed the conversation back to the assistant."
+
+
+def conversation_messages_after(
+    *, conversation: Conversation, seq: int, audience: str
+) -> QuerySet[Message]:
+    """Messages after ``seq`` in order; customers only ever get PUBLIC ones."""
+    messages = (
+        Message.objects.filter(conversation=conversation, seq__gt=seq)
+        .select_related("author")
+        .order_by("seq")
+    )
+    if audience != "agent":
+        messages = messages.filter(visibility=Message.Visibility.PUBLIC)
+    return messages
+
+
+def conversations_for_customer(*, user: Any, visitor_id: str) -> QuerySet[Conversation]:
+    """The conversations a customer owns: by account, and by visitor token."""
+    owned = Q(pk__in=[])
+    if user is not None and user.is_authenticated:
+        owned |= Q(customer_id=user.pk)
+    if visitor_id:
+        owned |= Q(visitor_id=visitor_id, customer__isnull=True)
+    return Conversation.objects.filter(owned)
+
+
+def conversation_history(
+    *, conversation: Conversation, before_seq: int, limit: int = HISTORY_LIMIT
+) -> list[dict[str, str]]:
+    """The last public turns before ``before_seq`` as [{"role", "text"}], oldest first
+    (what the assistant is given as history).
+
+    Agent replies are wrapped in system markers where a person joined and where the
+    conversation went back to the assistant, so a handed-back conversation reads
+    correctly to the model.
+    """
+    rows = list(
+        Message.objects.filter(
+            conversation=conversation,
+            seq__lt=before_seq,
+            visibility=Message.Visibility.PUBLIC,
+        )
+        .select_related("author")
+        .order_by("-seq")[:limit]
+    )
+    rows.reverse()
+    history: list[dict[str, str]] = []
+    in_human_part = False
+    for message in rows:
+        marker = message.internal.get("marker") if message.role == Message.Role.SYSTEM else None
+        if marker in ("human_start", "human_end"):
+            # The escalation app posts its own markers on takeover / hand-back.
+            in_human_part = marker == "human_start"
+        elif message.role == Message.Role.AGENT and not in_human_part:
+            author = message.author
+            name = (author.get_full_name() or author.get_username()) if author else "an agent"
+            history.append(
+                {"role": "system", "text": f"A human agent ({name}) joined the conversation."}
+            )
+            in_human_part = True
+        elif message.role == Message.Role.ASSISTANT and in_human_part:
+            history.append({"role": "system", "text": HAND_BACK_MARKER})
+            in_human_part = False
+        history.append({"role": message.role, "text": message.text})
+    if in_human_part:
+        # The assistant only answers again after a hand-back.
+        history.append({"role": "system", "text": HAND_BACK_MARKER})
+    return history
+
+
+def articles_retrievable(*, embedding_model: str) -> QuerySet[Article]:
+    """Published articles embedded with ``embedding_model`` (others are not comparable)."""
+    return Article.objects.filter(
+        is_published=True, embedding_model=embedding_model, embedding__isnull=False
+    )
+
+
+def articles_retrievable_signature(*, embedding_model: str) -> tuple[Any, ...]:
+    """A cheap fingerprint of the retrievable set: changes whenever an article is
+    published, unpublished, edited, deleted or (re-)embedded."""
+    agg = articles_retrievable(embedding_model=embedding_model).aggregate(
+        count=Count("id"), updated=Max("updated_at"), embedded=Max("embedded_at")
+    )
+    return (agg["count"], agg["updated"], agg["embedded"])
+
+
+def articles_embedding_stale(*, embedding_model: str) -> QuerySet[Article]:
+    """Articles whose stored embedding is missing or from another model."""
+    return Article.objects.exclude(embedding_model=embedding_model, embedding__isnull=False)

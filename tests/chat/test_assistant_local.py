@@ -1,0 +1,105 @@
+"""The local provider for real: MiniLM retrieval over the demo articles, VADER, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chat.assistant import assistant_draft, assistant_prepare, assistant_stream
+from chat.assistant.embeddings import query_batcher
+from tests.chat.knowledge_fixtures import knowledge_base
+
+__all__ = ["knowledge_base"]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def local_provider(settings):
+    settings.ASSISTANT_PROVIDER = "local"
+
+
+async def test_wifi_question_retrieves_and_cites_the_wifi_article(knowledge_base):
+    question = "How do I connect my hub to the wifi? It doesn't find my 5GHz network"
+
+    prepared = await assistant_prepare(question=question, history=[])
+    answer, info = await assistant_draft(question=question, history=[], prepared=prepared)
+
+    assert not prepared.no_answer
+    assert prepared.sources[0]["slug"] == "connecting-the-hub-to-wifi"
+    assert prepared.signals["retrieval"]["top_score"] >= prepared.signals["retrieval"]["min_score"]
+    assert "2.4 GHz" in answer
+    assert "[1]" in answer
+    assert info.provider == "local"
+    assert "MiniLM" in info.model_name
+
+
+async def test_off_topic_question_gives_an_honest_no_answer(knowledge_base):
+    question = "Who won the football last night?"
+
+    prepared = await assistant_prepare(question=question, history=[])
+    answer, _ = await assistant_draft(question=question, history=[], prepared=prepared)
+
+    assert prepared.no_answer
+    assert prepared.sources == []
+    assert prepared.signals["retrieval"]["no_answer"] is True
+    assert "don't know" in answer
+    assert "person" in answer
+
+
+async def test_angry_message_is_flagged_negative_and_a_question_is_not(knowledge_base):
+    angry = await assistant_prepare(
+        question="The hub just died after 18 months. €149 for this junk?? Terrible service!",
+        history=[],
+    )
+    calm = await assistant_prepare(question="How do I submit a meter reading?", history=[])
+
+    assert angry.signals["sentiment"]["label"] == "negative"
+    assert angry.signals["sentiment"]["negative"] == 1
+    assert angry.signals["sentiment"]["method"] == "vader"
+    assert angry.signals["sentiment"]["score"] < 0
+    assert calm.signals["sentiment"]["negative"] == 0
+
+
+async def test_answer_streams_in_several_chunks(knowledge_base):
+    question = "How do I turn on two-factor authentication?"
+    prepared = await assistant_prepare(question=question, history=[])
+
+    stream, info = assistant_stream(question=question, history=[], prepared=prepared)
+    chunks = [chunk async for chunk in stream]
+
+    assert len(chunks) > 3
+    assert prepared.sources[0]["slug"] == "two-factor-authentication"
+    assert "".join(chunks).startswith("From our help article")
+    assert info.adapter == ""
+
+
+async def test_follow_up_question_is_searched_with_the_previous_one(knowledge_base):
+    history = [
+        {"role": "customer", "text": "My hub shows error E21"},
+        {"role": "assistant", "text": "That means the Wi-Fi connection was lost."},
+    ]
+
+    prepared = await assistant_prepare(question="what should I do?", history=history)
+
+    assert prepared.sources[0]["slug"] == "error-e21-wifi-connection-lost"
+
+
+async def test_concurrent_prepares_are_encoded_in_batches(knowledge_base):
+    questions = [
+        "How do I pay by direct debit?",
+        "What is away mode?",
+        "How do I cancel my account?",
+        "My bill looks too high",
+        "How do I update the hub firmware?",
+        "Can I share the app with my partner?",
+    ]
+    batcher = query_batcher()
+    batcher.batch_sizes.clear()
+
+    results = await asyncio.gather(*(assistant_prepare(question=q, history=[]) for q in questions))
+
+    assert all(r.sources for r in results)
+    assert sum(batcher.batch_sizes) == len(questions)
+    assert max(batcher.batch_sizes) > 1

@@ -1,0 +1,215 @@
+"""The assistant's decision workflow (the blog's), as one LangChain LCEL chain.
+
+prepare: retrieve passages + internal sentiment check (before any draft is shown)
+answer:  retrieve -> prompt -> model -> parse, identical for every provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+
+from chat.assistant.contract import AssistantError, DraftInfo, Passage, Prepared
+from chat.assistant.knowledge import passages_search
+from chat.assistant.providers import Provider, provider_current
+
+NO_ANSWER_TEXT = (
+    "I'm sorry, I don't know the answer to that, and I'd rather not guess. "
+    "I can connect you with a person from our support team: just press "
+    "\u201cTalk to a person\u201d."
+)
+HISTORY_TURNS = 10
+
+ANSWER_SYSTEM = (
+    "You are Brightwave's customer support assistant. Answer the customer's last "
+    "question using only the knowledge-base passages below, briefly and politely. "
+    "Cite the passages you used by their number, like [1]. If the passages do not "
+    "answer the question, say that you don't know and offer to connect the customer "
+    "with a person.\n\nPassages:\n\n{context}"
+)
+ANSWER_PROMPT = ChatPromptTemplate.from_messages(
+    [
+        ("system", ANSWER_SYSTEM),
+        MessagesPlaceholder("history"),
+        ("human", "{question}"),
+    ]
+)
+
+
+def passages_context(passages: list[Passage]) -> str:
+    """Numbered passages, ``[n] Title (slug)`` then the text (the local model parses this)."""
+    return "\n\n".join(
+        f"[{n}] {p.title} ({p.slug})\n{p.text}" for n, p in enumerate(passages, start=1)
+    )
+
+
+def history_messages(history: list[dict[str, Any]], question: str) -> list[BaseMessage]:
+    """Customer turns as human, assistant/agent turns as AI; system notices dropped.
+
+    Consecutive turns of one side are merged and the history starts with the customer
+    (Bedrock's Converse requires alternating turns starting with the user).
+    """
+    turns: list[tuple[str, str]] = []
+    for item in history[-HISTORY_TURNS * 2 :]:
+        role, text = item.get("role"), str(item.get("text") or "").strip()
+        if not text or role not in {"customer", "assistant", "agent"}:
+            continue
+        side = "human" if role == "customer" else "ai"
+        if turns and turns[-1][0] == side:
+            turns[-1] = (side, f"{turns[-1][1]}\n\n{text}")
+        else:
+            turns.append((side, text))
+    # The current question is sent separately; don't repeat it.
+    if turns and turns[-1] == ("human", question.strip()):
+        turns.pop()
+    while turns and turns[0][0] != "human":
+        turns.pop(0)
+    if turns and turns[-1][0] == "human":
+        # The prompt's own human turn follows: keep the roles alternating.
+        turns.append(("ai", "(no answer was given)"))
+    return [HumanMessage(text) if side == "human" else AIMessage(text) for side, text in turns]
+
+
+def retrieval_query(question: str, history: list[dict[str, Any]]) -> str:
+    """A short follow-up ("and on 5 GHz?") is searched together with the previous question."""
+    if len(re.findall(r"\w+", question)) >= 6:
+        return question
+    previous = [h["text"] for h in history if h.get("role") == "customer" and h.get("text")]
+    previous = [p for p in previous if p.strip() != question.strip()]
+    return f"{previous[-1]}\n{question}" if previous else question
+
+
+async def _retrieve(provider: Provider, query: str) -> tuple[list[Passage], float]:
+    vector = await provider.embedder.embed_query(query)
+    return await database_sync_to_async(passages_search)(
+        query_vector=vector,
+        embedding_model=provider.embedder.name,
+        top_k=settings.ASSISTANT_TOP_K,
+        min_score=settings.ASSISTANT_MIN_RETRIEVAL_SCORE,
+        query_text=query,
+    )
+
+
+async def assistant_prepare(*, question: str, history: list[dict[str, Any]]) -> Prepared:
+    """Retrieve passages and run the internal sentiment check, concurrently.
+
+    Raises ``AssistantError`` when the provider fails. Nothing here is customer-facing.
+    """
+    provider = provider_current()
+    try:
+        (passages, top_score), sentiment = await asyncio.gather(
+            _retrieve(provider, retrieval_query(question, history)),
+            provider.sentiment(question),
+        )
+    except AssistantError:
+        raise
+    except Exception as exc:
+        raise AssistantError(f"{provider.name} provider failed to prepare: {exc}") from exc
+    min_score = float(settings.ASSISTANT_MIN_RETRIEVAL_SCORE)
+    no_answer = not passages
+    return Prepared(
+        passages=passages,
+        sources=[{"slug": p.slug, "title": p.title, "score": p.score} for p in passages],
+        signals={
+            "sentiment": sentiment,
+            "retrieval": {"top_score": top_score, "no_answer": no_answer, "min_score": min_score},
+        },
+        no_answer=no_answer,
+    )
+
+
+def answer_chain(model: Runnable[Any, Any]) -> Runnable[dict[str, Any], str]:
+    """retrieve -> prompt -> model -> parse. Input: {question, history, prepared|None}."""
+
+    async def retrieve(inputs: dict[str, Any]) -> list[Passage]:
+        prepared = inputs.get("prepared")
+        if prepared is None:
+            prepared = await assistant_prepare(
+                question=inputs["question"], history=inputs["history"]
+            )
+        return list(prepared.passages)
+
+    return (
+        RunnablePassthrough.assign(passages=RunnableLambda(retrieve))
+        | RunnableLambda(
+            lambda x: {
+                "context": passages_context(x["passages"]),
+                "history": history_messages(x["history"], x["question"]),
+                "question": x["question"],
+            }
+        )
+        | ANSWER_PROMPT
+        | model
+        | StrOutputParser()
+    )
+
+
+def _text_chunks(text: str, words: int = 3) -> list[str]:
+    parts = re.findall(r"\S+\s*", text)
+    return ["".join(parts[i : i + words]) for i in range(0, len(parts), words)]
+
+
+def assistant_stream(
+    *,
+    question: str,
+    history: list[dict[str, Any]],
+    prepared: Prepared,
+    adapter_name: str = "",
+) -> tuple[AsyncIterator[str], DraftInfo]:
+    """Text deltas of the answer (token by token when the model streams) and its origin.
+
+    With ``prepared.no_answer`` the deltas are an honest "I don't know, I can connect
+    you with a person". Provider failures raise ``AssistantError`` from the iterator;
+    the caller applies the timeout. ``info.adapter`` is filled in when streaming starts.
+    """
+    provider = provider_current()
+    info = DraftInfo(provider=provider.name, model_name=provider.model_name, adapter="")
+
+    async def deltas() -> AsyncIterator[str]:
+        if prepared.no_answer:
+            for chunk in _text_chunks(NO_ANSWER_TEXT):
+                yield chunk
+            return
+        try:
+            model = await provider.chat_model(adapter_name=adapter_name, info=info)
+            chain = answer_chain(model)
+            produced = False
+            async for delta in chain.astream(
+                {"question": question, "history": history, "prepared": prepared}
+            ):
+                if delta:
+                    produced = True
+                    yield delta
+        except AssistantError:
+            raise
+        except Exception as exc:
+            raise AssistantError(f"{provider.name} provider failed to answer: {exc}") from exc
+        if not produced:
+            for chunk in _text_chunks(NO_ANSWER_TEXT):
+                yield chunk
+
+    return deltas(), info
+
+
+async def assistant_draft(
+    *,
+    question: str,
+    history: list[dict[str, Any]],
+    prepared: Prepared,
+    adapter_name: str = "",
+) -> tuple[str, DraftInfo]:
+    """The whole answer at once (for drafts withheld from the customer)."""
+    stream, info = assistant_stream(
+        question=question, history=history, prepared=prepared, adapter_name=adapter_name
+    )
+    parts = [delta async for delta in stream]
+    return "".join(parts).strip(), info

@@ -1,0 +1,163 @@
+"""The ``local`` provider's answer model: extractive answers from the retrieved passages.
+
+A LangChain chat model like any other, so the chain is the same for every provider: it
+reads the prompt the chain built (the numbered passages in the system message, the
+customer's question last), picks the passage sentences closest to the question with
+MiniLM and returns them, cited, streamed a few words at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from chat.assistant.embeddings import MODEL_NAME, embed_query, embed_texts
+
+PASSAGE_HEADER = re.compile(r"^\[(\d+)\] (.+) \(([\w-]+)\)$", re.MULTILINE)
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
+WORDS_PER_CHUNK = 3
+
+
+@dataclass(frozen=True)
+class PromptPassage:
+    number: int
+    title: str
+    slug: str
+    text: str
+
+
+def prompt_passages(system_text: str) -> list[PromptPassage]:
+    """Parse the numbered passages out of the answer prompt's system message."""
+    headers = list(PASSAGE_HEADER.finditer(system_text))
+    passages = []
+    for i, header in enumerate(headers):
+        end = headers[i + 1].start() if i + 1 < len(headers) else len(system_text)
+        text = system_text[header.end() : end].strip()
+        passages.append(PromptPassage(int(header.group(1)), header.group(2), header.group(3), text))
+    return passages
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_SPLIT.split(text) if len(s.strip()) > 2]
+
+
+@lru_cache(maxsize=512)
+def _sentence_vectors(text: str) -> tuple[tuple[str, ...], np.ndarray]:
+    parts = tuple(sentences(text))
+    return parts, embed_texts(list(parts))
+
+
+def answer_compose(
+    *,
+    question_vector: np.ndarray,
+    passages: list[PromptPassage],
+    sentence_vectors: list[tuple[tuple[str, ...], np.ndarray]],
+    max_sentences: int = 3,
+) -> str:
+    """The most relevant sentences of the best passage (and of a close second), cited."""
+    if not passages:
+        return ""
+    picked: list[tuple[PromptPassage, list[str]]] = []
+    best_overall = None
+    for passage, (parts, matrix) in zip(passages, sentence_vectors, strict=True):
+        if not parts:
+            continue
+        scores = matrix @ question_vector
+        best = float(scores.max())
+        if best_overall is None:
+            best_overall = best
+        elif best < best_overall - 0.05 or len(picked) >= 2:
+            break
+        budget = max_sentences if not picked else 1
+        top = sorted(np.argsort(-scores)[:budget].tolist())
+        # Keep sentences reasonably close to the best one; always keep the best.
+        chosen = [parts[i] for i in top if scores[i] >= best - 0.25]
+        picked.append((passage, chosen))
+    lines: list[str] = []
+    for passage, chosen in picked:
+        intro = "" if lines else f"From our help article \u201c{passage.title}\u201d: "
+        if lines:
+            intro = f"See also \u201c{passage.title}\u201d: "
+        lines.append(f"{intro}{' '.join(chosen)} [{passage.number}]")
+    return "\n\n".join(lines)
+
+
+def _prompt_parts(messages: list[BaseMessage]) -> tuple[str, list[PromptPassage]]:
+    system = next((m for m in messages if m.type == "system"), None)
+    question = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
+    passages = prompt_passages(str(system.content)) if system else []
+    return (str(question.content) if question else ""), passages
+
+
+def _chunks(text: str) -> Iterator[str]:
+    words = re.findall(r"\S+\s*", text)
+    for i in range(0, len(words), WORDS_PER_CHUNK):
+        yield "".join(words[i : i + WORDS_PER_CHUNK])
+
+
+class ExtractiveAnswerModel(BaseChatModel):
+    """Answers with the passages' own sentences; no generation, no network."""
+
+    model_name: str = f"extractive:{MODEL_NAME}"
+
+    @property
+    def _llm_type(self) -> str:
+        return "loopdesk-extractive"
+
+    def _answer_sync(self, messages: list[BaseMessage]) -> str:
+        question, passages = _prompt_parts(messages)
+        if not passages:
+            return ""
+        vectors = [_sentence_vectors(p.text) for p in passages]
+        return answer_compose(
+            question_vector=embed_texts([question])[0], passages=passages, sentence_vectors=vectors
+        )
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text = self._answer_sync(messages)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for chunk in _chunks(self._answer_sync(messages)):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=chunk))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        question, passages = _prompt_parts(messages)
+        if not passages:
+            return
+        question_vector = await embed_query(question)
+        vectors = [await asyncio.to_thread(_sentence_vectors, p.text) for p in passages]
+        text = answer_compose(
+            question_vector=question_vector, passages=passages, sentence_vectors=vectors
+        )
+        for chunk in _chunks(text):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=chunk))
+            await asyncio.sleep(0)  # let other sockets run between chunks

@@ -1,0 +1,143 @@
+"""The providers behind the one assistant chain, chosen by ``settings.ASSISTANT_PROVIDER``.
+
+Each provider supplies an embedder (retrieval), a sentiment check and a chat model; the
+chain in ``chat.assistant.chain`` is the same for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import numpy as np
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from langchain_core.language_models import BaseChatModel
+
+from chat.assistant import bedrock
+from chat.assistant.contract import DraftInfo
+from chat.assistant.embeddings import MODEL_NAME, embed_query, embed_texts
+from chat.assistant.sentiment import sentiment_chain, sentiment_vader
+
+
+class Embedder(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray: ...
+
+    async def embed_query(self, text: str) -> np.ndarray: ...
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 from the offline package; queries are micro-batched."""
+
+    name = MODEL_NAME
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return embed_texts(texts)
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        return await embed_query(text)
+
+
+class BedrockEmbedder:
+    """Bedrock embeddings (Titan by default) through langchain-aws, unit length."""
+
+    @property
+    def name(self) -> str:
+        return f"bedrock:{settings.BEDROCK_EMBEDDING_MODEL_ID}"
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(bedrock.embeddings_model().embed_documents(texts), dtype=np.float32)
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        vector = await bedrock.embeddings_model().aembed_query(text)
+        return np.asarray(vector, dtype=np.float32)
+
+
+class Provider(Protocol):
+    name: str
+    embedder: Embedder
+
+    @property
+    def model_name(self) -> str: ...
+
+    async def sentiment(self, text: str) -> dict[str, Any]: ...
+
+    async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel: ...
+
+
+class LocalProvider:
+    name = "local"
+    embedder: Embedder = MiniLMEmbedder()
+
+    @property
+    def model_name(self) -> str:
+        from chat.assistant.local_model import ExtractiveAnswerModel
+
+        return ExtractiveAnswerModel().model_name
+
+    async def sentiment(self, text: str) -> dict[str, Any]:
+        return await asyncio.to_thread(sentiment_vader, text)
+
+    async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel:
+        from chat.assistant.local_model import ExtractiveAnswerModel
+
+        return ExtractiveAnswerModel()
+
+
+class BedrockProvider:
+    name = "bedrock"
+    embedder: Embedder = BedrockEmbedder()
+
+    @property
+    def model_name(self) -> str:
+        return str(settings.BEDROCK_MODEL_ID)
+
+    async def sentiment(self, text: str) -> dict[str, Any]:
+        # The blog's internal prompt on the same model; a short, deterministic answer.
+        model = await sync_to_async(bedrock.chat_model)(max_tokens=5, temperature=0.0)
+        result: dict[str, Any] = await sentiment_chain(model).ainvoke({"text": text})
+        return result
+
+    async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel:
+        model: BaseChatModel = await sync_to_async(bedrock.chat_model)()
+        return model
+
+
+class HFProvider:
+    name = "hf"
+    embedder: Embedder = MiniLMEmbedder()
+
+    @property
+    def model_name(self) -> str:
+        return str(settings.HF_BASE_MODEL_PATH)
+
+    async def sentiment(self, text: str) -> dict[str, Any]:
+        return await asyncio.to_thread(sentiment_vader, text)
+
+    async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel:
+        from chat.assistant.hf import hf_chat_model
+
+        return await hf_chat_model(adapter_name=adapter_name, info=info)
+
+
+_PROVIDERS: dict[str, Provider] = {
+    "local": LocalProvider(),
+    "bedrock": BedrockProvider(),
+    "hf": HFProvider(),
+}
+
+
+def provider_current() -> Provider:
+    name = settings.ASSISTANT_PROVIDER
+    try:
+        return _PROVIDERS[name]
+    except KeyError:
+        raise ValueError(f"Unknown ASSISTANT_PROVIDER {name!r}") from None
+
+
+def embedder_current() -> Embedder:
+    """The embedder whose vectors retrieval compares against (the provider's)."""
+    return provider_current().embedder

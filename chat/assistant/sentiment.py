@@ -1,0 +1,70 @@
+"""The internal sentiment check the blog runs before a draft is shown.
+
+``local``/``hf``: VADER's compound score. ``bedrock``: the blog's prompt ("find the
+sentiment ..., respond 0 if positive and respond 1 if negative") on the chat model.
+Results go into the message's internal signals, never to the customer.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import PromptTemplate
+
+# The blog's prompt, verbatim apart from the variable name.
+SENTIMENT_PROMPT = PromptTemplate.from_template(
+    "Find the sentiment of below sentence, respond 0 if positive and respond 1 if negative\n{text}"
+)
+
+
+@lru_cache(maxsize=1)
+def _vader() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def sentiment_vader(text: str) -> dict[str, Any]:
+    """VADER compound in [-1, 1]; "negative" only for clearly negative text.
+
+    The cut-off (``ASSISTANT_NEGATIVE_SENTIMENT_BELOW``, default -0.5) is stricter than
+    VADER's usual -0.05: support questions are full of words like "failed" and "error",
+    and the blog escalates on *clear* negative sentiment only.
+    """
+    compound = float(_vader().polarity_scores(text)["compound"])
+    if compound <= settings.ASSISTANT_NEGATIVE_SENTIMENT_BELOW:
+        label = "negative"
+    elif compound >= 0.05:
+        label = "positive"
+    else:
+        label = "neutral"
+    return {
+        "label": label,
+        "negative": int(label == "negative"),
+        "score": round(compound, 4),
+        "method": "vader",
+    }
+
+
+def sentiment_parse(output: str) -> dict[str, Any]:
+    """Read the model's 0/1 answer; anything else counts as not negative (and is kept)."""
+    match = re.search(r"[01]", output)
+    negative = bool(match and match.group() == "1")
+    return {
+        "label": "negative" if negative else ("positive" if match else "neutral"),
+        "negative": int(negative),
+        # Same sign convention as VADER's compound: -1 negative, +1 positive.
+        "score": -1.0 if negative else (1.0 if match else 0.0),
+        "method": "bedrock",
+        "raw": output.strip()[:200],
+    }
+
+
+def sentiment_chain(model: BaseChatModel) -> Any:
+    """prompt -> model -> text -> {label, negative, score, method}."""
+    return SENTIMENT_PROMPT | model | StrOutputParser() | sentiment_parse

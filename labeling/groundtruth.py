@@ -266,7 +266,7 @@ def output_manifest_import(
             if not ident.isdigit() or int(ident) not in known_users:
                 errors.append(f"line {line.line_no}: unknown Loopdesk reviewer {line.worker_id}")
     if errors:
-        raise ManifestError(errors)
+        raise ManifestError(sorted(errors, key=lambda error: int(error.split()[1].rstrip(":"))))
 
     result = ImportResult()
     with transaction.atomic():

@@ -211,7 +211,7 @@ class LabelingItem(models.Model):
             models.Index(fields=["judge_review", "judge_score"]),
         ]
         permissions = [
-            ("view_all_labels", "Can see every reviewer's labels and the consolidation"),
+            ("see_all_labels", "Can see every reviewer's labels and the consolidation"),
             ("validate_judge", "Can accept or override AI judge scores"),
             ("run_sampling", "Can run sampling policies"),
         ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import statistics
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,7 +74,7 @@ def answers_unsampled(*, low_rating_max: int | None = None) -> QuerySet[Message]
 
 
 def user_sees_all_labels(user: Any) -> bool:
-    return bool(user.is_superuser or user.has_perm("labeling.view_all_labels"))
+    return bool(user.is_superuser or user.has_perm("labeling.see_all_labels"))
 
 
 def labels_visible_to(*, user: Any) -> QuerySet[Label]:
@@ -178,17 +177,20 @@ class ReviewerAgreement:
 
 
 def reviewer_agreements(*, items: QuerySet[LabelingItem] | None = None) -> list[ReviewerAgreement]:
-    """Per reviewer: alpha between their scores and the median of the other reviewers
-    on the consolidated items they labeled (low = often out of line with colleagues)."""
+    """Per reviewer: alpha between their score and each colleague's score on the same
+    consolidated item (one pair per colleague and item). Low or negative = often out
+    of line with colleagues; ``items`` counts the items, not the pairs."""
     from django.contrib.auth import get_user_model
 
     units = _consolidated_units(items if items is not None else LabelingItem.objects.all())
     per_rater: dict[str, list[dict[str, float]]] = defaultdict(list)
+    item_counts: dict[str, int] = defaultdict(int)
     for unit in units.values():
         for rater, score in unit.items():
             others = [value for other, value in unit.items() if other != rater]
             if others:
-                per_rater[rater].append({"self": score, "others": statistics.median(others)})
+                item_counts[rater] += 1
+            per_rater[rater].extend({"self": score, "other": value} for value in others)
     user_ids = [int(rater.split(":", 1)[1]) for rater in per_rater if rater.startswith("user:")]
     names = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
     result = []
@@ -197,7 +199,7 @@ def reviewer_agreements(*, items: QuerySet[LabelingItem] | None = None) -> list[
         name = names.get(int(ident), rater) if kind == "user" else ident
         figure = ordinal_alpha(rater_units)
         result.append(
-            ReviewerAgreement(reviewer=str(name), alpha=figure.alpha, items=len(rater_units))
+            ReviewerAgreement(reviewer=str(name), alpha=figure.alpha, items=item_counts[rater])
         )
     return result
 

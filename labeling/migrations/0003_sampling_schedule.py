@@ -23,7 +23,7 @@ def delete_schedule(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labeling", "0002_labelingbatch_samplingpolicy_labelingitem_label_and_more"),
+        ("labeling", "0002_items_labels_policies"),
         ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from django.db.models import QuerySet
+
+from training.models import AdapterDeployment, RunMetric, TrainingRun
 
 
 @dataclass(frozen=True)
@@ -12,10 +17,70 @@ class AdapterRef:
     path: Path
 
 
+def _ref(deployment: AdapterDeployment) -> AdapterRef:
+    from training.services.artifacts import artifact_local_dir
+
+    run = deployment.run
+    return AdapterRef(name=run.adapter_name, path=artifact_local_dir(run=run, kind="adapter"))
+
+
 def adapter_live(*, adapter_name: str = "") -> AdapterRef | None:
     """The LoRA adapter the ``hf`` provider should use: ``adapter_name`` if given and
     deployed, else the organisation's live adapter, else None (base model only).
 
-    (Deployments are built in the training issue; until then the base model answers.)
+    ``adapter_name`` is a deployment slot (a tenant or conversation choice, e.g.
+    ``Conversation.adapter_name``) or an approved run's adapter name ("run-12"). Read per
+    request, so a deployment or rollback takes effect without restarting the web process.
     """
-    return None
+    active = AdapterDeployment.objects.filter(active=True).select_related("run")
+    if adapter_name:
+        deployment = active.filter(slot=adapter_name).first()
+        if deployment is not None:
+            return _ref(deployment)
+        if adapter_name.startswith("run-") and adapter_name[4:].isdigit():
+            run = TrainingRun.objects.filter(
+                pk=int(adapter_name[4:]),
+                status=TrainingRun.Status.SUCCEEDED,
+                approved_at__isnull=False,
+            ).first()
+            if run is not None and run.produces_adapter:
+                from training.services.artifacts import artifact_local_dir
+
+                return AdapterRef(
+                    name=run.adapter_name, path=artifact_local_dir(run=run, kind="adapter")
+                )
+    deployment = active.filter(slot="").first()
+    return _ref(deployment) if deployment is not None else None
+
+
+def run_metric_series(*, run: TrainingRun, after_id: int = 0) -> dict[str, list[list[float]]]:
+    """Metrics of a run as {name: [[step, value], ...]}, optionally only rows after an id."""
+    series: dict[str, list[list[float]]] = {}
+    rows = RunMetric.objects.filter(run=run, pk__gt=after_id).order_by("step", "pk")
+    for name, step, value in rows.values_list("name", "step", "value"):
+        series.setdefault(name, []).append([step, value])
+    return series
+
+
+def run_progress(*, run: TrainingRun) -> dict[str, Any]:
+    """Progress of a run with an ETA extrapolated from the steps done so far."""
+    from django.utils import timezone
+
+    eta_seconds = None
+    if run.status == TrainingRun.Status.RUNNING and run.started_at and run.step and run.total_steps:
+        elapsed = (timezone.now() - run.started_at).total_seconds()
+        eta_seconds = max(0.0, elapsed / run.step * (run.total_steps - run.step))
+    return {
+        "status": run.status,
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "fraction": (run.step / run.total_steps) if run.total_steps else 0.0,
+        "eta_seconds": eta_seconds,
+        "error": run.error,
+        "log_tail": run.log_tail.splitlines()[-20:],
+        "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
+    }
+
+
+def deployments_active() -> QuerySet[AdapterDeployment]:
+    return AdapterDeployment.objects.filter(active=True).select_related("run", "deployed_by")

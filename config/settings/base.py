@@ -260,6 +260,12 @@ LABELING_ADJUDICATION_SPREAD = env.int("LABELING_ADJUDICATION_SPREAD", default=2
 LABELING_GT_LABEL_ATTRIBUTE = env("LABELING_GT_LABEL_ATTRIBUTE", default="RHLF-custom-feedback")
 LABELING_GT_JOB_NAME = env("LABELING_GT_JOB_NAME", default="rhlf-custom-feedback")
 TRAINING_OUTPUT_DIR = Path(env("TRAINING_OUTPUT_DIR", default=str(VAR_DIR / "training")))
+# A running run whose worker sent no heartbeat for this long is failed by the sweep.
+TRAINING_HEARTBEAT_TIMEOUT_SECONDS = env.int("TRAINING_HEARTBEAT_TIMEOUT_SECONDS", default=120)
+# A training child silent (no output, no heartbeat) for this long is killed.
+TRAINING_STALL_SECONDS = env.int("TRAINING_STALL_SECONDS", default=900)
+# Held-out questions answered before/after a run for its evaluation.
+TRAINING_EVAL_PROMPTS = env.int("TRAINING_EVAL_PROMPTS", default=16)
 
 # Nothing may fetch weights from a model hub at run time.
 HF_HUB_OFFLINE = True

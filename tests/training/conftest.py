@@ -27,3 +27,44 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return starter_model_build(
         output_dir=tmp_path_factory.mktemp("starter"), texts=texts, steps=8, seed=0
     )
+
+
+def _pairs() -> list[dict]:
+    rows = [
+        {"prompt": q, "chosen": a, "rejected": "I don't know.", "split": "train"}
+        for q, a in SUPPORT_QA
+    ]
+    rows[-1]["split"] = rows[-2]["split"] = "test"
+    return rows
+
+
+def _kto() -> list[dict]:
+    good = [{"prompt": q, "completion": a, "label": True} for q, a in SUPPORT_QA]
+    bad = [{"prompt": q, "completion": "No idea.", "label": False} for q, _ in SUPPORT_QA]
+    rows = good + bad
+    rows[len(SUPPORT_QA) - 1]["split"] = "test"
+    return rows
+
+
+@pytest.fixture
+def snapshot(db):
+    from labeling.services import snapshot_create_from_rows
+
+    return snapshot_create_from_rows(name="support", rows={"pair": _pairs(), "kto": _kto()})
+
+
+@pytest.fixture
+def run_in_sync(django_capture_on_commit_callbacks):
+    """Create a run and execute it inline (django-q2 sync mode) through the queue."""
+    from training.services.runs import run_create
+
+    def create_and_run(**kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            run = run_create(**kwargs)
+        run.refresh_from_db()
+        return run
+
+    return create_and_run
+
+
+FAST = {"max_steps": 3, "batch_size": 4, "eval_prompts": 2, "eval_max_new_tokens": 6}

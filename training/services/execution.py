@@ -1,0 +1,309 @@
+"""Running a training run: the worker supervises a child process that does the training.
+
+The child (``manage.py training_run_child``) never touches the database. It prints one
+``@@loopdesk {json}`` line per event (heartbeat, metrics, log, result, error) and every
+other output line is a log line. The supervising worker stores metrics and heartbeats as
+they come, terminates the child on cancel, and records success or the failure reason.
+A crash, out-of-memory kill or ``kill -9`` of the child therefore only fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from labeling.selectors import snapshot_rows
+from training.models import TrainingRun
+from training.services import runs as run_services
+from training.services.artifacts import artifact_local_dir, artifacts_store, code_version
+from training.services.base_models import BaseModelError, base_model_local_path
+
+logger = logging.getLogger(__name__)
+
+EVENT_PREFIX = "@@loopdesk "
+HEARTBEAT_WRITE_SECONDS = 2.0
+
+
+class RunSpecError(ValueError):
+    pass
+
+
+def _split(rows: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    return [row for row in rows if row.get("split", "train") == split]
+
+
+def _kto_rows(snapshot) -> list[dict[str, Any]]:
+    rows = list(snapshot_rows(snapshot=snapshot, kind="kto"))
+    if rows:
+        return rows
+    # Ratings straight from scored answers: desirable when the score is 4 or 5.
+    return [
+        {
+            "prompt": row["prompt"],
+            "completion": row["response"],
+            "label": float(row["score"]) >= 4,
+            "split": row.get("split", "train"),
+        }
+        for row in snapshot_rows(snapshot=snapshot, kind="scored")
+    ]
+
+
+def eval_prompts(*, snapshot, limit: int) -> list[dict[str, str]]:
+    """Held-out questions with a known-good reference answer, one per prompt."""
+    candidates: list[tuple[str, str]] = []
+    for row in snapshot_rows(snapshot=snapshot, kind="pair", split="test"):
+        candidates.append((row["prompt"], row["chosen"]))
+    for row in snapshot_rows(snapshot=snapshot, kind="kto", split="test"):
+        if row.get("label"):
+            candidates.append((row["prompt"], row["completion"]))
+    for row in snapshot_rows(snapshot=snapshot, kind="scored", split="test"):
+        if float(row.get("score", 0)) >= 4:
+            candidates.append((row["prompt"], row["response"]))
+    seen: set[str] = set()
+    prompts = []
+    for prompt, reference in candidates:
+        if prompt not in seen:
+            seen.add(prompt)
+            prompts.append({"prompt": prompt, "reference": reference})
+    return prompts[:limit]
+
+
+def spec_build(*, run: TrainingRun, work_dir: Path) -> dict[str, Any]:
+    """Everything the child needs, as plain data (rows are read here, not in the child)."""
+    snapshot = run.snapshot
+    if run.algorithm in (TrainingRun.Algorithm.REWARD_MODEL, TrainingRun.Algorithm.DPO):
+        rows = list(snapshot_rows(snapshot=snapshot, kind="pair"))
+    elif run.algorithm == TrainingRun.Algorithm.KTO:
+        rows = _kto_rows(snapshot)
+    else:
+        rows = [
+            *snapshot_rows(snapshot=snapshot, kind="pair"),
+            *snapshot_rows(snapshot=snapshot, kind="scored"),
+            *snapshot_rows(snapshot=snapshot, kind="kto"),
+        ]
+    if not _split(rows, "train"):
+        raise RunSpecError(f"snapshot {snapshot} has no training rows for {run.algorithm}")
+    reward_model_path = None
+    if run.algorithm == TrainingRun.Algorithm.PPO:
+        reward_run = run.reward_run
+        if reward_run is None or reward_run.status != TrainingRun.Status.SUCCEEDED:
+            raise RunSpecError("PPO needs a succeeded reward_model run as its reward run")
+        reward_model_path = str(artifact_local_dir(run=reward_run, kind="reward_model"))
+    base = base_model_local_path(uri=run.base_model)
+    hp = dict(run.hyperparameters)
+    return {
+        "run_id": run.pk,
+        "algorithm": run.algorithm,
+        "base_model_path": str(base),
+        "reward_model_path": reward_model_path,
+        "rows": {"train": _split(rows, "train"), "test": _split(rows, "test")},
+        "lora": {
+            "r": run.lora_r,
+            "alpha": run.lora_alpha,
+            "dropout": run.lora_dropout,
+            "target_modules": run.lora_target_modules or None,
+        },
+        "hyperparameters": hp,
+        "seed": run.seed,
+        "device": run.device,
+        "output_dir": str(work_dir),
+        "eval_prompts": eval_prompts(
+            snapshot=snapshot, limit=int(hp.get("eval_prompts", settings.TRAINING_EVAL_PROMPTS))
+        )
+        if run.produces_adapter
+        else [],
+        "max_new_tokens": int(hp.get("eval_max_new_tokens", settings.HF_MAX_NEW_TOKENS)),
+    }
+
+
+def child_command(spec_path: Path) -> list[str]:
+    manage = Path(settings.BASE_DIR) / "manage.py"
+    return [sys.executable, str(manage), "training_run_child", "--spec", str(spec_path)]
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM the child's process group, then SIGKILL if it does not leave."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, PermissionError):
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def _reader(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line.rstrip("\n"))
+    lines.put(None)
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        hint = " (out of memory or killed)" if name == "SIGKILL" else ""
+        return f"training process was killed by {name}{hint}"
+    return f"training process exited with code {code}"
+
+
+def run_execute(*, run_id: int) -> None:
+    """Train one queued run in a child process and record the outcome.
+
+    Idempotent: a run that is not queued (already running, finished, cancelled) is left
+    alone. Never raises for a training failure: the run is failed with the reason and the
+    worker carries on.
+    """
+    run = run_services.run_start(run_id=run_id)
+    if run is None:
+        logger.info("training run %s is not queued; nothing to do", run_id)
+        return
+    try:
+        _run_supervised(run)
+    except Exception as exc:  # the worker must survive anything a run does
+        logger.exception("training run %s failed", run_id)
+        run_services.run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+
+
+def _run_supervised(run: TrainingRun) -> None:
+    work_dir = Path(settings.TRAINING_OUTPUT_DIR) / f"run-{run.pk}"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        spec = spec_build(run=run, work_dir=work_dir)
+    except (RunSpecError, BaseModelError, ValidationError) as exc:
+        run_services.run_fail(run_id=run.pk, error=f"configuration: {exc}")
+        return
+    spec_path = work_dir / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        child_command(spec_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+        env=env,
+        cwd=settings.BASE_DIR,
+        start_new_session=True,  # its own process group: cancel kills all of it
+    )
+    run_services.run_child_started(run=run, pid=proc.pid)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    pending_logs: list[str] = []
+    last_write = 0.0
+    last_child_signal = time.monotonic()
+    status = TrainingRun.Status.RUNNING
+    finished_stream = False
+    while not finished_stream:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            line = ""
+        if line is None:
+            finished_stream = True
+        elif line.startswith(EVENT_PREFIX):
+            last_child_signal = time.monotonic()
+            event = json.loads(line[len(EVENT_PREFIX) :])
+            kind = event.get("event")
+            if kind == "metrics":
+                if event.get("metrics"):
+                    run_services.run_metrics_record(
+                        run=run,
+                        step=event["step"],
+                        total=event.get("total", 0),
+                        metrics=event["metrics"],
+                    )
+            elif kind == "progress":
+                run_services.run_metrics_record(
+                    run=run, step=event["step"], total=event.get("total", 0), metrics={}
+                )
+            elif kind == "log":
+                pending_logs.append(event["line"])
+            elif kind == "result":
+                result = event["result"]
+            elif kind == "error":
+                error = event["message"]
+        elif line:
+            last_child_signal = time.monotonic()
+            pending_logs.append(line)
+        now = time.monotonic()
+        if finished_stream or now - last_write >= HEARTBEAT_WRITE_SECONDS:
+            status = run_services.run_heartbeat(run=run, log_lines=pending_logs)
+            pending_logs = []
+            last_write = now
+            if status != TrainingRun.Status.RUNNING:
+                _terminate(proc)  # cancelled from the admin (or failed by the sweep)
+                break
+            if now - last_child_signal > settings.TRAINING_STALL_SECONDS:
+                _terminate(proc)
+                error = f"training process stalled: silent for {settings.TRAINING_STALL_SECONDS}s"
+                break
+    code = proc.wait()
+    if pending_logs:
+        run_services.run_heartbeat(run=run, log_lines=pending_logs)
+    if status != TrainingRun.Status.RUNNING:
+        return
+    if code != 0 or result is None:
+        reason = error or _exit_reason(code)
+        run_services.run_fail(run_id=run.pk, error=reason)
+        return
+    _finish(run=run, spec=spec, result=result, work_dir=work_dir)
+
+
+def _finish(*, run: TrainingRun, spec: dict[str, Any], result: dict[str, Any], work_dir: Path):
+    from training.services.evaluation import evaluation_build
+
+    evaluation = evaluation_build(result=result)
+    run.refresh_from_db()
+    metrics_last = {
+        m["name"]: m["value"]
+        for m in run.metrics.order_by("step").values("name", "value")  # last value wins
+    }
+    manifest = {
+        "run": run.pk,
+        "adapter_name": run.adapter_name,
+        "algorithm": run.algorithm,
+        "base_model": run.base_model,
+        "snapshot": {"id": run.snapshot_id, "name": str(run.snapshot)},
+        "reward_run": run.reward_run_id,
+        "config": {
+            "lora": spec["lora"],
+            "hyperparameters": spec["hyperparameters"],
+            "seed": spec["seed"],
+            "device": spec["device"],
+            "preset": run.preset,
+        },
+        "metrics": metrics_last,
+        "evaluation": {k: v for k, v in evaluation.items() if k != "rows"},
+        "summary": result.get("summary", {}),
+        "code_version": code_version(),
+    }
+    prefix, stored = artifacts_store(run=run, local_dir=work_dir, manifest=manifest)
+    run_services.run_succeed(
+        run_id=run.pk, artifact_prefix=prefix, manifest=stored, evaluation=evaluation
+    )
+    shutil.rmtree(work_dir / "trainer", ignore_errors=True)

@@ -1,0 +1,124 @@
+"""Named starting points for a run: the two AWS blogs' settings and a tiny CPU demo.
+
+The blogs' learning rates (1e-5, 1.41e-5) are for multi-billion-parameter models; LoRA on
+the tiny starter model needs ~1e-4..1e-3, hence the separate "tiny CPU demo" presets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    label: str
+    algorithm: str
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    lora_target_modules: tuple[str, ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.algorithm,
+            "lora_r": self.lora_r,
+            "lora_alpha": self.lora_alpha,
+            "lora_dropout": self.lora_dropout,
+            "lora_target_modules": list(self.lora_target_modules),
+            "hyperparameters": dict(self.hyperparameters),
+        }
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        # "Incorporate offline and online human-machine workflows": PPO, LoRA r=32
+        # alpha=32 dropout 0.05, lr 1e-5, 10 PPO epochs, batch size 1.
+        Preset(
+            name="online_offline_blog_ppo",
+            label="Online/offline HITL blog: PPO, LoRA r32/a32, lr 1e-5, 10 PPO epochs, batch 1",
+            algorithm="ppo",
+            lora_r=32,
+            lora_alpha=32,
+            lora_dropout=0.05,
+            hyperparameters={
+                "learning_rate": 1e-5,
+                "ppo_epochs": 10,
+                "batch_size": 1,
+                "epochs": 1,
+            },
+        ),
+        # "Improve LLM performance with human and AI feedback" (RLAIF): a reward model
+        # (lr 1e-5, converged after 10 epochs), then PPO with LoRA r=32 alpha=64,
+        # lr 1.41e-5, 3 epochs.
+        Preset(
+            name="rlaif_blog_reward_model",
+            label="RLAIF blog step 1: reward model, lr 1e-5, 10 epochs",
+            algorithm="reward_model",
+            lora_r=32,
+            lora_alpha=64,
+            lora_dropout=0.05,
+            hyperparameters={"learning_rate": 1e-5, "epochs": 10, "batch_size": 8},
+        ),
+        Preset(
+            name="rlaif_blog_ppo",
+            label="RLAIF blog step 2: PPO, LoRA r32/a64, lr 1.41e-5, 3 epochs",
+            algorithm="ppo",
+            lora_r=32,
+            lora_alpha=64,
+            lora_dropout=0.05,
+            hyperparameters={"learning_rate": 1.41e-5, "epochs": 3, "batch_size": 8},
+        ),
+        # Tiny CPU demo: settings that visibly learn on the starter model in seconds.
+        Preset(
+            name="tiny_cpu_reward_model",
+            label="Tiny CPU demo: reward model (seconds)",
+            algorithm="reward_model",
+            lora_r=8,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            hyperparameters={"learning_rate": 1e-3, "epochs": 3, "batch_size": 8},
+        ),
+        Preset(
+            name="tiny_cpu_ppo",
+            label="Tiny CPU demo: PPO (about a minute)",
+            algorithm="ppo",
+            lora_r=8,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            hyperparameters={
+                "learning_rate": 3e-4,
+                "total_episodes": 400,
+                "batch_size": 8,
+                "ppo_epochs": 4,
+                "response_length": 24,
+                "kl_coef": 0.05,
+            },
+        ),
+        Preset(
+            name="tiny_cpu_dpo",
+            label="Tiny CPU demo: DPO (seconds)",
+            algorithm="dpo",
+            lora_r=8,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            hyperparameters={"learning_rate": 1e-3, "epochs": 2, "batch_size": 8, "beta": 0.1},
+        ),
+        Preset(
+            name="tiny_cpu_kto",
+            label="Tiny CPU demo: KTO (seconds)",
+            algorithm="kto",
+            lora_r=8,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            hyperparameters={"learning_rate": 1e-3, "epochs": 2, "batch_size": 8, "beta": 0.1},
+        ),
+    )
+}
+
+
+def preset_choices() -> list[tuple[str, str]]:
+    return [("", "(none)")] + [(p.name, p.label) for p in PRESETS.values()]

@@ -40,7 +40,11 @@ ROLES: dict[str, Role] = {
         staff=True,
         permissions=(
             "chat.view_*",
-            "escalation.*",
+            # Everything in escalation except approving expert articles (reviewers do).
+            "escalation.view_*",
+            "escalation.add_*",
+            "escalation.change_*",
+            "escalation.delete_*",
         ),
         description="Work escalated conversations in the agent console.",
     ),
@@ -53,6 +57,9 @@ ROLES: dict[str, Role] = {
             "labeling.view_*",
             "labeling.add_label",
             "labeling.change_label",
+            "chat.view_article",
+            "escalation.view_knowledgedraft",
+            "escalation.approve_knowledgedraft",
         ),
         description="Label the assistant's answers in the admin.",
     ),

@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from escalation import views
+
+app_name = "escalation"
+
+urlpatterns = [
+    path("", views.inbox, name="inbox"),
+    path("conversations/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
+]

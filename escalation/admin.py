@@ -1,0 +1,159 @@
+"""Admin: rules, canned replies and webhooks are configured here; tickets, decisions,
+events and deliveries are read-only audit views; reviewers approve expert articles."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from escalation import services
+from escalation.models import (
+    AgentPresence,
+    CannedReply,
+    Decision,
+    DomainEvent,
+    EscalationRule,
+    KnowledgeDraft,
+    Ticket,
+    Webhook,
+    WebhookDelivery,
+    WorkflowCallback,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(EscalationRule)
+class EscalationRuleAdmin(admin.ModelAdmin):
+    list_display = [
+        "name", "kind", "enabled", "priority", "threshold", "upper_threshold", "count",
+        "ticket_priority",
+    ]
+    list_editable = ["enabled", "priority"]
+    list_filter = ["kind", "enabled"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "enabled", "priority", "ticket_priority", "description"]}),
+        ("Thresholds", {"fields": ["threshold", "upper_threshold", "count", "patterns"]}),
+    ]
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "conversation", "rule_kind", "score", "threshold", "outcome"]
+    list_filter = ["rule_kind", "outcome"]
+    list_select_related = ["conversation"]
+    readonly_fields = [f.name for f in Decision._meta.fields]
+
+
+@admin.register(Ticket)
+class TicketAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id", "conversation", "reason", "priority", "status", "assigned_agent", "handoff_at",
+        "first_response_at", "resolved_at", "outcome",
+    ]
+    list_filter = ["status", "priority", "reason", "outcome"]
+    list_select_related = ["conversation", "assigned_agent"]
+    readonly_fields = [f.name for f in Ticket._meta.fields]
+    actions = ["abandon"]
+
+    @admin.action(description="Close as abandoned (answers Step Functions with a failure)")
+    def abandon(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
+        closed = 0
+        for ticket in queryset.filter(status__in=Ticket.ACTIVE):
+            try:
+                services.ticket_close(ticket=ticket, outcome=Ticket.Outcome.ABANDONED, agent=request.user)
+                closed += 1
+            except services.EscalationError as exc:
+                self.message_user(request, f"Ticket {ticket.pk}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"Closed {closed} ticket(s).")
+
+
+@admin.register(AgentPresence)
+class AgentPresenceAdmin(admin.ModelAdmin):
+    list_display = ["agent", "on_duty", "last_seen_at"]
+    list_editable = ["on_duty"]
+    list_select_related = ["agent"]
+
+
+@admin.register(CannedReply)
+class CannedReplyAdmin(admin.ModelAdmin):
+    list_display = ["title", "enabled", "position"]
+    list_editable = ["enabled", "position"]
+
+
+@admin.register(WorkflowCallback)
+class WorkflowCallbackAdmin(ReadOnlyAdmin):
+    list_display = ["ticket", "state", "action", "attempts", "received_at", "answered_at"]
+    list_filter = ["state", "action"]
+    exclude = ["task_token"]
+
+
+@admin.register(DomainEvent)
+class DomainEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "name", "conversation", "ticket"]
+    list_filter = ["name"]
+    list_select_related = ["conversation", "ticket"]
+
+
+class DeliveryInline(admin.TabularInline):
+    model = WebhookDelivery
+    extra = 0
+    can_delete = False
+    readonly_fields = ["event", "status", "attempts", "last_status_code", "last_error", "delivered_at"]
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookDelivery]:
+        return super().get_queryset(request).select_related("event")
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ["name", "url", "enabled", "created_at"]
+    inlines = [DeliveryInline]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "webhook", "event", "status", "attempts", "last_status_code"]
+    list_filter = ["status", "webhook"]
+    list_select_related = ["webhook", "event"]
+
+
+@admin.register(KnowledgeDraft)
+class KnowledgeDraftAdmin(ReadOnlyAdmin):
+    list_display = ["article", "ticket", "status", "created_by", "reviewed_by", "reviewed_at"]
+    list_filter = ["status"]
+    list_select_related = ["article", "ticket", "created_by", "reviewed_by"]
+    readonly_fields = ["article", "ticket", "status", "created_by", "reviewed_by", "reviewed_at"]
+    actions = ["approve", "reject"]
+
+    def _review(self, request: HttpRequest, queryset: QuerySet[KnowledgeDraft], approve: bool) -> None:
+        done = 0
+        for draft in queryset:
+            try:
+                services.knowledge_draft_review(draft=draft, reviewer=request.user, approve=approve)
+                done += 1
+            except services.EscalationError as exc:
+                self.message_user(request, f"{draft}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"Reviewed {done} draft(s).")
+
+    @admin.action(description="Approve and publish", permissions=["approve"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[KnowledgeDraft]) -> None:
+        self._review(request, queryset, approve=True)
+
+    @admin.action(description="Reject", permissions=["approve"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[KnowledgeDraft]) -> None:
+        self._review(request, queryset, approve=False)
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("escalation.approve_knowledgedraft")

@@ -1,0 +1,288 @@
+"""The escalation API: tickets (list, filter, claim, resolve, hand back, close), domain
+events, webhooks with their delivery log, agent presence, and the Step Functions callback."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from chat.models import Conversation
+from escalation import selectors, services
+from escalation.models import DomainEvent, Ticket, Webhook
+from escalation.serializers import (
+    CallbackResponseSerializer,
+    CallbackSerializer,
+    CloseSerializer,
+    DomainEventSerializer,
+    PresenceSerializer,
+    ResolveSerializer,
+    TicketSerializer,
+    WebhookDeliverySerializer,
+    WebhookSerializer,
+    error_body,
+)
+
+SIGNATURE_HEADER = "X-Loopdesk-Signature"
+TIMESTAMP_HEADER = "X-Loopdesk-Timestamp"
+
+
+class IsAgent(permissions.BasePermission):
+    message = "Only agents may use the escalation API."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return selectors.is_agent(request.user)
+
+
+class ManagesWebhooks(permissions.BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.user and request.user.has_perm("escalation.change_webhook"))
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-id"
+
+
+def _escalation_error(exc: services.EscalationError) -> Response:
+    code = status.HTTP_409_CONFLICT
+    if exc.code in ("invalid_outcome", "empty", "invalid"):
+        code = status.HTTP_400_BAD_REQUEST
+    return Response(error_body(exc.code, exc.message), status=code)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("status", str, enum=Ticket.Status.values),
+        OpenApiParameter("priority", str),
+        OpenApiParameter("reason", str),
+        OpenApiParameter("mine", bool, description="Only tickets assigned to me"),
+    ]
+)
+class TicketViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = TicketSerializer
+    permission_classes = [IsAgent]
+    pagination_class = NewestFirst
+
+    def get_queryset(self):  # type: ignore[override]
+        tickets = Ticket.objects.select_related("assigned_agent")
+        params = self.request.query_params
+        for field in ("status", "priority", "reason"):
+            if params.get(field):
+                tickets = tickets.filter(**{field: params[field]})
+        if params.get("mine") in ("1", "true"):
+            tickets = tickets.filter(assigned_agent=self.request.user)
+        return tickets
+
+    def _respond(self, ticket: Ticket) -> Response:
+        ticket = Ticket.objects.select_related("assigned_agent").get(pk=ticket.pk)
+        return Response(TicketSerializer(ticket).data)
+
+    @extend_schema(request=None, responses=TicketSerializer)
+    @action(detail=True, methods=["post"])
+    def claim(self, request: Request, pk: str | None = None) -> Response:
+        """Take over the ticket's conversation; of racing agents exactly one wins (409 else)."""
+        try:
+            ticket = services.ticket_claim(ticket=self.get_object(), agent=request.user)
+        except services.EscalationError as exc:
+            return _escalation_error(exc)
+        return self._respond(ticket)
+
+    @extend_schema(request=ResolveSerializer, responses=TicketSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request: Request, pk: str | None = None) -> Response:
+        body = ResolveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            ticket = services.ticket_resolve(
+                ticket=self.get_object(), agent=request.user, **body.validated_data
+            )
+        except services.EscalationError as exc:
+            return _escalation_error(exc)
+        return self._respond(ticket)
+
+    @extend_schema(request=CloseSerializer, responses=TicketSerializer)
+    @action(detail=True, methods=["post"])
+    def close(self, request: Request, pk: str | None = None) -> Response:
+        body = CloseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            ticket = services.ticket_close(
+                ticket=self.get_object(), agent=request.user, **body.validated_data
+            )
+        except services.EscalationError as exc:
+            return _escalation_error(exc)
+        return self._respond(ticket)
+
+    @extend_schema(request=None, responses=TicketSerializer)
+    @action(detail=True, methods=["post"], url_path="hand-back")
+    def hand_back(self, request: Request, pk: str | None = None) -> Response:
+        ticket = self.get_object()
+        try:
+            services.conversation_hand_back(conversation=ticket.conversation, agent=request.user)
+        except services.EscalationError as exc:
+            return _escalation_error(exc)
+        return self._respond(ticket)
+
+    @extend_schema(request=None, responses={201: None})
+    @action(detail=True, methods=["post"], url_path="knowledge-draft")
+    def knowledge_draft(self, request: Request, pk: str | None = None) -> Response:
+        """Turn the resolved conversation into an unpublished expert article draft."""
+        try:
+            draft = services.knowledge_draft_create(ticket=self.get_object(), author=request.user)
+        except services.EscalationError as exc:
+            return _escalation_error(exc)
+        return Response(
+            {"draft_id": draft.pk, "article": draft.article.slug}, status=status.HTTP_201_CREATED
+        )
+
+
+class ConversationTakeOverView(APIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(request=None, responses=TicketSerializer)
+    def post(self, request: Request, conversation_id: str) -> Response:
+        """Take over a conversation (opens a ticket when none is active)."""
+        conversation = get_object_or_404(Conversation, pk=conversation_id)
+        try:
+            ticket = services.conversation_take_over(conversation=conversation, agent=request.user)
+        except services.EscalationError as exc:
+            return _escalation_error(exc)
+        return Response(TicketSerializer(ticket).data)
+
+
+class PresenceView(APIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(request=PresenceSerializer, responses=PresenceSerializer)
+    def post(self, request: Request) -> Response:
+        body = PresenceSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        presence = services.agent_presence_set(
+            agent=request.user, on_duty=body.validated_data["on_duty"]
+        )
+        return Response({"on_duty": presence.on_duty})
+
+
+@extend_schema(parameters=[OpenApiParameter("name", str, enum=DomainEvent.Name.values)])
+class DomainEventViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = DomainEventSerializer
+    permission_classes = [IsAgent]
+    pagination_class = NewestFirst
+
+    def get_queryset(self):  # type: ignore[override]
+        events = DomainEvent.objects.all()
+        if self.request.query_params.get("name"):
+            events = events.filter(name=self.request.query_params["name"])
+        return events
+
+
+class WebhookViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = WebhookSerializer
+    permission_classes = [ManagesWebhooks]
+    pagination_class = NewestFirst
+    queryset = Webhook.objects.all()
+
+    @extend_schema(responses=WebhookDeliverySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request: Request, pk: str | None = None) -> Response:
+        deliveries = self.get_object().deliveries.select_related("event")[:100]
+        return Response(WebhookDeliverySerializer(deliveries, many=True).data)
+
+
+class CallbackThrottle(AnonRateThrottle):
+    rate = "120/min"
+
+
+def callback_signature(*, secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256(secret, "<timestamp>." + body)."""
+    return services.signature_for(secret=secret, body=timestamp.encode() + b"." + body)
+
+
+class StepFunctionsCallbackView(APIView):
+    """The Step Functions Lambda posts the ``.waitForTaskToken`` token of a ticket.
+
+    Authenticated by HMAC: ``X-Loopdesk-Timestamp`` (unix seconds, within
+    ESCALATION_CALLBACK_MAX_SKEW_SECONDS) and ``X-Loopdesk-Signature: sha256=<hex>`` of
+    HMAC-SHA256(STEP_FUNCTIONS_CALLBACK_SECRET, timestamp + "." + raw body).
+    The token is answered (once) when the agent resolves or the ticket is closed.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [CallbackThrottle]
+
+    @extend_schema(
+        request=CallbackSerializer,
+        responses={200: CallbackResponseSerializer, 201: CallbackResponseSerializer},
+        parameters=[
+            OpenApiParameter(SIGNATURE_HEADER, str, OpenApiParameter.HEADER, required=True),
+            OpenApiParameter(TIMESTAMP_HEADER, str, OpenApiParameter.HEADER, required=True),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        secret = settings.STEP_FUNCTIONS_CALLBACK_SECRET
+        if not secret:
+            return Response(
+                error_body("not_configured", "Callbacks are not configured."),
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        raw = request.body
+        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not timestamp.isdigit() or not signature:
+            return Response(
+                error_body("unsigned", f"{TIMESTAMP_HEADER} and {SIGNATURE_HEADER} are required."),
+                status=status.HTTP_401_UNAUTHORIZED,
+            )
+        if abs(time.time() - int(timestamp)) > settings.ESCALATION_CALLBACK_MAX_SKEW_SECONDS:
+            return Response(
+                error_body("stale", "The timestamp is too old or in the future."),
+                status=status.HTTP_401_UNAUTHORIZED,
+            )
+        expected = callback_signature(secret=secret, timestamp=timestamp, body=raw)
+        if not hmac.compare_digest(expected, signature):
+            return Response(
+                error_body("bad_signature", "The signature does not match."),
+                status=status.HTTP_401_UNAUTHORIZED,
+            )
+        try:
+            data = json.loads(raw or b"")
+        except (ValueError, UnicodeDecodeError):
+            return Response(
+                error_body("malformed_json", "The body is not valid JSON."),
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        body = CallbackSerializer(data=data if isinstance(data, dict) else {})
+        if not body.is_valid():
+            return Response(
+                {"code": "invalid", "detail": "Invalid callback.", "errors": body.errors},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        try:
+            callback, created = services.workflow_callback_register(**body.validated_data)
+        except services.EscalationError as exc:
+            code = status.HTTP_404_NOT_FOUND if exc.code == "not_found" else status.HTTP_409_CONFLICT
+            return Response(error_body(exc.code, exc.message), status=code)
+        return Response(
+            {"callback_id": callback.pk, "state": callback.state, "created": created},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

@@ -1,0 +1,104 @@
+"""DRF serializers for the escalation API (shapes only; writes go through services)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from escalation.models import DomainEvent, Ticket, Webhook, WebhookDelivery
+
+
+class TicketSerializer(serializers.ModelSerializer):
+    conversation_id = serializers.UUIDField(read_only=True)
+    assigned_agent = serializers.SerializerMethodField()
+    first_response_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    resolution_seconds = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Ticket
+        fields = [
+            "id", "conversation_id", "reason", "reason_detail", "priority", "status",
+            "sentiment", "nobody_available", "assigned_agent", "handoff_at", "assigned_at",
+            "first_response_at", "resolved_at", "closed_at", "outcome", "outcome_note",
+            "first_response_seconds", "resolution_seconds", "workflow_execution_arn",
+        ]
+        read_only_fields = fields
+
+    def get_assigned_agent(self, ticket: Ticket) -> str:
+        agent = ticket.assigned_agent
+        return (agent.get_full_name() or agent.get_username()) if agent else ""
+
+
+class ResolveSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=[Ticket.Outcome.APPROVED, Ticket.Outcome.REJECTED])
+    note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+
+
+class CloseSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(
+        choices=[Ticket.Outcome.ABANDONED, Ticket.Outcome.EXPIRED], default="abandoned"
+    )
+    note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+
+
+class PresenceSerializer(serializers.Serializer):
+    on_duty = serializers.BooleanField()
+
+
+class DomainEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DomainEvent
+        fields = ["id", "name", "conversation", "ticket", "payload", "created_at"]
+        read_only_fields = fields
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    secret = serializers.CharField(write_only=True, max_length=200)
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=DomainEvent.Name.choices), required=False
+    )
+
+    class Meta:
+        model = Webhook
+        fields = ["id", "name", "url", "secret", "events", "enabled", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate_url(self, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise serializers.ValidationError("Use an http(s) URL.")
+        return value
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    event_name = serializers.CharField(source="event.name", read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id", "event", "event_name", "status", "attempts", "last_status_code",
+            "last_error", "created_at", "delivered_at",
+        ]
+        read_only_fields = fields
+
+
+class CallbackSerializer(serializers.Serializer):
+    """What the Step Functions Lambda posts: the ticket and the task token to answer."""
+
+    ticket_id = serializers.IntegerField(min_value=1)
+    task_token = serializers.CharField(min_length=1, max_length=2048, trim_whitespace=False)
+
+    def validate_task_token(self, value: str) -> str:
+        if value != value.strip() or any(ch.isspace() for ch in value):
+            raise serializers.ValidationError("A task token has no whitespace.")
+        return value
+
+
+class CallbackResponseSerializer(serializers.Serializer):
+    callback_id = serializers.IntegerField()
+    state = serializers.CharField()
+    created = serializers.BooleanField()
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "detail": message}

@@ -14,21 +14,30 @@ from botocore.config import Config
 from django.conf import settings
 
 
-@lru_cache(maxsize=4)
-def _client(service: str, region: str) -> Any:
+@lru_cache(maxsize=8)
+def _client(service: str, region: str, purpose: str) -> Any:
     # Retries stay short: the consumer's timeout bounds the whole turn anyway.
     config = Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=60)
     return boto3.client(service, region_name=region, config=config)
 
 
 def runtime_client() -> Any:
-    """The ``bedrock-runtime`` client (Converse, ConverseStream, InvokeModel)."""
-    return _client("bedrock-runtime", settings.AWS_REGION)
+    """The ``bedrock-runtime`` client of the chat model (Converse, ConverseStream)."""
+    return _client("bedrock-runtime", settings.AWS_REGION, "chat")
+
+
+def embeddings_client() -> Any:
+    """The ``bedrock-runtime`` client of the embeddings (InvokeModel).
+
+    A client of its own: retrieval and the sentiment check run concurrently, and each
+    client's calls stay in order (tests stub each with its own ``Stubber``).
+    """
+    return _client("bedrock-runtime", settings.AWS_REGION, "embeddings")
 
 
 def control_client() -> Any:
     """The ``bedrock`` control-plane client (only used for inference-profile lookups)."""
-    return _client("bedrock", settings.AWS_REGION)
+    return _client("bedrock", settings.AWS_REGION, "control")
 
 
 def guardrail_config() -> dict[str, str] | None:
@@ -62,6 +71,6 @@ def embeddings_model() -> Any:
     return BedrockEmbeddings(
         model_id=settings.BEDROCK_EMBEDDING_MODEL_ID,
         region_name=settings.AWS_REGION,
-        client=runtime_client(),
+        client=embeddings_client(),
         normalize=True,
     )

@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list = []
+from chat import api
+
+router = SimpleRouter()
+router.register("conversations", api.ConversationViewSet, basename="conversation")
+
+urlpatterns = router.urls

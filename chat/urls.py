@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from chat import views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.chat_page, name="page"),
+    path("chat/start/", views.conversation_start_view, name="start"),
+]

@@ -1,0 +1,121 @@
+"""DRF serializers of the chat API (shapes only; writes go through chat.services)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from chat.models import Conversation, CustomerFeedback, Message
+
+
+class ConversationSerializer(serializers.ModelSerializer):
+    agent_name = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Conversation
+        fields = [
+            "id",
+            "title",
+            "channel",
+            "status",
+            "handling",
+            "agent_name",
+            "last_seq",
+            "needs_attention",
+            "created_at",
+            "updated_at",
+            "ended_at",
+        ]
+        read_only_fields = fields
+
+    def get_agent_name(self, conversation: Conversation) -> str:
+        agent = conversation.assigned_agent
+        return (agent.get_full_name() or agent.get_username()) if agent else ""
+
+
+class ConversationCreateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    """What a customer sees of a message."""
+
+    author_name = serializers.SerializerMethodField()
+    reply_to_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "seq",
+            "client_id",
+            "role",
+            "author_name",
+            "text",
+            "sources",
+            "reply_to_id",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_author_name(self, message: Message) -> str:
+        author = message.author
+        return (author.get_full_name() or author.get_username()) if author else ""
+
+
+class AgentMessageSerializer(MessageSerializer):
+    """Agents also see withheld drafts, internal checks and which model answered."""
+
+    class Meta(MessageSerializer.Meta):
+        fields = [
+            *MessageSerializer.Meta.fields,
+            "visibility",
+            "internal",
+            "provider",
+            "model_name",
+            "adapter",
+            "latency_ms",
+        ]
+        read_only_fields = fields
+
+
+class MessageCreateSerializer(serializers.Serializer):
+    client_id = serializers.CharField(
+        max_length=64, help_text="Client-generated id; a retry with the same id is deduplicated."
+    )
+    # Length is checked by the service (settings.CHAT_MAX_MESSAGE_CHARS) for one error text.
+    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
+
+
+class TurnResultSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(
+        choices=["answered", "withheld", "escalated", "blocked", "failed", "silent", "duplicate"]
+    )
+    message = MessageSerializer()
+    reply = MessageSerializer(allow_null=True)
+    notice = MessageSerializer(allow_null=True)
+
+
+class FeedbackSerializer(serializers.ModelSerializer):
+    score = serializers.IntegerField(
+        min_value=1,
+        max_value=5,
+        help_text="1 strongly disagree, 2 disagree, 3 neutral, 4 agree, 5 strongly agree",
+    )
+    better_answer = serializers.CharField(
+        required=False, allow_blank=True, max_length=settings.CHAT_MAX_MESSAGE_CHARS
+    )
+    comment = serializers.CharField(
+        required=False, allow_blank=True, max_length=settings.CHAT_MAX_MESSAGE_CHARS
+    )
+    message_id = serializers.IntegerField(required=False, allow_null=True)
+
+    class Meta:
+        model = CustomerFeedback
+        fields = ["id", "score", "better_answer", "comment", "message_id", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class TranscriptSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    url = serializers.CharField()

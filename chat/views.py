@@ -1,0 +1,112 @@
+"""The customer chat page and the one call it makes over HTTP (starting a conversation).
+
+Everything else the page does goes over the WebSocket (docs/chat-protocol.md).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_POST
+
+from chat import services
+from chat.selectors import conversations_for_customer
+from chat.visitors import (
+    VISITOR_COOKIE,
+    VISITOR_MAX_AGE,
+    rate_subject,
+    visitor_id_from_token,
+    visitor_token_issue,
+)
+
+VISITOR_SESSION_KEY = "chat_visitor_id"
+
+
+def _visitor(request: HttpRequest) -> tuple[str, str | None]:
+    """(visitor id, new token to set or None) from the signed cookie."""
+    visitor_id = visitor_id_from_token(request.COOKIES.get(VISITOR_COOKIE))
+    if visitor_id:
+        return visitor_id, None
+    return visitor_token_issue()
+
+
+def _remember_visitor(
+    request: HttpRequest, response: HttpResponse, visitor_id: str, token: str | None
+) -> None:
+    request.session[VISITOR_SESSION_KEY] = visitor_id
+    if token:
+        response.set_cookie(
+            VISITOR_COOKIE,
+            token,
+            max_age=VISITOR_MAX_AGE,
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure(),
+        )
+
+
+@require_GET
+@ensure_csrf_cookie
+def chat_page(request: HttpRequest) -> HttpResponse:
+    visitor_id, token = _visitor(request)
+    owned = conversations_for_customer(user=request.user, visitor_id=visitor_id)
+    current = ""
+    try:
+        wanted = uuid.UUID(request.GET.get("c", ""))
+    except ValueError:
+        wanted = None
+    if wanted is not None and owned.filter(pk=wanted).exists():
+        current = str(wanted)
+    recent = [
+        {
+            "id": str(c.pk),
+            "title": c.title or "Conversation",
+            "status": c.status,
+            "created_at": c.created_at.isoformat(),
+        }
+        for c in owned.order_by("-created_at")[:30]
+    ]
+    user = request.user
+    config = {
+        "conversationId": current,
+        "conversations": recent,
+        "startUrl": reverse("chat:start"),
+        "wsPath": "/ws/chat/",
+        "provider": settings.ASSISTANT_PROVIDER,
+        "maxChars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "userName": (user.get_full_name() or user.get_username()) if user.is_authenticated else "",
+    }
+    response = render(request, "chat/index.html", {"config": config, "recent": recent})
+    _remember_visitor(request, response, visitor_id, token)
+    return response
+
+
+@require_POST
+def conversation_start_view(request: HttpRequest) -> JsonResponse:
+    """POST {"title"?} -> {"id"}: a new conversation owned by this visitor / customer."""
+    visitor_id, token = _visitor(request)
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return JsonResponse({"code": "malformed_json", "message": "Send JSON."}, status=400)
+    title = body.get("title", "") if isinstance(body, dict) else ""
+    user = request.user if request.user.is_authenticated else None
+    try:
+        conversation = services.conversation_start(
+            customer=user,
+            visitor_id=visitor_id,
+            rate_subject=rate_subject(user=request.user, visitor_id=visitor_id),
+            title=title if isinstance(title, str) else "",
+        )
+    except services.ChatError as exc:
+        status = 429 if isinstance(exc, services.ChatRateLimited) else 400
+        return JsonResponse({"code": exc.code, "message": exc.message}, status=status)
+    response = JsonResponse({"id": str(conversation.pk)}, status=201)
+    _remember_visitor(request, response, visitor_id, token)
+    return response

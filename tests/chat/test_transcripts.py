@@ -1,0 +1,95 @@
+"""Transcripts: one JSON object per conversation, local storage by default, S3 when set."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from django.core.files.storage import default_storage
+from moto import mock_aws
+
+from chat import services
+from chat.models import Conversation
+from chat.transcripts import transcript_export
+from tests.factories import ConversationFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def conversation(customer, agent):
+    conversation = ConversationFactory(customer=customer)
+    question, _ = services.message_append(conversation=conversation, role="customer", text="Hi")
+    services.message_append(
+        conversation=conversation,
+        role="assistant",
+        text="Hello! How can I help?",
+        sources=[{"slug": "welcome", "title": "Welcome", "score": 0.7}],
+        internal={"signals": {"sentiment": {"negative": 0}}},
+        provider="local",
+        model_name="all-MiniLM-L6-v2",
+        latency_ms=42,
+        reply_to=question,
+    )
+    services.message_append(
+        conversation=conversation, role="agent", text="note", author=agent, visibility="internal"
+    )
+    services.feedback_submit(conversation=conversation, score=5, comment="Great!")
+    return conversation
+
+
+def test_export_writes_one_json_object_per_conversation(conversation):
+    path = transcript_export(conversation=conversation)
+    again = transcript_export(conversation=conversation)
+
+    assert path == again == f"transcripts/{conversation.created_at:%Y/%m}/{conversation.pk}.json"
+    with default_storage.open(path) as handle:
+        transcript = json.loads(handle.read())
+    assert transcript["conversation_id"] == str(conversation.pk)
+    assert [m["role"] for m in transcript["messages"]] == ["customer", "assistant", "agent"]
+    answer = transcript["messages"][1]
+    assert answer["reply_to_seq"] == 1 and answer["latency_ms"] == 42
+    assert answer["internal"]["signals"]["sentiment"]["negative"] == 0
+    assert transcript["messages"][2]["visibility"] == "internal"
+    assert transcript["feedback"][0]["score_label"] == "Strongly agree"
+
+
+@mock_aws
+def test_export_goes_to_s3_when_configured(conversation, settings):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="loopdesk-transcripts")
+    settings.AWS_STORAGE_BUCKET_NAME = "loopdesk-transcripts"
+    settings.AWS_S3_REGION_NAME = "us-east-1"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "storages.backends.s3.S3Storage"},
+    }
+
+    path = transcript_export(conversation=conversation)
+
+    body = s3.get_object(Bucket="loopdesk-transcripts", Key=path)["Body"].read()
+    assert json.loads(body)["conversation_id"] == str(conversation.pk)
+    assert path.endswith(f"{conversation.pk}.json")
+
+
+def test_api_and_admin_action_export(
+    api_client, agent, customer, admin_member, conversation, client
+):
+    api_client.force_authenticate(customer)
+    assert api_client.post(f"/api/conversations/{conversation.pk}/transcript/").status_code == 403
+    api_client.force_authenticate(agent)
+    response = api_client.post(f"/api/conversations/{conversation.pk}/transcript/")
+    assert response.status_code == 201
+    assert default_storage.exists(response.json()["path"])
+    default_storage.delete(response.json()["path"])
+
+    client.force_login(admin_member)
+    client.post(
+        "/admin/chat/conversation/",
+        {"action": "export_transcripts", "_selected_action": [str(conversation.pk)]},
+    )
+    assert default_storage.exists(
+        f"transcripts/{conversation.created_at:%Y/%m}/{conversation.pk}.json"
+    )
+    assert Conversation.objects.count() == 1

@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list = []
+from training.api import DeploymentViewSet, TrainingRunViewSet
+
+router = SimpleRouter()
+router.register("training/runs", TrainingRunViewSet, basename="training-run")
+router.register("training/deployments", DeploymentViewSet, basename="training-deployment")
+
+urlpatterns = router.urls

@@ -68,3 +68,42 @@ def run_in_sync(django_capture_on_commit_callbacks):
 
 
 FAST = {"max_steps": 3, "batch_size": 4, "eval_prompts": 2, "eval_max_new_tokens": 6}
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """An untrained LoRA adapter on the tiny model, saved as a run would save it."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("work") / "adapter"
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def succeeded_run(snapshot, tiny_model_dir, tiny_adapter_dir, ml_engineer):
+    """A DPO run brought to "succeeded" through the services, with a stored adapter."""
+    from training.services.artifacts import artifacts_store
+    from training.services.runs import run_create, run_start, run_succeed
+
+    def make(**kwargs):
+        run = run_create(
+            snapshot=snapshot,
+            created_by=ml_engineer,
+            preset="tiny_cpu_dpo",
+            base_model=str(tiny_model_dir),
+            enqueue=False,
+            **kwargs,
+        )
+        run_start(run_id=run.pk)
+        prefix, manifest = artifacts_store(
+            run=run, local_dir=tiny_adapter_dir.parent, manifest={"base_model": run.base_model}
+        )
+        return run_succeed(run_id=run.pk, artifact_prefix=prefix, manifest=manifest, evaluation={})
+
+    return make

@@ -1,0 +1,364 @@
+"""The admin is the approval console: create runs, watch them train, evaluate, approve,
+deploy and roll back adapters."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from training.models import AdapterDeployment, RunMetric, TrainingRun
+from training.selectors import run_metric_series, run_progress
+from training.services import deployments as deployment_services
+from training.services import runs as run_services
+from training.services.artifacts import artifacts_zip
+from training.services.presets import PRESETS, preset_choices
+
+
+class TrainingRunCreateForm(forms.ModelForm):
+    preset = forms.ChoiceField(
+        choices=preset_choices,
+        required=False,
+        help_text="Fills algorithm, LoRA settings and hyperparameters; edit them after.",
+    )
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "name",
+            "preset",
+            "snapshot",
+            "algorithm",
+            "base_model",
+            "reward_run",
+            "seed",
+            "device",
+            "lora_r",
+            "lora_alpha",
+            "lora_dropout",
+            "lora_target_modules",
+            "hyperparameters",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from django.conf import settings
+
+        self.fields["base_model"].initial = str(settings.HF_BASE_MODEL_PATH)
+        self.fields["reward_run"].queryset = TrainingRun.objects.filter(
+            algorithm=TrainingRun.Algorithm.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED
+        )
+        self.fields["preset"].widget.attrs["data-presets"] = json.dumps(
+            {name: p.fields() for name, p in PRESETS.items()}
+        )
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "__str__",
+        "algorithm",
+        "status",
+        "progress",
+        "snapshot",
+        "created_at",
+        "approved_at",
+        "live_slots",
+    ]
+    list_filter = ["status", "algorithm"]
+    list_select_related = ["snapshot"]
+    search_fields = ["name", "error"]
+    actions = ["cancel_runs", "approve_runs", "deploy_runs"]
+    change_form_template = "admin/training/trainingrun/change_form.html"
+    readonly_fields = [
+        "snapshot",
+        "algorithm",
+        "preset",
+        "base_model",
+        "reward_run",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_target_modules",
+        "hyperparameters",
+        "seed",
+        "device",
+        "status",
+        "error",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "step",
+        "total_steps",
+        "artifact_prefix",
+        "approved_by",
+        "approved_at",
+    ]
+    fields = ["name", *readonly_fields]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .defer("log_tail", "manifest", "evaluation")
+            .prefetch_related("deployments")
+        )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = TrainingRunCreateForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return TrainingRunCreateForm.Meta.fields
+        return self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    @admin.display(description="progress")
+    def progress(self, run: TrainingRun) -> str:
+        if not run.total_steps:
+            return "-"
+        return f"{run.step}/{run.total_steps}"
+
+    @admin.display(description="live for")
+    def live_slots(self, run: TrainingRun) -> str:
+        slots = [d.slot or "default" for d in run.deployments.all() if d.active]
+        return ", ".join(slots) or "-"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        data = form.cleaned_data
+        try:
+            run = run_services.run_create(
+                snapshot=data["snapshot"],
+                created_by=request.user,
+                preset=data.get("preset") or "",
+                algorithm=data["algorithm"],
+                base_model=data["base_model"],
+                reward_run=data.get("reward_run"),
+                name=data.get("name") or "",
+                seed=data["seed"],
+                device=data["device"],
+                lora_r=data["lora_r"],
+                lora_alpha=data["lora_alpha"],
+                lora_dropout=data["lora_dropout"],
+                lora_target_modules=data["lora_target_modules"],
+                hyperparameters=data["hyperparameters"],
+            )
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+            return
+        obj.pk = run.pk
+        obj.refresh_from_db()
+
+    # --- actions --------------------------------------------------------------------------
+    @admin.action(description="Cancel selected runs", permissions=["change"])
+    def cancel_runs(self, request, queryset: QuerySet[TrainingRun]):
+        for run in queryset:
+            try:
+                run_services.run_cancel(run=run, by=request.user)
+            except run_services.RunStateError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, f"{run} cancelled.", messages.SUCCESS)
+
+    @admin.action(description="Approve selected runs", permissions=["approve"])
+    def approve_runs(self, request, queryset: QuerySet[TrainingRun]):
+        for run in queryset:
+            try:
+                run_services.run_approve(run=run, by=request.user)
+            except (run_services.RunStateError, PermissionDenied) as exc:
+                self.message_user(request, f"{run}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{run} approved.", messages.SUCCESS)
+
+    @admin.action(
+        description="Deploy the selected run's adapter (default slot)",
+        permissions=["deploy"],
+    )
+    def deploy_runs(self, request, queryset: QuerySet[TrainingRun]):
+        for run in queryset[:1]:
+            self._deploy(request, run, slot="")
+
+    def has_approve_permission(self, request):
+        return request.user.has_perm("training.approve_trainingrun")
+
+    def has_deploy_permission(self, request):
+        return request.user.has_perm("training.deploy_adapter")
+
+    def _deploy(self, request, run: TrainingRun, *, slot: str) -> None:
+        try:
+            deployment_services.adapter_deploy(run=run, by=request.user, slot=slot)
+        except (deployment_services.DeploymentError, PermissionDenied) as exc:
+            self.message_user(request, f"{run}: {exc}", messages.ERROR)
+        else:
+            where = slot or "the default slot"
+            self.message_user(request, f"{run.adapter_name} is live for {where}.", messages.SUCCESS)
+
+    # --- run page: live data, download, approve/deploy/rollback/cancel buttons -------------
+    def get_urls(self):
+        urls = [
+            path(
+                "<int:run_id>/live.json",
+                self.admin_site.admin_view(self.live_view),
+                name="training_trainingrun_live",
+            ),
+            path(
+                "<int:run_id>/artifacts.zip",
+                self.admin_site.admin_view(self.download_view),
+                name="training_trainingrun_download",
+            ),
+            path(
+                "<int:run_id>/act/",
+                self.admin_site.admin_view(self.act_view),
+                name="training_trainingrun_act",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def _run_for(self, request: HttpRequest, run_id: int) -> TrainingRun:
+        run = get_object_or_404(TrainingRun, pk=run_id)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        return run
+
+    def live_view(self, request: HttpRequest, run_id: int) -> JsonResponse:
+        run = self._run_for(request, run_id)
+        return JsonResponse(
+            {**run_progress(run=run), "metrics": run_metric_series(run=run)},
+        )
+
+    def download_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
+        run = self._run_for(request, run_id)
+        if run.status != TrainingRun.Status.SUCCEEDED or not run.artifact_prefix:
+            raise PermissionDenied("This run has no artifacts.")
+        response = HttpResponse(artifacts_zip(run=run), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-artifacts.zip"'
+        return response
+
+    def act_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
+        run = self._run_for(request, run_id)
+        back = HttpResponseRedirect(reverse("admin:training_trainingrun_change", args=[run.pk]))
+        if request.method != "POST":
+            return back
+        action = request.POST.get("action")
+        slot = request.POST.get("slot", "").strip()
+        try:
+            if action == "cancel":
+                if not self.has_change_permission(request, run):
+                    raise PermissionDenied("You cannot change runs.")
+                run_services.run_cancel(run=run, by=request.user)
+                self.message_user(request, "Run cancelled.", messages.SUCCESS)
+            elif action == "approve":
+                run_services.run_approve(run=run, by=request.user)
+                self.message_user(request, "Run approved.", messages.SUCCESS)
+            elif action == "deploy":
+                self._deploy(request, run, slot=slot)
+            elif action == "rollback":
+                live = deployment_services.adapter_rollback(by=request.user, slot=slot)
+                now = live.run.adapter_name if live else "the base model"
+                self.message_user(request, f"Rolled back: {now} is live.", messages.SUCCESS)
+        except (
+            PermissionDenied,
+            run_services.RunStateError,
+            deployment_services.DeploymentError,
+        ) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        return back
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if run is not None:
+            extra.update(
+                {
+                    "run": run,
+                    "live_url": reverse("admin:training_trainingrun_live", args=[run.pk]),
+                    "act_url": reverse("admin:training_trainingrun_act", args=[run.pk]),
+                    "download_url": reverse("admin:training_trainingrun_download", args=[run.pk]),
+                    "evaluation": run.evaluation,
+                    "can_approve": request.user.has_perm("training.approve_trainingrun"),
+                    "can_deploy": request.user.has_perm("training.deploy_adapter"),
+                    "deployments": run.deployments.order_by("-deployed_at")[:10],
+                    "chart_metrics": json.dumps(CHART_METRICS.get(run.algorithm, [])),
+                }
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+
+# The curves drawn on the run page (the first is the headline: PPO's reward/mean).
+CHART_METRICS = {
+    TrainingRun.Algorithm.PPO: ["objective/scores", "objective/kl", "loss/policy_avg"],
+    TrainingRun.Algorithm.REWARD_MODEL: ["accuracy", "margin", "loss"],
+    TrainingRun.Algorithm.DPO: ["rewards/margins", "rewards/accuracies", "loss"],
+    TrainingRun.Algorithm.KTO: ["rewards/chosen", "rewards/rejected", "kl", "loss"],
+}
+
+
+@admin.register(RunMetric)
+class RunMetricAdmin(admin.ModelAdmin):
+    list_display = ["run", "step", "name", "value"]
+    list_filter = ["name"]
+    list_select_related = ["run"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AdapterDeployment)
+class AdapterDeploymentAdmin(admin.ModelAdmin):
+    list_display = [
+        "slot_label",
+        "adapter",
+        "active",
+        "deployed_by",
+        "deployed_at",
+        "rolled_back_at",
+    ]
+    list_filter = ["active"]
+    list_select_related = ["run", "deployed_by"]
+    actions = ["rollback"]
+
+    @admin.display(description="slot")
+    def slot_label(self, deployment: AdapterDeployment) -> str:
+        return deployment.slot or "default"
+
+    @admin.display(description="adapter")
+    def adapter(self, deployment: AdapterDeployment) -> str:
+        url = reverse("admin:training_trainingrun_change", args=[deployment.run_id])
+        return format_html('<a href="{}">run-{}</a>', url, deployment.run_id)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Roll back the selected slots to their previous adapter")
+    def rollback(self, request, queryset: QuerySet[AdapterDeployment]):
+        for slot in sorted({d.slot for d in queryset if d.active}):
+            try:
+                live = deployment_services.adapter_rollback(by=request.user, slot=slot)
+            except (deployment_services.DeploymentError, PermissionDenied) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                now = live.run.adapter_name if live else "the base model"
+                self.message_user(request, f"{slot or 'default'}: {now} is live.", messages.SUCCESS)

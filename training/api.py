@@ -1,0 +1,181 @@
+"""DRF API for training runs: create/list/retrieve, live progress, cancel, approve, deploy."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from labeling.models import DatasetSnapshot
+from training.models import AdapterDeployment, TrainingRun
+from training.selectors import run_metric_series, run_progress
+from training.services import deployments as deployment_services
+from training.services import runs as run_services
+from training.services.presets import PRESETS
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    snapshot = serializers.PrimaryKeyRelatedField(queryset=DatasetSnapshot.objects.all())
+    reward_run = serializers.PrimaryKeyRelatedField(
+        queryset=TrainingRun.objects.filter(algorithm=TrainingRun.Algorithm.REWARD_MODEL),
+        required=False,
+        allow_null=True,
+    )
+    preset = serializers.ChoiceField(choices=["", *PRESETS], required=False, default="")
+    algorithm = serializers.ChoiceField(
+        choices=TrainingRun.Algorithm.choices, required=False, default=""
+    )
+    lora_r = serializers.IntegerField(required=False, allow_null=True, default=None)
+    lora_alpha = serializers.IntegerField(required=False, allow_null=True, default=None)
+    lora_dropout = serializers.FloatField(required=False, allow_null=True, default=None)
+    lora_target_modules = serializers.ListField(
+        child=serializers.CharField(), required=False, allow_null=True, default=None
+    )
+    hyperparameters = serializers.DictField(required=False, default=dict)
+    base_model = serializers.CharField(required=False, default="")
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "name",
+            "snapshot",
+            "preset",
+            "algorithm",
+            "base_model",
+            "reward_run",
+            "lora_r",
+            "lora_alpha",
+            "lora_dropout",
+            "lora_target_modules",
+            "hyperparameters",
+            "seed",
+            "device",
+            "status",
+            "error",
+            "step",
+            "total_steps",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "approved_at",
+            "evaluation",
+            "manifest",
+        ]
+        read_only_fields = [
+            "status",
+            "error",
+            "step",
+            "total_steps",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "approved_at",
+            "evaluation",
+            "manifest",
+        ]
+
+
+class DeploySerializer(serializers.Serializer):
+    slot = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+
+
+class TrainingRunViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = TrainingRunSerializer
+    permission_classes = [permissions.DjangoModelPermissions]
+    queryset = TrainingRun.objects.select_related("snapshot").order_by("-created_at")
+    ordering = "-created_at"
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        try:
+            run = run_services.run_create(created_by=self.request.user, **data)
+        except DjangoValidationError as exc:
+            detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+            raise ValidationError(detail) from exc
+        serializer.instance = run
+
+    @action(detail=True, methods=["get"])
+    def live(self, request: Request, pk=None) -> Response:
+        run = self.get_object()
+        return Response({**run_progress(run=run), "metrics": run_metric_series(run=run)})
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk=None) -> Response:
+        run = self.get_object()
+        if not request.user.has_perm("training.change_trainingrun"):
+            raise PermissionDenied("You cannot change training runs.")
+        try:
+            run = run_services.run_cancel(run=run, by=request.user)
+        except run_services.RunStateError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(run).data)
+
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk=None) -> Response:
+        run = self.get_object()
+        try:
+            run = run_services.run_approve(run=run, by=request.user)
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        except run_services.RunStateError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(run).data)
+
+    @action(detail=True, methods=["post"], serializer_class=DeploySerializer)
+    def deploy(self, request: Request, pk=None) -> Response:
+        run = self.get_object()
+        body = DeploySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            deployment = deployment_services.adapter_deploy(
+                run=run, by=request.user, slot=body.validated_data["slot"]
+            )
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        except deployment_services.DeploymentError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(_deployment_data(deployment))
+
+
+class DeploymentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    permission_classes = [permissions.DjangoModelPermissions]
+    queryset = AdapterDeployment.objects.select_related("run").order_by("-deployed_at", "-pk")
+    ordering = "-deployed_at"
+
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        active = self.get_queryset().filter(active=True)
+        return Response([_deployment_data(d) for d in active])
+
+    @action(detail=False, methods=["post"])
+    def rollback(self, request: Request) -> Response:
+        body = DeploySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            live = deployment_services.adapter_rollback(
+                by=request.user, slot=body.validated_data["slot"]
+            )
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        except deployment_services.DeploymentError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response({"live": _deployment_data(live) if live else None})
+
+
+def _deployment_data(deployment: AdapterDeployment) -> dict:
+    return {
+        "slot": deployment.slot,
+        "adapter_name": deployment.run.adapter_name,
+        "run": deployment.run_id,
+        "active": deployment.active,
+        "deployed_at": deployment.deployed_at,
+    }

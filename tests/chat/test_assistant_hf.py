@@ -125,3 +125,13 @@ async def test_loaded_adapters_are_bounded_least_recently_used_first(hf_settings
     assert [ref.name for ref in runtime.loaded.values()] == ["support-a", "support-c"]
     assert runtime.evicted == ["support-b"]
     assert set(runtime.model.peft_config) == set(runtime.loaded)
+
+
+async def test_a_missing_base_model_surfaces_as_assistant_error(settings, tmp_path):
+    from chat.assistant import AssistantError
+
+    settings.ASSISTANT_PROVIDER = "hf"
+    settings.HF_BASE_MODEL_PATH = str(tmp_path / "no-model-here")
+
+    with pytest.raises(AssistantError, match="not a local folder"):
+        await assistant_draft(question=QUESTION, history=[], prepared=PREPARED)

@@ -75,7 +75,6 @@ def check_task_broker() -> dict[str, Any]:
     clusters = [
         {
             "cluster": str(stat.cluster_id),
-            "name": Conf.PREFIX,
             "status": stat.status,
             "workers": len(getattr(stat, "workers", []) or []),
             "uptime_seconds": round(stat.uptime(), 1),

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand
 
 from config.demo import DEMO_USERS
 
-STOP_GRACE_SECONDS = 15
+STOP_GRACE_SECONDS = 20
 
 
 @dataclass
@@ -63,13 +63,13 @@ class Command(BaseCommand):
                 ],
                 base_env,
             ),
-            Child("worker", [*manage, "qcluster"], base_env),
+            Child("worker", [*manage, "taskworker"], base_env),
         ]
         if not options["no_training_worker"]:
             children.append(
                 Child(
                     "training-worker",
-                    [*manage, "qcluster"],
+                    [*manage, "taskworker"],
                     {**base_env, "Q_CLUSTER_NAME": settings.TRAINING_CLUSTER},
                 )
             )
@@ -124,7 +124,8 @@ class Command(BaseCommand):
     def _stop(self, children: list[Child]) -> None:
         for child in children:
             if child.process and child.process.poll() is None:
-                self._signal_group(child, signal.SIGTERM)
+                # Only the leader: a django-q2 cluster stops its own workers in order.
+                child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for child in children:
             if child.process is None:

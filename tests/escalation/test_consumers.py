@@ -1,0 +1,194 @@
+"""The agent sockets: live inbox, talking to the customer's socket, typing both ways."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from config.routing import websocket_urlpatterns
+from escalation import services
+from escalation.models import Ticket
+from tests.escalation.conftest import signals
+from tests.factories import ConversationFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+application = URLRouter(websocket_urlpatterns)
+
+
+def socket(path: str, user) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, path)
+    communicator.scope["user"] = user
+    communicator.scope["cookies"] = {}
+    return communicator
+
+
+async def frames_until(communicator, frame_type: str, limit: int = 20) -> dict:
+    for _ in range(limit):
+        frame = await communicator.receive_json_from(timeout=5)
+        if frame["type"] == frame_type:
+            return frame
+    raise AssertionError(f"no {frame_type} frame")
+
+
+@database_sync_to_async
+def escalate_by_words(conversation, text):
+    from chat.models import Message
+    from chat.services import message_append
+
+    message, _ = message_append(conversation=conversation, role=Message.Role.CUSTOMER, text=text)
+    return services.turn_review(
+        conversation=conversation, customer_message=message, signals=signals(compound=-0.9)
+    )
+
+
+async def test_new_ticket_appears_in_an_open_inbox(agent, customer):
+    conversation = await database_sync_to_async(ConversationFactory)(customer=customer)
+    inbox = socket("/ws/agent/inbox/", agent)
+    connected, _ = await inbox.connect()
+    assert connected
+    snapshot = await inbox.receive_json_from(timeout=5)
+    assert snapshot == {"type": "inbox.snapshot", "tickets": []}
+    verdict = await escalate_by_words(conversation, "This is the worst service ever, I'm furious")
+    frame = await frames_until(inbox, "ticket")
+    assert frame["change"] == "created"
+    assert frame["ticket"]["id"] == verdict.details["ticket_id"]
+    assert frame["ticket"]["reason"] == "negative_sentiment"
+    assert frame["ticket"]["sentiment"]["score"] == -0.9
+    assert frame["ticket"]["last_customer_message"].startswith("This is the worst")
+    await inbox.disconnect()
+
+
+async def test_customers_cannot_open_the_inbox(customer):
+    inbox = socket("/ws/agent/inbox/", customer)
+    await inbox.connect()
+    assert (await inbox.receive_output(timeout=5))["type"] == "websocket.close"
+    await inbox.disconnect()
+
+
+async def test_live_talk_typing_and_notes_between_agent_and_customer(agent, customer):
+    conversation = await database_sync_to_async(ConversationFactory)(customer=customer)
+    await escalate_by_words(conversation, "I hate this, it's broken")
+    customer_ws = socket(f"/ws/chat/{conversation.pk}/", customer)
+    agent_ws = socket(f"/ws/agent/conversations/{conversation.pk}/", agent)
+    assert (await customer_ws.connect())[0]
+    assert (await agent_ws.connect())[0]
+    state = await frames_until(agent_ws, "conversation.state")
+    assert state["handling"] == "waiting_for_human"
+
+    # before the takeover the agent may not write to the customer
+    await agent_ws.send_json_to({"type": "message", "text": "hi", "client_id": "a0"})
+    error = await frames_until(agent_ws, "error")
+    assert error["code"] == "not_owner"
+
+    await database_sync_to_async(services.conversation_take_over)(
+        conversation=conversation, agent=agent
+    )
+    joined = await frames_until(customer_ws, "message")
+    while "joined" not in joined["message"]["text"]:
+        joined = await frames_until(customer_ws, "message")
+    customer_state = await frames_until(customer_ws, "conversation.state")
+    assert customer_state["handling"] == "human" and customer_state["agent_name"] == "Alex Agent"
+
+    # typing: agent -> customer
+    await agent_ws.send_json_to({"type": "typing", "is_typing": True})
+    typing = await frames_until(customer_ws, "typing")
+    assert typing == {"type": "typing", "role": "agent", "author_name": "Alex Agent", "is_typing": True}
+
+    # typing: customer -> agent
+    await customer_ws.send_json_to({"type": "typing", "is_typing": True})
+    typing = await frames_until(agent_ws, "typing")
+    assert typing["role"] == "customer" and typing["is_typing"] is True
+
+    # a private note reaches agents only
+    await agent_ws.send_json_to({"type": "note", "text": "refund approved internally"})
+    note = await frames_until(agent_ws, "message")
+    while note["message"]["text"] != "refund approved internally":
+        note = await frames_until(agent_ws, "message")
+    assert note["message"]["visibility"] == "internal"
+
+    # the agent's message reaches the customer live under the agent's name
+    await agent_ws.send_json_to({"type": "message", "text": "Hi, I'm Alex. Sorry!", "client_id": "a1"})
+    reply = await frames_until(customer_ws, "message")
+    assert reply["message"]["text"] == "Hi, I'm Alex. Sorry!"  # the note never arrived
+    assert reply["message"]["role"] == "agent" and reply["message"]["author_name"] == "Alex Agent"
+    assert "visibility" not in reply["message"]
+
+    await customer_ws.disconnect()
+    await agent_ws.disconnect()
+    ticket = await database_sync_to_async(Ticket.objects.get)(conversation=conversation)
+    assert ticket.first_response_at is not None
+
+
+async def test_agent_conversation_socket_shows_withheld_drafts(agent, customer):
+    from chat.models import Message
+    from chat.services import message_append
+
+    conversation = await database_sync_to_async(ConversationFactory)(customer=customer)
+    await escalate_by_words(conversation, "terrible, awful")
+    await database_sync_to_async(message_append)(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        text="draft answer",
+        visibility=Message.Visibility.WITHHELD,
+    )
+    agent_ws = socket(f"/ws/agent/conversations/{conversation.pk}/", agent)
+    await agent_ws.connect()
+    frame = await frames_until(agent_ws, "message")
+    texts = [frame["message"]["text"]]
+    for _ in range(3):
+        texts.append((await frames_until(agent_ws, "message"))["message"]["text"])
+        if "draft answer" in texts:
+            break
+    assert "draft answer" in texts
+    await agent_ws.disconnect()
+
+
+async def test_answer_streaming_when_the_agent_takes_over_is_never_shown(
+    agent, customer, monkeypatch
+):
+    """The chat pipeline streams an answer; mid-stream an agent takes over. The answer is
+    stored withheld, the customer's stream is cancelled and no assistant message arrives."""
+    from chat import assistant, turns
+    from chat.assistant.contract import DraftInfo, Prepared
+    from chat.models import Message
+    from chat.services import message_append
+
+    conversation = await database_sync_to_async(ConversationFactory)(customer=customer)
+
+    async def prepare(**kwargs):
+        return Prepared(passages=[], sources=[], signals=signals(compound=0.4), no_answer=False)
+
+    async def deltas():
+        yield "Hello "
+        await database_sync_to_async(services.conversation_take_over)(
+            conversation=conversation, agent=agent
+        )
+        yield "from the bot"
+
+    def stream(**kwargs):
+        return deltas(), DraftInfo(provider="local", model_name="fake")
+
+    monkeypatch.setattr(assistant, "assistant_prepare", prepare)
+    monkeypatch.setattr(assistant, "assistant_stream", stream)
+    customer_ws = socket(f"/ws/chat/{conversation.pk}/", customer)
+    await customer_ws.connect()
+    message, _ = await database_sync_to_async(message_append)(
+        conversation=conversation, role=Message.Role.CUSTOMER, text="How do I reset my router?"
+    )
+    outcome = await turns.turn_run(conversation_id=conversation.pk, customer_message_id=message.pk)
+    assert outcome.kind == "withheld"
+    assert outcome.reply.visibility == Message.Visibility.WITHHELD
+
+    seen = []
+    while True:
+        frame = await customer_ws.receive_json_from(timeout=5)
+        seen.append(frame)
+        if frame["type"] == "assistant.cancelled":
+            break
+    assert seen[-1]["reason"] == "agent_took_over"
+    assert not [f for f in seen if f["type"] == "message" and f["message"]["role"] == "assistant"]
+    assert await customer_ws.receive_nothing(timeout=0.3)
+    await customer_ws.disconnect()

@@ -267,7 +267,7 @@ class SnapshotViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         ],
         responses={200: JSONL_RESPONSE},
     )
-    @action(detail=True, methods=["get"], url_path="rows.jsonl")
+    @action(detail=True, methods=["get"], url_path="rows")
     def rows(self, request: Request, pk: str | None = None) -> Any:
         """The snapshot's rows of one kind as streamed JSON Lines."""
         snapshot = self.get_object()

@@ -96,6 +96,7 @@ def snapshot_rows_from_labels(
     kto: list[dict[str, Any]] = []
     seen_pairs: set[tuple[str, str, str]] = set()
     origins: dict[str, int] = defaultdict(int)
+    seen_desirable: set[tuple[str, str]] = set()
 
     def add_pair(prompt: str, chosen: str, rejected: str, origin: str) -> None:
         key = (prompt, chosen.strip(), rejected.strip())
@@ -122,7 +123,11 @@ def snapshot_rows_from_labels(
         for better in [*better_answers, item.reference_answer]:
             if better and better.strip() != item.answer.strip():
                 add_pair(item.question, better, item.answer, "better_answer")
-                kto.append({"prompt": item.question, "completion": better.strip(), "label": True})
+                if (item.question, better.strip()) not in seen_desirable:
+                    seen_desirable.add((item.question, better.strip()))
+                    kto.append(
+                        {"prompt": item.question, "completion": better.strip(), "label": True}
+                    )
         by_question[" ".join(item.question.lower().split())].append((score, item.answer))
         by_question_prompt.setdefault(" ".join(item.question.lower().split()), item.question)
 

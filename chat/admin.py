@@ -3,11 +3,17 @@ goes through chat.services). The Article admin is added by the assistant's owner
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest
 
-from chat.models import Conversation, CustomerFeedback, Message
+from chat.assistant.providers import embedder_current
+from chat.models import Article, Conversation, CustomerFeedback, Message
+from chat.services import article_embed_queue, article_publish_set, article_save
 from chat.transcripts import transcript_export
 
 
@@ -105,3 +111,93 @@ class CustomerFeedbackAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+# --- knowledge base (owned by the assistant) ---------------------------------------------
+
+
+class EmbeddingStatusFilter(admin.SimpleListFilter):
+    title = "embedding"
+    parameter_name = "embedding"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("current", "Up to date"), ("pending", "Missing or outdated")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Article]) -> QuerySet[Article]:
+        current = Q(embedded_at__isnull=False, embedded_at__gte=F("updated_at")) & Q(
+            embedding_model=embedder_current().name
+        )
+        if self.value() == "current":
+            return queryset.filter(current)
+        if self.value() == "pending":
+            return queryset.exclude(current)
+        return queryset
+
+
+@admin.register(Article)
+class ArticleAdmin(admin.ModelAdmin):
+    list_display = [
+        "title",
+        "slug",
+        "category",
+        "is_published",
+        "source",
+        "embedding_status",
+        "updated_at",
+    ]
+    list_filter = ["is_published", "category", "source", EmbeddingStatusFilter]
+    search_fields = ["title", "slug", "body"]
+    prepopulated_fields = {"slug": ["title"]}
+    readonly_fields = ["embedding_status", "embedding_model", "embedded_at", "created_at"]
+    fields = [
+        "title",
+        "slug",
+        "category",
+        "body",
+        "is_published",
+        "source",
+        *readonly_fields,
+    ]
+    actions = ["publish", "unpublish", "recompute_embeddings"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Article]:
+        # The vector is a few KB per row and never shown.
+        return super().get_queryset(request).defer("embedding")
+
+    @admin.display(description="Embedding")
+    def embedding_status(self, obj: Article) -> str:
+        if obj.embedded_at is None:
+            return "pending"
+        if obj.embedding_model != embedder_current().name:
+            return f"other model ({obj.embedding_model})"
+        if obj.updated_at and obj.embedded_at < obj.updated_at:
+            return "outdated, pending"
+        return "up to date"
+
+    def save_model(self, request: HttpRequest, obj: Article, form: Any, change: bool) -> None:
+        try:
+            article_save(article=obj)
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+
+    @admin.action(description="Publish selected articles", permissions=["change"])
+    def publish(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
+        changed = article_publish_set(
+            article_ids=list(queryset.values_list("pk", flat=True)), published=True
+        )
+        self.message_user(request, f"Published {changed} article(s).", messages.SUCCESS)
+
+    @admin.action(description="Unpublish selected articles", permissions=["change"])
+    def unpublish(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
+        changed = article_publish_set(
+            article_ids=list(queryset.values_list("pk", flat=True)), published=False
+        )
+        self.message_user(request, f"Unpublished {changed} article(s).", messages.SUCCESS)
+
+    @admin.action(description="Recompute embeddings in the background", permissions=["change"])
+    def recompute_embeddings(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
+        articles = list(queryset)
+        with transaction.atomic():
+            for article in articles:
+                article_embed_queue(article=article, force=True)
+        self.message_user(request, f"Queued {len(articles)} embedding task(s).", messages.SUCCESS)

@@ -141,12 +141,14 @@ def article_upsert(
 # --- knowledge-base embeddings (owned by the assistant) --------------------------------------
 
 
-def article_embed_queue(*, article: Article) -> None:
+def article_embed_queue(*, article: Article, force: bool = False) -> None:
     """After commit, queue the background task that (re-)embeds the article."""
     from django_q.tasks import async_task
 
     article_id = article.pk
-    transaction.on_commit(lambda: async_task("chat.tasks.article_embed_task", article_id))
+    transaction.on_commit(
+        lambda: async_task("chat.tasks.article_embed_task", article_id, force=force)
+    )
 
 
 @transaction.atomic

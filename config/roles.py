@@ -40,6 +40,9 @@ ROLES: dict[str, Role] = {
         staff=True,
         permissions=(
             "chat.view_*",
+            # Agents keep the assistant's knowledge base current (Article admin).
+            "chat.add_article",
+            "chat.change_article",
             # Everything in escalation except approving expert articles (reviewers do).
             "escalation.view_*",
             "escalation.add_*",

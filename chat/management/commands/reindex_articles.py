@@ -1,0 +1,36 @@
+"""Embed every knowledge-base article with the current provider's embedding model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from chat.models import Article
+from chat.services import article_embed, article_embed_queue
+
+
+class Command(BaseCommand):
+    help = "(Re-)compute article embeddings: missing or stale ones, or all with --force."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--force", action="store_true", help="re-embed up-to-date ones too")
+        parser.add_argument(
+            "--queue", action="store_true", help="queue django-q2 tasks instead of running here"
+        )
+
+    def handle(self, *args: Any, force: bool = False, queue: bool = False, **options: Any) -> None:
+        ids = list(Article.objects.order_by("pk").values_list("pk", flat=True))
+        if queue:
+            with transaction.atomic():
+                for article in Article.objects.filter(pk__in=ids):
+                    article_embed_queue(article=article, force=force)
+            self.stdout.write(f"Queued {len(ids)} article embedding task(s).")
+            return
+        embedded = sum(article_embed(article_id=pk, force=force) for pk in ids)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Embedded {embedded} of {len(ids)} article(s); the rest were current."
+            )
+        )

@@ -14,6 +14,7 @@
   let retry = 500;
   let typingTimer = null;
   let typingSent = false;
+  let typingHide = null;
 
   function csrf() {
     const m = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
@@ -83,11 +84,16 @@
     };
     socket.onmessage = (e) => {
       const frame = JSON.parse(e.data);
-      if (frame.type === "message") addMessage(frame.message);
+      if (frame.type === "message") {
+        addMessage(frame.message);
+        if (frame.message.role === "customer") typing.hidden = true;
+      }
       else if (frame.type === "conversation.state") setHandling(frame.handling, frame.agent_name);
       else if (frame.type === "typing") {
         typing.hidden = !frame.is_typing;
         typing.textContent = frame.is_typing ? (frame.role === "customer" ? "Customer" : frame.author_name) + " is typing…" : "";
+        clearTimeout(typingHide);
+        if (frame.is_typing) typingHide = setTimeout(() => { typing.hidden = true; }, 6000);
       } else if (frame.type === "ticket") {
         ticketId = String(frame.ticket.id);
         root.dataset.ticket = ticketId;

@@ -207,7 +207,8 @@ def run_cancel(*, run: TrainingRun, by: AbstractBaseUser | None = None) -> Train
 
 def runs_fail_stale(*, older_than: timedelta | None = None) -> list[int]:
     """Fail running runs whose heartbeat stopped (their worker died); returns their ids."""
-    older_than = older_than or timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT_SECONDS)
+    if older_than is None:
+        older_than = timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT_SECONDS)
     cutoff = timezone.now() - older_than
     stale = list(
         TrainingRun.objects.filter(

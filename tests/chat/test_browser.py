@@ -1,0 +1,103 @@
+"""A customer in a real browser (Playwright + Debian's chromium) against Daphne, with the
+embedded offline assistant answering from the knowledge base."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chat import services
+from chat.models import Conversation, Message
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ARTICLES = ["changing-email-or-password", "payment-methods", "error-e21-wifi-connection-lost"]
+
+
+def knowledge_base() -> None:
+    demo = json.loads((Path(services.__file__).parent / "demo" / "articles.json").read_text())
+    for article in (a for a in demo if a["slug"] in ARTICLES):
+        # Embedded in the background on commit (django-q2 runs tasks inline in tests).
+        services.article_upsert(
+            slug=article["slug"],
+            title=article["title"],
+            body=article["body"],
+            category=article["category"],
+        )
+
+
+def public_messages(conversation: Conversation) -> list[tuple[int, str]]:
+    return list(
+        conversation.messages.filter(visibility=Message.Visibility.PUBLIC)
+        .order_by("seq")
+        .values_list("seq", "text")
+    )
+
+
+@pytest.fixture
+def patient_assistant(settings):
+    """The server process loads the embedding model on the first question: allow for it.
+    (Requested before asgi_live_server so the forked server inherits it.)"""
+    settings.ASSISTANT_TIMEOUT_SECONDS = 120
+
+
+def test_customer_chats_sees_streamed_sourced_answers_and_reloads_without_gaps(
+    patient_assistant, asgi_live_server, browser
+):
+    # The server process is forked before the parent loads the embedding model.
+    knowledge_base()
+    page = browser.new_page()
+    frames: list[dict] = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framereceived", lambda payload: frames.append(json.loads(payload))),
+    )
+    page.goto(asgi_live_server + "/")
+    assert page.get_by_text("offline assistant").first.is_visible()
+
+    composer = page.locator("form.composer textarea")
+    composer.fill("How do I change my password?")
+    composer.press("Enter")
+    first_answer = page.locator("li.msg.assistant:not(.streaming)").first
+    try:
+        first_answer.wait_for(timeout=90_000)
+    except Exception:
+        page.screenshot(path=str(Path(__file__).resolve().parents[2] / "var" / "chat-fail.png"))
+        raise
+
+    assert any(f["type"] == "assistant.delta" for f in frames), "the answer was not streamed"
+    assert "password" in first_answer.locator(".bubble").inner_text().lower()
+    assert (
+        first_answer.locator(".sources li").first.inner_text()
+        == "Changing your email address or password"
+    )
+    assert first_answer.locator(".who").inner_text() == "Assistant"
+    assert "?c=" in page.url
+
+    # A second question, then a reload before (or while) it is answered.
+    composer.fill("Which payment methods do you accept?")
+    composer.press("Enter")
+    page.locator("li.msg.customer:not(.pending)").nth(1).wait_for(timeout=30_000)
+    page.reload()
+    page.locator("li.msg.assistant:not(.streaming)").nth(1).wait_for(timeout=90_000)
+    page.wait_for_timeout(500)  # let any late frame arrive: it must not add a duplicate
+
+    conversation = Conversation.objects.get()
+    rendered = [
+        (int(seq), text)
+        for seq, text in page.locator("li.msg[data-seq]").evaluate_all(
+            "els => els.map(e => [e.dataset.seq, e.querySelector('.bubble').textContent])"
+        )
+    ]
+    assert rendered == public_messages(conversation)  # whole history, in order, once each
+    assert [m.role for m in conversation.messages.order_by("seq")] == [
+        "customer",
+        "assistant",
+        "customer",
+        "assistant",
+    ]
+    assert page.locator("li.msg.pending").count() == 0
+    page.screenshot(path=str(Path(__file__).resolve().parents[2] / "var" / "chat-browser.png"))
+    page.close()

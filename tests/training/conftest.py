@@ -72,15 +72,28 @@ FAST = {"max_steps": 3, "batch_size": 4, "eval_prompts": 2, "eval_max_new_tokens
 
 @pytest.fixture(scope="session")
 def tiny_adapter_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """An untrained LoRA adapter on the tiny model, saved as a run would save it."""
+    """A LoRA adapter on the tiny model with a strong random update (so greedy answers
+    visibly change), saved where a run saves its adapter."""
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    torch.manual_seed(1)
     out = tmp_path_factory.mktemp("work") / "adapter"
     model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
+        LoraConfig(
+            r=8,
+            lora_alpha=64,
+            target_modules=["q_proj", "v_proj"],
+            task_type="CAUSAL_LM",
+            init_lora_weights=False,
+        ),
     )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
     model.save_pretrained(out)
     return out
 

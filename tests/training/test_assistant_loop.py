@@ -1,0 +1,68 @@
+"""Deploying an approved adapter changes what the assistant's hf provider answers."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from chat.assistant import Passage, Prepared, assistant_draft
+from chat.assistant import hf as hf_provider
+from training.services.deployments import adapter_deploy, adapter_rollback
+from training.services.runs import run_approve
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PREPARED = Prepared(
+    passages=[Passage(slug="security", title="Security", text="Settings > Security.", score=0.7)],
+    sources=[{"slug": "security", "title": "Security", "score": 0.7}],
+    signals={},
+    no_answer=False,
+)
+QUESTION = "How do I reset my password?"
+
+
+@pytest.fixture
+def hf_assistant(settings, tiny_model_dir):
+    settings.ASSISTANT_PROVIDER = "hf"
+    settings.HF_BASE_MODEL_PATH = str(tiny_model_dir)
+    settings.HF_MAX_NEW_TOKENS = 10
+    hf_provider._runtimes.clear()
+    yield
+    hf_provider._runtimes.clear()
+
+
+async def _answer(adapter_name: str = "") -> tuple[str, str]:
+    text, info = await assistant_draft(
+        question=QUESTION, history=[], prepared=PREPARED, adapter_name=adapter_name
+    )
+    return text, info.adapter
+
+
+async def test_deploy_changes_the_answer_without_restart_and_rollback_restores_it(
+    hf_assistant, succeeded_run, ml_engineer
+):
+    run = await sync_to_async(succeeded_run)()
+    await sync_to_async(run_approve)(run=run, by=ml_engineer)
+    before, adapter_before = await _answer()
+
+    await sync_to_async(adapter_deploy)(run=run, by=ml_engineer)
+    after, adapter_after = await _answer()
+
+    await sync_to_async(adapter_rollback)(by=ml_engineer)
+    restored, adapter_restored = await _answer()
+
+    assert (adapter_before, adapter_after, adapter_restored) == ("", run.adapter_name, "")
+    assert after != before
+    assert restored == before
+
+
+async def test_a_conversation_can_pick_a_tenant_adapter(hf_assistant, succeeded_run, ml_engineer):
+    run = await sync_to_async(succeeded_run)()
+    await sync_to_async(run_approve)(run=run, by=ml_engineer)
+    await sync_to_async(adapter_deploy)(run=run, by=ml_engineer, slot="acme")
+
+    _, default_adapter = await _answer()
+    _, tenant_adapter = await _answer("acme")
+
+    assert default_adapter == ""
+    assert tenant_adapter == run.adapter_name

@@ -70,6 +70,44 @@ def judge_score(*, question: str, answer: str, reference: str | None) -> JudgeRe
     return _judge_local(question=question, answer=answer, reference=reference)
 
 
+def judge_scores(cases: list[tuple[str, str, str | None]]) -> list[JudgeResult]:
+    """``judge_score`` for many (question, answer, reference) cases at once; the local
+    judge embeds them in one batch."""
+    if settings.LABELING_JUDGE_PROVIDER != "local":
+        return [
+            judge_score(question=question, answer=answer, reference=reference)
+            for question, answer, reference in cases
+        ]
+    from chat.assistant.embeddings import embed_texts
+
+    targets = [(reference or "").strip() or question for question, _, reference in cases]
+    vectors = embed_texts([answer for _, answer, _ in cases] + targets)
+    results = []
+    for i, (_question, answer, reference) in enumerate(cases):
+        with_reference = bool((reference or "").strip())
+        similarity = float(vectors[i] @ vectors[len(cases) + i])
+        results.append(
+            _heuristic_result(similarity, with_reference=with_reference, empty=not answer.strip())
+        )
+    return results
+
+
+def _heuristic_result(similarity: float, *, with_reference: bool, empty: bool) -> JudgeResult:
+    method = METHOD_HEURISTIC_REFERENCE if with_reference else METHOD_HEURISTIC_QUESTION
+    if empty:
+        return JudgeResult(score=1, comment="Heuristic: the answer is empty.", method=method)
+    score = similarity_to_score(similarity, with_reference=with_reference)
+    against = "the reference answer" if with_reference else "the question"
+    return JudgeResult(
+        score=score,
+        comment=(
+            f"Heuristic (MiniLM): semantic similarity {similarity:.2f} to {against}, "
+            f"mapped to {score}/5. Not a reading of the answer's correctness."
+        ),
+        method=method,
+    )
+
+
 def similarity_to_score(similarity: float, *, with_reference: bool) -> int:
     thresholds = _REFERENCE_THRESHOLDS if with_reference else _QUESTION_THRESHOLDS
     for bound, score in thresholds:
@@ -84,23 +122,10 @@ def _judge_local(*, question: str, answer: str, reference: str | None) -> JudgeR
     target = (reference or "").strip()
     with_reference = bool(target)
     if not answer.strip():
-        return JudgeResult(
-            score=1,
-            comment="Heuristic: the answer is empty.",
-            method=METHOD_HEURISTIC_REFERENCE if with_reference else METHOD_HEURISTIC_QUESTION,
-        )
+        return _heuristic_result(0.0, with_reference=with_reference, empty=True)
     vectors = embed_texts([answer, target if with_reference else question])
     similarity = float(vectors[0] @ vectors[1])
-    score = similarity_to_score(similarity, with_reference=with_reference)
-    against = "the reference answer" if with_reference else "the question"
-    return JudgeResult(
-        score=score,
-        comment=(
-            f"Heuristic (MiniLM): semantic similarity {similarity:.2f} to {against}, "
-            f"mapped to {score}/5. Not a reading of the answer's correctness."
-        ),
-        method=METHOD_HEURISTIC_REFERENCE if with_reference else METHOD_HEURISTIC_QUESTION,
-    )
+    return _heuristic_result(similarity, with_reference=with_reference, empty=False)
 
 
 def bedrock_runtime_client() -> Any:

@@ -6,6 +6,7 @@ Split by concern: sampling answers into items, reviewer assignments and labels
 
 from labeling.services.judging import (
     item_judge,
+    items_judge,
     judge_accept,
     judge_override,
     judge_override_with_humans,
@@ -42,6 +43,7 @@ __all__ = [
     "item_consolidate_if_complete",
     "item_create_from_message",
     "item_judge",
+    "items_judge",
     "items_top_up_assignments",
     "judge_accept",
     "judge_override",

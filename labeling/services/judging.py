@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.judge import judge_score
+from labeling.judge import JudgeResult, judge_score, judge_scores
 from labeling.models import LabelingItem
 
 
@@ -24,6 +24,21 @@ def item_judge(*, item: LabelingItem, force: bool = False) -> LabelingItem:
     result = judge_score(
         question=item.question, answer=item.answer, reference=item.reference_answer or None
     )
+    return _store_judgement(item=item, result=result, force=force)
+
+
+def items_judge(*, items: Iterable[LabelingItem], force: bool = False) -> int:
+    """Judge many items in one batch (the local judge embeds them together)."""
+    todo = [item for item in items if force or item.judged_at is None]
+    results = judge_scores(
+        [(item.question, item.answer, item.reference_answer or None) for item in todo]
+    )
+    for item, result in zip(todo, results, strict=True):
+        _store_judgement(item=item, result=result, force=force)
+    return len(todo)
+
+
+def _store_judgement(*, item: LabelingItem, result: JudgeResult, force: bool) -> LabelingItem:
     with transaction.atomic():
         locked = LabelingItem.objects.select_for_update().get(pk=item.pk)
         if locked.judged_at is not None and not force:

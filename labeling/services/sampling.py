@@ -32,7 +32,12 @@ def stable_fraction(message_id: int, salt: str) -> float:
 
 @transaction.atomic
 def item_create_from_message(
-    *, message: Message, reason: str, batch: LabelingBatch | None = None, assign: bool = True
+    *,
+    message: Message,
+    reason: str,
+    batch: LabelingBatch | None = None,
+    assign: bool = True,
+    judge: bool = True,
 ) -> LabelingItem | None:
     """Make an item of an assistant answer; None when the answer was sampled before.
 
@@ -73,7 +78,8 @@ def item_create_from_message(
         return None
     if assign:
         item_assign_reviewers(item=item)
-    _queue_judge(item)
+    if judge:
+        _queue_judge(item)
     return item
 
 

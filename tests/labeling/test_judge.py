@@ -120,3 +120,17 @@ def test_bedrock_judge_sends_the_reference_to_the_model_and_reads_score_and_comm
     assert "Reference answer" in prompt
     assert REFERENCE in prompt
     assert "Only 2.4 GHz." in prompt
+
+
+def test_batch_judging_gives_the_same_scores_as_one_by_one():
+    cases = [
+        (QUESTION, "Only the 2.4 GHz band works with the Hub.", REFERENCE),
+        (QUESTION, "Invoices are in the billing page.", None),
+        (QUESTION, "", REFERENCE),
+    ]
+
+    batch = judge.judge_scores(cases)
+
+    single = [judge.judge_score(question=q, answer=a, reference=r) for q, a, r in cases]
+    assert [r.score for r in batch] == [r.score for r in single]
+    assert [r.method for r in batch] == [r.method for r in single]

@@ -4,6 +4,7 @@ events and deliveries are read-only audit views; reviewers approve expert articl
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -22,6 +23,11 @@ from escalation.models import (
 )
 
 
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # the admin only serves signed-in staff
+    return request.user
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -33,13 +39,22 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(EscalationRule)
 class EscalationRuleAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "kind", "enabled", "priority", "threshold", "upper_threshold", "count",
+        "name",
+        "kind",
+        "enabled",
+        "priority",
+        "threshold",
+        "upper_threshold",
+        "count",
         "ticket_priority",
     ]
     list_editable = ["enabled", "priority"]
     list_filter = ["kind", "enabled"]
     fieldsets = [
-        (None, {"fields": ["name", "kind", "enabled", "priority", "ticket_priority", "description"]}),
+        (
+            None,
+            {"fields": ["name", "kind", "enabled", "priority", "ticket_priority", "description"]},
+        ),
         ("Thresholds", {"fields": ["threshold", "upper_threshold", "count", "patterns"]}),
     ]
 
@@ -55,8 +70,16 @@ class DecisionAdmin(ReadOnlyAdmin):
 @admin.register(Ticket)
 class TicketAdmin(ReadOnlyAdmin):
     list_display = [
-        "id", "conversation", "reason", "priority", "status", "assigned_agent", "handoff_at",
-        "first_response_at", "resolved_at", "outcome",
+        "id",
+        "conversation",
+        "reason",
+        "priority",
+        "status",
+        "assigned_agent",
+        "handoff_at",
+        "first_response_at",
+        "resolved_at",
+        "outcome",
     ]
     list_filter = ["status", "priority", "reason", "outcome"]
     list_select_related = ["conversation", "assigned_agent"]
@@ -68,7 +91,9 @@ class TicketAdmin(ReadOnlyAdmin):
         closed = 0
         for ticket in queryset.filter(status__in=Ticket.ACTIVE):
             try:
-                services.ticket_close(ticket=ticket, outcome=Ticket.Outcome.ABANDONED, agent=request.user)
+                services.ticket_close(
+                    ticket=ticket, outcome=Ticket.Outcome.ABANDONED, agent=_user(request)
+                )
                 closed += 1
             except services.EscalationError as exc:
                 self.message_user(request, f"Ticket {ticket.pk}: {exc.message}", messages.ERROR)
@@ -106,8 +131,15 @@ class DeliveryInline(admin.TabularInline):
     model = WebhookDelivery
     extra = 0
     can_delete = False
-    readonly_fields = ["event", "status", "attempts", "last_status_code", "last_error", "delivered_at"]
-    fields = readonly_fields
+    readonly_fields = [
+        "event",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "delivered_at",
+    ]
+    fields = tuple(readonly_fields)
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -134,14 +166,18 @@ class KnowledgeDraftAdmin(ReadOnlyAdmin):
     list_display = ["article", "ticket", "status", "created_by", "reviewed_by", "reviewed_at"]
     list_filter = ["status"]
     list_select_related = ["article", "ticket", "created_by", "reviewed_by"]
-    readonly_fields = ["article", "ticket", "status", "created_by", "reviewed_by", "reviewed_at"]
+    readonly_fields = ("article", "ticket", "status", "created_by", "reviewed_by", "reviewed_at")
     actions = ["approve", "reject"]
 
-    def _review(self, request: HttpRequest, queryset: QuerySet[KnowledgeDraft], approve: bool) -> None:
+    def _review(
+        self, request: HttpRequest, queryset: QuerySet[KnowledgeDraft], approve: bool
+    ) -> None:
         done = 0
         for draft in queryset:
             try:
-                services.knowledge_draft_review(draft=draft, reviewer=request.user, approve=approve)
+                services.knowledge_draft_review(
+                    draft=draft, reviewer=_user(request), approve=approve
+                )
                 done += 1
             except services.EscalationError as exc:
                 self.message_user(request, f"{draft}: {exc.message}", messages.ERROR)

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
@@ -56,10 +57,15 @@ class NewestFirst(CursorPagination):
 
 
 def _escalation_error(exc: services.EscalationError) -> Response:
-    code = status.HTTP_409_CONFLICT
-    if exc.code in ("invalid_outcome", "empty", "invalid"):
-        code = status.HTTP_400_BAD_REQUEST
+    bad_input = exc.code in ("invalid_outcome", "empty", "invalid")
+    code = status.HTTP_400_BAD_REQUEST if bad_input else status.HTTP_409_CONFLICT
     return Response(error_body(exc.code, exc.message), status=code)
+
+
+def _agent(request: Request) -> User:
+    """The signed-in agent (IsAgent already refused anonymous callers)."""
+    assert isinstance(request.user, User)
+    return request.user
 
 
 @extend_schema(
@@ -94,7 +100,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
     def claim(self, request: Request, pk: str | None = None) -> Response:
         """Take over the ticket's conversation; of racing agents exactly one wins (409 else)."""
         try:
-            ticket = services.ticket_claim(ticket=self.get_object(), agent=request.user)
+            ticket = services.ticket_claim(ticket=self.get_object(), agent=_agent(request))
         except services.EscalationError as exc:
             return _escalation_error(exc)
         return self._respond(ticket)
@@ -106,7 +112,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         try:
             ticket = services.ticket_resolve(
-                ticket=self.get_object(), agent=request.user, **body.validated_data
+                ticket=self.get_object(), agent=_agent(request), **body.validated_data
             )
         except services.EscalationError as exc:
             return _escalation_error(exc)
@@ -119,7 +125,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         try:
             ticket = services.ticket_close(
-                ticket=self.get_object(), agent=request.user, **body.validated_data
+                ticket=self.get_object(), agent=_agent(request), **body.validated_data
             )
         except services.EscalationError as exc:
             return _escalation_error(exc)
@@ -130,7 +136,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
     def hand_back(self, request: Request, pk: str | None = None) -> Response:
         ticket = self.get_object()
         try:
-            services.conversation_hand_back(conversation=ticket.conversation, agent=request.user)
+            services.conversation_hand_back(conversation=ticket.conversation, agent=_agent(request))
         except services.EscalationError as exc:
             return _escalation_error(exc)
         return self._respond(ticket)
@@ -140,7 +146,9 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
     def knowledge_draft(self, request: Request, pk: str | None = None) -> Response:
         """Turn the resolved conversation into an unpublished expert article draft."""
         try:
-            draft = services.knowledge_draft_create(ticket=self.get_object(), author=request.user)
+            draft = services.knowledge_draft_create(
+                ticket=self.get_object(), author=_agent(request)
+            )
         except services.EscalationError as exc:
             return _escalation_error(exc)
         return Response(
@@ -156,7 +164,9 @@ class ConversationTakeOverView(APIView):
         """Take over a conversation (opens a ticket when none is active)."""
         conversation = get_object_or_404(Conversation, pk=conversation_id)
         try:
-            ticket = services.conversation_take_over(conversation=conversation, agent=request.user)
+            ticket = services.conversation_take_over(
+                conversation=conversation, agent=_agent(request)
+            )
         except services.EscalationError as exc:
             return _escalation_error(exc)
         return Response(TicketSerializer(ticket).data)
@@ -170,7 +180,7 @@ class PresenceView(APIView):
         body = PresenceSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         presence = services.agent_presence_set(
-            agent=request.user, on_duty=body.validated_data["on_duty"]
+            agent=_agent(request), on_duty=body.validated_data["on_duty"]
         )
         return Response({"on_duty": presence.on_duty})
 
@@ -280,7 +290,9 @@ class StepFunctionsCallbackView(APIView):
         try:
             callback, created = services.workflow_callback_register(**body.validated_data)
         except services.EscalationError as exc:
-            code = status.HTTP_404_NOT_FOUND if exc.code == "not_found" else status.HTTP_409_CONFLICT
+            code = (
+                status.HTTP_404_NOT_FOUND if exc.code == "not_found" else status.HTTP_409_CONFLICT
+            )
             return Response(error_body(exc.code, exc.message), status=code)
         return Response(
             {"callback_id": callback.pk, "state": callback.state, "created": created},

@@ -26,7 +26,7 @@ def toxicity_detect(*, text: str, language_code: str = "en") -> dict[str, Any]:
         TextSegments=[{"Text": segment} for segment in segments], LanguageCode=language_code
     )
     results = response.get("ResultList", [])
-    worst = max(results, key=lambda r: r.get("Toxicity", 0.0), default={})
+    worst: dict[str, Any] = max(results, key=lambda r: r.get("Toxicity", 0.0), default={})
     return {
         "toxicity": float(worst.get("Toxicity", 0.0)),
         "labels": {label["Name"]: label["Score"] for label in worst.get("Labels", [])},

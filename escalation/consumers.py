@@ -20,7 +20,12 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from chat.models import Conversation, Message
-from chat.services import AGENTS_INBOX_GROUP, conversation_group, conversation_state_event, message_frame
+from chat.services import (
+    AGENTS_INBOX_GROUP,
+    conversation_group,
+    conversation_state_event,
+    message_frame,
+)
 from escalation import selectors, services
 
 logger = logging.getLogger(__name__)
@@ -102,7 +107,9 @@ class InboxConsumer(AgentSocket):
     async def escalation_ticket(self, event: dict[str, Any]) -> None:
         summary = await database_sync_to_async(selectors.ticket_summary_by_id)(event["ticket_id"])
         if summary is not None:
-            await self.send_json({"type": "ticket", "change": event.get("change", ""), "ticket": summary})
+            await self.send_json(
+                {"type": "ticket", "change": event.get("change", ""), "ticket": summary}
+            )
 
 
 def _conversation(raw_id: str) -> Conversation | None:
@@ -157,7 +164,9 @@ class AgentConversationConsumer(AgentSocket):
         if message.seq in self.sent_seqs:
             return
         self.sent_seqs.add(message.seq)
-        await self.send_json({"type": "message", "message": message_frame(message, audience="agent")})
+        await self.send_json(
+            {"type": "message", "message": message_frame(message, audience="agent")}
+        )
 
     # --- frames from the agent ---------------------------------------------------------------
 
@@ -213,11 +222,16 @@ class AgentConversationConsumer(AgentSocket):
         )
 
     async def chat_conversation(self, event: dict[str, Any]) -> None:
-        await self.send_json({**{k: v for k, v in event.items() if k != "type"}, "type": "conversation.state"})
+        await self.send_json(
+            {**{k: v for k, v in event.items() if k != "type"}, "type": "conversation.state"}
+        )
 
     async def _forward_stream(self, event: dict[str, Any]) -> None:
-        name = {"chat.thinking": "assistant.thinking", "chat.delta": "assistant.delta",
-                "chat.cancelled": "assistant.cancelled"}[event["type"]]
+        name = {
+            "chat.thinking": "assistant.thinking",
+            "chat.delta": "assistant.delta",
+            "chat.cancelled": "assistant.cancelled",
+        }[event["type"]]
         await self.send_json({**{k: v for k, v in event.items() if k != "type"}, "type": name})
 
     chat_thinking = _forward_stream
@@ -227,4 +241,6 @@ class AgentConversationConsumer(AgentSocket):
     async def escalation_ticket(self, event: dict[str, Any]) -> None:
         summary = await database_sync_to_async(selectors.ticket_summary_by_id)(event["ticket_id"])
         if summary is not None:
-            await self.send_json({"type": "ticket", "change": event.get("change", ""), "ticket": summary})
+            await self.send_json(
+                {"type": "ticket", "change": event.get("change", ""), "ticket": summary}
+            )

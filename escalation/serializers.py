@@ -18,10 +18,25 @@ class TicketSerializer(serializers.ModelSerializer):
     class Meta:
         model = Ticket
         fields = [
-            "id", "conversation_id", "reason", "reason_detail", "priority", "status",
-            "sentiment", "nobody_available", "assigned_agent", "handoff_at", "assigned_at",
-            "first_response_at", "resolved_at", "closed_at", "outcome", "outcome_note",
-            "first_response_seconds", "resolution_seconds", "workflow_execution_arn",
+            "id",
+            "conversation_id",
+            "reason",
+            "reason_detail",
+            "priority",
+            "status",
+            "sentiment",
+            "nobody_available",
+            "assigned_agent",
+            "handoff_at",
+            "assigned_at",
+            "first_response_at",
+            "resolved_at",
+            "closed_at",
+            "outcome",
+            "outcome_note",
+            "first_response_seconds",
+            "resolution_seconds",
+            "workflow_execution_arn",
         ]
         read_only_fields = fields
 
@@ -76,8 +91,15 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookDelivery
         fields = [
-            "id", "event", "event_name", "status", "attempts", "last_status_code",
-            "last_error", "created_at", "delivered_at",
+            "id",
+            "event",
+            "event_name",
+            "status",
+            "attempts",
+            "last_status_code",
+            "last_error",
+            "created_at",
+            "delivered_at",
         ]
         read_only_fields = fields
 

@@ -23,7 +23,7 @@ def _require_agent(request: HttpRequest) -> None:
 @ensure_csrf_cookie
 def inbox(request: HttpRequest) -> HttpResponse:
     _require_agent(request)
-    presence = AgentPresence.objects.filter(agent=request.user).first()
+    presence = AgentPresence.objects.filter(agent_id=request.user.pk).first()
     return render(
         request,
         "escalation/inbox.html",

@@ -7,6 +7,7 @@ import hmac
 import json
 import urllib.error
 import urllib.request
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -48,7 +49,7 @@ def event_record(
         if not webhook.wants(name):
             continue
         delivery = WebhookDelivery.objects.create(webhook=webhook, event=event)
-        transaction.on_commit(lambda pk=delivery.pk: _delivery_enqueue(pk))
+        transaction.on_commit(partial(_delivery_enqueue, delivery.pk))
     return event
 
 

@@ -3,7 +3,7 @@ published only when a reviewer approves it."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -33,7 +33,7 @@ def _draft_text(ticket: Ticket) -> tuple[str, str]:
 
 
 @transaction.atomic
-def knowledge_draft_create(*, ticket: Ticket, author: AbstractBaseUser) -> KnowledgeDraft:
+def knowledge_draft_create(*, ticket: Ticket, author: User) -> KnowledgeDraft:
     """An unpublished expert article (source=expert) from a resolved ticket's conversation.
 
     The article is written directly with ``is_published=False``: chat's ``article_upsert``
@@ -46,7 +46,8 @@ def knowledge_draft_create(*, ticket: Ticket, author: AbstractBaseUser) -> Knowl
         raise EscalationError("A draft for this ticket is waiting for review.", code="exists")
     title, body = _draft_text(ticket)
     article = Article(
-        slug=f"expert-{ticket.pk}-{slugify(title)[:60] or 'answer'}-{ticket.knowledge_drafts.count()}",
+        slug=f"expert-{ticket.pk}-{ticket.knowledge_drafts.count()}-"
+        f"{slugify(title)[:60] or 'answer'}",
         title=title,
         category="From our experts",
         body=body,
@@ -67,19 +68,19 @@ def knowledge_draft_create(*, ticket: Ticket, author: AbstractBaseUser) -> Knowl
 
 @transaction.atomic
 def knowledge_draft_review(
-    *, draft: KnowledgeDraft, reviewer: AbstractBaseUser, approve: bool
+    *, draft: KnowledgeDraft, reviewer: User, approve: bool
 ) -> KnowledgeDraft:
     """Approve (publish the article) or reject a pending draft.
 
     Locks the draft; a second review of the same draft is refused. The reviewer needs
     ``escalation.approve_knowledgedraft``."""
-    if not reviewer.has_perm("escalation.approve_knowledgedraft"):  # type: ignore[attr-defined]
+    if not reviewer.has_perm("escalation.approve_knowledgedraft"):
         raise EscalationError("You may not review expert articles.", code="forbidden")
     locked = KnowledgeDraft.objects.select_for_update().select_related("article").get(pk=draft.pk)
     if locked.status != KnowledgeDraft.Status.PENDING:
         raise EscalationError(f"This draft is already {locked.status}.", code="reviewed")
     locked.status = KnowledgeDraft.Status.APPROVED if approve else KnowledgeDraft.Status.REJECTED
-    locked.reviewed_by = reviewer  # type: ignore[assignment]
+    locked.reviewed_by = reviewer
     locked.reviewed_at = timezone.now()
     locked.save(update_fields=["status", "reviewed_by", "reviewed_at"])
     if approve:

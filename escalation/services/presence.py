@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -14,7 +14,7 @@ from escalation.models import AgentPresence
 
 
 @transaction.atomic
-def agent_presence_set(*, agent: AbstractBaseUser, on_duty: bool) -> AgentPresence:
+def agent_presence_set(*, agent: User, on_duty: bool) -> AgentPresence:
     presence, _ = AgentPresence.objects.select_for_update().get_or_create(agent=agent)
     presence.on_duty = on_duty
     presence.last_seen_at = timezone.now()
@@ -22,7 +22,7 @@ def agent_presence_set(*, agent: AbstractBaseUser, on_duty: bool) -> AgentPresen
     return presence
 
 
-def agent_presence_touch(*, agent: AbstractBaseUser) -> None:
+def agent_presence_touch(*, agent: User) -> None:
     """A console socket of this agent is open (connect and heartbeat)."""
     updated = AgentPresence.objects.filter(agent=agent).update(last_seen_at=timezone.now())
     if not updated:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -179,7 +180,7 @@ def customer_notice_for(ticket: Ticket) -> str:
 
 
 @transaction.atomic
-def conversation_take_over(*, conversation: Conversation, agent: AbstractBaseUser) -> Ticket:
+def conversation_take_over(*, conversation: Conversation, agent: User) -> Ticket:
     """The agent takes the conversation; from now on the assistant never answers in it.
 
     Locks the conversation row, then re-checks who handles it: of two agents racing,
@@ -206,11 +207,11 @@ def conversation_take_over(*, conversation: Conversation, agent: AbstractBaseUse
         ticket = Ticket(conversation=locked, reason="agent_takeover", priority=Priority.NORMAL)
         ticket.save()
     ticket.status = Ticket.Status.ASSIGNED
-    ticket.assigned_agent = agent  # type: ignore[assignment]
+    ticket.assigned_agent = agent
     ticket.assigned_at = now
     ticket.save(update_fields=["status", "assigned_agent", "assigned_at"])
     locked.handling = Conversation.Handling.HUMAN
-    locked.assigned_agent = agent  # type: ignore[assignment]
+    locked.assigned_agent = agent
     locked.save(update_fields=["handling", "assigned_agent", "updated_at"])
     system_notice_post(
         conversation=locked,
@@ -235,7 +236,7 @@ def conversation_take_over(*, conversation: Conversation, agent: AbstractBaseUse
 
 
 @transaction.atomic
-def ticket_claim(*, ticket: Ticket, agent: AbstractBaseUser) -> Ticket:
+def ticket_claim(*, ticket: Ticket, agent: User) -> Ticket:
     """Take over the ticket's conversation (see ``conversation_take_over``)."""
     fresh = Ticket.objects.select_related("conversation").get(pk=ticket.pk)
     if not fresh.is_active:
@@ -243,7 +244,7 @@ def ticket_claim(*, ticket: Ticket, agent: AbstractBaseUser) -> Ticket:
     return conversation_take_over(conversation=fresh.conversation, agent=agent)
 
 
-def _require_owner(locked: Conversation, agent: AbstractBaseUser) -> None:
+def _require_owner(locked: Conversation, agent: User) -> None:
     if locked.handling != Conversation.Handling.HUMAN or locked.assigned_agent_id != agent.pk:
         raise EscalationError(
             "Take over the conversation before writing to the customer.", code="not_owner"
@@ -252,7 +253,7 @@ def _require_owner(locked: Conversation, agent: AbstractBaseUser) -> None:
 
 @transaction.atomic
 def agent_message_send(
-    *, conversation: Conversation, agent: AbstractBaseUser, text: str, client_id: str = ""
+    *, conversation: Conversation, agent: User, text: str, client_id: str = ""
 ) -> Message:
     """A message from the agent who took over, shown to the customer under their name.
 
@@ -275,7 +276,7 @@ def agent_message_send(
 
 
 @transaction.atomic
-def note_add(*, conversation: Conversation, agent: AbstractBaseUser, text: str) -> Message:
+def note_add(*, conversation: Conversation, agent: User, text: str) -> Message:
     """A private note: agents see it in the history, the customer and the model never do."""
     text = (text or "").strip()
     if not text:
@@ -290,7 +291,7 @@ def note_add(*, conversation: Conversation, agent: AbstractBaseUser, text: str) 
     return message
 
 
-def _hand_back(locked: Conversation, *, agent: AbstractBaseUser | None, why: str) -> None:
+def _hand_back(locked: Conversation, *, agent: User | None, why: str) -> None:
     name = display_name(agent) if agent else "Our support team"
     locked.handling = Conversation.Handling.ASSISTANT
     locked.assigned_agent = None
@@ -306,7 +307,7 @@ def _hand_back(locked: Conversation, *, agent: AbstractBaseUser | None, why: str
 
 
 @transaction.atomic
-def conversation_hand_back(*, conversation: Conversation, agent: AbstractBaseUser) -> Conversation:
+def conversation_hand_back(*, conversation: Conversation, agent: User) -> Conversation:
     """The assistant answers again; a system marker closes the human part for the model.
 
     Only the agent who took over may hand back. The ticket stays assigned until resolved.
@@ -327,9 +328,7 @@ def conversation_hand_back(*, conversation: Conversation, agent: AbstractBaseUse
     return locked
 
 
-def _finish(
-    ticket: Ticket, *, status: str, outcome: str, note: str, agent: AbstractBaseUser | None
-) -> Ticket:
+def _finish(ticket: Ticket, *, status: str, outcome: str, note: str, agent: User | None) -> Ticket:
     locked = _lock(ticket.conversation)
     fresh = Ticket.objects.select_for_update().get(pk=ticket.pk)
     if not fresh.is_active:
@@ -343,7 +342,7 @@ def _finish(
     else:
         fresh.closed_at = now
     if agent is not None and fresh.assigned_agent_id is None:
-        fresh.assigned_agent = agent  # type: ignore[assignment]
+        fresh.assigned_agent = agent
         fresh.assigned_at = now
     fresh.full_clean(exclude=["conversation"], validate_constraints=False)
     fresh.save(
@@ -374,7 +373,7 @@ def _answer_callbacks(ticket: Ticket, *, action: str, output: dict[str, Any]) ->
         callback.action = action
         callback.output = output
         callback.save(update_fields=["state", "action", "output"])
-        transaction.on_commit(lambda pk=callback.pk: _callback_enqueue(pk))
+        transaction.on_commit(partial(_callback_enqueue, callback.pk))
 
 
 def _callback_enqueue(callback_id: int) -> None:
@@ -397,9 +396,7 @@ def ticket_outcome_payload(ticket: Ticket) -> dict[str, Any]:
 
 
 @transaction.atomic
-def ticket_resolve(
-    *, ticket: Ticket, agent: AbstractBaseUser, outcome: str, note: str = ""
-) -> Ticket:
+def ticket_resolve(*, ticket: Ticket, agent: User, outcome: str, note: str = "") -> Ticket:
     """Resolve with an outcome (approved/rejected and a note).
 
     Locks the conversation and the ticket. The conversation goes back to the assistant
@@ -425,7 +422,7 @@ def ticket_resolve(
 
 @transaction.atomic
 def ticket_close(
-    *, ticket: Ticket, outcome: str, note: str = "", agent: AbstractBaseUser | None = None
+    *, ticket: Ticket, outcome: str, note: str = "", agent: User | None = None
 ) -> Ticket:
     """Close a ticket nobody resolved (abandoned or expired): SendTaskFailure once."""
     if outcome not in (Ticket.Outcome.ABANDONED, Ticket.Outcome.EXPIRED):

@@ -20,7 +20,9 @@ def test_list_and_filter_tickets(api_client, agent, escalated):
     data = api_client.get("/api/escalation/tickets/", {"status": "open"}).json()
     assert [t["id"] for t in data["results"]] == [escalated.pk]
     assert data["results"][0]["reason"] == "human_request"
-    assert api_client.get("/api/escalation/tickets/", {"status": "resolved"}).json()["results"] == []
+    assert (
+        api_client.get("/api/escalation/tickets/", {"status": "resolved"}).json()["results"] == []
+    )
 
 
 def test_claim_race_over_the_api_gives_a_conflict(api_client, agent, second_agent, escalated):
@@ -71,7 +73,12 @@ def test_webhooks_are_managed_and_secrets_never_returned(api_client, admin_membe
     api_client.force_authenticate(admin_member)
     created = api_client.post(
         "/api/escalation/webhooks/",
-        {"name": "ops", "url": "https://hooks.example.com/x", "secret": "s", "events": ["ESCALATION_CREATED"]},
+        {
+            "name": "ops",
+            "url": "https://hooks.example.com/x",
+            "secret": "s",
+            "events": ["ESCALATION_CREATED"],
+        },
         format="json",
     )
     assert created.status_code == 201 and "secret" not in created.json()
@@ -88,9 +95,9 @@ def test_webhooks_are_managed_and_secrets_never_returned(api_client, admin_membe
 
 def test_presence_toggle(api_client, agent):
     api_client.force_authenticate(agent)
-    assert api_client.post("/api/escalation/presence/", {"on_duty": True}, format="json").json() == {
-        "on_duty": True
-    }
+    assert api_client.post(
+        "/api/escalation/presence/", {"on_duty": True}, format="json"
+    ).json() == {"on_duty": True}
 
 
 def test_openapi_schema_lists_the_escalation_endpoints(api_client, admin_member):
@@ -106,7 +113,7 @@ def test_openapi_schema_lists_the_escalation_endpoints(api_client, admin_member)
         "/api/escalation/callbacks/step-functions/",
     ):
         assert path in paths, path
-    assert DomainEvent  # noqa: B018
+    assert DomainEvent
 
 
 def test_console_pages_are_for_agents_only(client, customer, agent, escalated, conversation):

@@ -133,4 +133,6 @@ def test_angry_customer_to_agent_takeover_live_talk_and_resolve(
     # answered by the server process through the stubbed client: once, first try
     assert (callback.state, callback.attempts) == ("answered", 1)
     assert callback.output["outcome"] == "approved"
-    agent_page.screenshot(path=str(Path(__file__).resolve().parents[2] / "var" / "agent-console.png"))
+    agent_page.screenshot(
+        path=str(Path(__file__).resolve().parents[2] / "var" / "agent-console.png")
+    )

@@ -95,7 +95,12 @@ async def test_live_talk_typing_and_notes_between_agent_and_customer(agent, cust
     # typing: agent -> customer
     await agent_ws.send_json_to({"type": "typing", "is_typing": True})
     typing = await frames_until(customer_ws, "typing")
-    assert typing == {"type": "typing", "role": "agent", "author_name": "Alex Agent", "is_typing": True}
+    assert typing == {
+        "type": "typing",
+        "role": "agent",
+        "author_name": "Alex Agent",
+        "is_typing": True,
+    }
 
     # typing: customer -> agent
     await customer_ws.send_json_to({"type": "typing", "is_typing": True})
@@ -110,7 +115,9 @@ async def test_live_talk_typing_and_notes_between_agent_and_customer(agent, cust
     assert note["message"]["visibility"] == "internal"
 
     # the agent's message reaches the customer live under the agent's name
-    await agent_ws.send_json_to({"type": "message", "text": "Hi, I'm Alex. Sorry!", "client_id": "a1"})
+    await agent_ws.send_json_to(
+        {"type": "message", "text": "Hi, I'm Alex. Sorry!", "client_id": "a1"}
+    )
     reply = await frames_until(customer_ws, "message")
     assert reply["message"]["text"] == "Hi, I'm Alex. Sorry!"  # the note never arrived
     assert reply["message"]["role"] == "agent" and reply["message"]["author_name"] == "Alex Agent"

@@ -26,7 +26,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append({"headers": dict(self.headers), "body": body})
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
@@ -75,7 +75,9 @@ def test_event_is_delivered_signed(receiver, conversation, django_capture_on_com
     assert delivery.last_status_code == 200
 
 
-def test_webhook_only_gets_subscribed_events(receiver, conversation, django_capture_on_commit_callbacks):
+def test_webhook_only_gets_subscribed_events(
+    receiver, conversation, django_capture_on_commit_callbacks
+):
     Webhook.objects.create(
         name="takeovers", url=receiver.url, secret="x", events=["TAKEOVER_STARTED"]
     )
@@ -92,7 +94,11 @@ def test_failures_are_retried_with_backoff_and_logged(conversation, settings):
         delivery = WebhookDelivery.objects.get(event=event)
         tasks.webhook_deliver_task(delivery.pk)
         delivery.refresh_from_db()
-        assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 500)
+        assert (delivery.status, delivery.attempts, delivery.last_status_code) == (
+            "pending",
+            1,
+            500,
+        )
         retries = Schedule.objects.filter(func="escalation.tasks.webhook_deliver_task")
         assert retries.count() == 1
         tasks.webhook_deliver_task(delivery.pk)

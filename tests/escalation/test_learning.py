@@ -55,7 +55,10 @@ def test_takeover_pairs(resolved, conversation):
 def test_takeover_pairs_skip_conversations_without_an_agent_reply(conversation, say):
     question = say("hello")
     message_append(
-        conversation=conversation, role="assistant", text="draft", visibility="withheld",
+        conversation=conversation,
+        role="assistant",
+        text="draft",
+        visibility="withheld",
         reply_to=question,
     )
     assert list(takeover_pairs()) == []

@@ -55,7 +55,7 @@ def test_takeover_race_has_exactly_one_winner(make_user, customer):
         outcomes: list[str] = []
         lock = threading.Lock()
 
-        def claim(agent, ticket=ticket, barrier=barrier, outcomes=outcomes):
+        def claim(agent, ticket=ticket, barrier=barrier, outcomes=outcomes, lock=lock):
             try:
                 barrier.wait()
                 services.ticket_claim(ticket=ticket, agent=agent)
@@ -147,7 +147,8 @@ def test_hand_back_lets_the_assistant_answer_again(escalated, conversation, agen
     end = conversation.messages.filter(role="system").order_by("-seq").first()
     assert end.internal["marker"] == "human_end"
     verdict = services.turn_review(
-        conversation=conversation, customer_message=say("thanks, one more question"),
+        conversation=conversation,
+        customer_message=say("thanks, one more question"),
         signals=signals(),
     )
     assert not verdict.block and not verdict.escalate
@@ -166,9 +167,7 @@ def test_only_the_owner_hands_back(escalated, conversation, agent, second_agent)
         services.conversation_hand_back(conversation=conversation, agent=second_agent)
 
 
-def test_resolve_records_outcome_times_and_returns_to_the_assistant(
-    escalated, conversation, agent
-):
+def test_resolve_records_outcome_times_and_returns_to_the_assistant(escalated, conversation, agent):
     services.ticket_claim(ticket=escalated, agent=agent)
     services.agent_message_send(conversation=conversation, agent=agent, text="Done.")
     ticket = services.ticket_resolve(ticket=escalated, agent=agent, outcome="approved", note="ok")

@@ -103,7 +103,10 @@ def test_callback_then_resolve_sends_task_success_exactly_once(
     assert callback.output["outcome"] == "approved" and callback.output["note"] == "fine"
     # a redelivered task, or the token posted again, never answers twice
     tasks.workflow_callback_answer_task(callback.pk)
-    assert post_callback(api_client, {"ticket_id": escalated.pk, "task_token": TOKEN}).status_code == 200
+    assert (
+        post_callback(api_client, {"ticket_id": escalated.pk, "task_token": TOKEN}).status_code
+        == 200
+    )
     sfn.assert_no_pending_responses()  # the Stubber would raise on an unexpected call
 
 
@@ -135,9 +138,10 @@ def test_token_arriving_after_resolve_is_answered_at_once(
     services.ticket_resolve(ticket=escalated, agent=agent, outcome="approved")
     sfn.add_response("send_task_success", {}, {"taskToken": TOKEN, "output": ANY})
     with django_capture_on_commit_callbacks(execute=True):
-        assert post_callback(
-            api_client, {"ticket_id": escalated.pk, "task_token": TOKEN}
-        ).status_code == 201
+        assert (
+            post_callback(api_client, {"ticket_id": escalated.pk, "task_token": TOKEN}).status_code
+            == 201
+        )
     sfn.assert_no_pending_responses()
     assert WorkflowCallback.objects.get().state == WorkflowCallback.State.ANSWERED
 
@@ -155,9 +159,7 @@ def test_abandoned_ticket_sends_task_failure(
     assert WorkflowCallback.objects.get().state == WorkflowCallback.State.ANSWERED
 
 
-def test_aws_errors_are_retried_with_backoff_then_answered_once(
-    sfn, escalated, agent, settings
-):
+def test_aws_errors_are_retried_with_backoff_then_answered_once(sfn, escalated, agent, settings):
     services.workflow_callback_register(ticket_id=escalated.pk, task_token=TOKEN)
     services.ticket_resolve(ticket=escalated, agent=agent, outcome="approved")
     callback = WorkflowCallback.objects.get()
@@ -199,7 +201,10 @@ def test_gives_up_after_max_attempts(sfn, escalated, agent, settings):
     tasks.workflow_callback_answer_task(pk)
     tasks.workflow_callback_answer_task(pk)
     callback = WorkflowCallback.objects.get()
-    assert callback.state == WorkflowCallback.State.FAILED and "ServiceUnavailable" in callback.last_error
+    assert (
+        callback.state == WorkflowCallback.State.FAILED
+        and "ServiceUnavailable" in callback.last_error
+    )
 
 
 # --- bad callback input --------------------------------------------------------------
@@ -235,9 +240,7 @@ def test_wrong_signature_missing_headers_and_stale_timestamps_are_refused(
     payload = {"ticket_id": escalated.pk, "task_token": TOKEN}
     assert post_callback(api_client, payload, secret="wrong").status_code == 401
     assert post_callback(api_client, payload, timestamp=int(time.time()) - 3600).status_code == 401
-    unsigned = api_client.post(
-        reverse("api:escalation-callback"), data=payload, format="json"
-    )
+    unsigned = api_client.post(reverse("api:escalation-callback"), data=payload, format="json")
     assert unsigned.status_code == 401
     assert not WorkflowCallback.objects.exists()
 
@@ -248,8 +251,13 @@ def test_token_of_another_ticket_conflicts(sfn, api_client, escalated, customer,
     other, _ = services.escalation_open(
         conversation=ConversationFactory(customer=customer), reason="keyword"
     )
-    assert post_callback(api_client, {"ticket_id": escalated.pk, "task_token": TOKEN}).status_code == 201
-    assert post_callback(api_client, {"ticket_id": other.pk, "task_token": TOKEN}).status_code == 409
+    assert (
+        post_callback(api_client, {"ticket_id": escalated.pk, "task_token": TOKEN}).status_code
+        == 201
+    )
+    assert (
+        post_callback(api_client, {"ticket_id": other.pk, "task_token": TOKEN}).status_code == 409
+    )
 
 
 def test_callbacks_are_refused_when_not_configured(api_client, settings):
@@ -272,8 +280,8 @@ def test_asl_definition_has_notify_wait_for_token_and_choice():
         targets += [c["Next"] for c in state.get("Catch", [])]
         for target in filter(None, targets):
             assert target in states, (name, target)
-        assert state.get("End") or state.get("Next") or state["Type"] in (
-            "Choice", "Succeed", "Fail"
+        assert (
+            state.get("End") or state.get("Next") or state["Type"] in ("Choice", "Succeed", "Fail")
         ), name
     notify = states[definition["StartAt"]]
     assert notify["Type"] == "Task" and notify["Resource"].startswith("arn:aws:states:::sns")

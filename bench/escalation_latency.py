@@ -1,0 +1,336 @@
+"""Escalation latency and takeover race against a real Daphne with Postgres + Redis.
+
+Not a test. Starts Daphne on 127.0.0.1:8103 (the escalation engineer's port) with the
+Redis channel layer, opens agent inbox sockets, then has customers send a clearly
+negative message over their chat socket. Measures the time from the customer's send to
+the ticket frame arriving on the agents' open inbox sockets (p50/p99), one customer at
+a time and in bursts. Then races many agents for the same ticket through the API,
+round after round, and counts the owners.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/loopdesk_escalation_bench \\
+    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/escalation_latency.py \\
+        [--agents 5] [--sequential 30] [--bursts 5] [--burst-size 20] \\
+        [--racers 20] [--races 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DJANGO_DEBUG", "false")
+os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"bench-{uuid.uuid4().hex[:6]}")
+# Bursts of customers must not hit the chat's per-subject rate limits or a slow first turn.
+os.environ.setdefault("CHAT_RATE_LIMIT_MESSAGES", "100000/min")
+os.environ.setdefault("CHAT_RATE_LIMIT_CONVERSATIONS", "100000/hour")
+os.environ.setdefault("ASSISTANT_TIMEOUT_SECONDS", "120")
+
+PORT = 8103
+BASE = f"http://127.0.0.1:{PORT}"
+WS = f"ws://127.0.0.1:{PORT}"
+ANGRY = "This is absolutely terrible, I am furious and your service is useless!"
+
+
+def setup_django() -> None:
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    if not os.environ.get("REDIS_URL") or "postgres" not in os.environ.get("DATABASE_URL", ""):
+        sys.exit("Set DATABASE_URL (Postgres) and REDIS_URL: this measures the real services.")
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"].startswith("channels_redis")
+
+
+def prepare_database() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("createcachetable", verbosity=0)
+    call_command("sync_roles", verbosity=0)
+
+
+def make_users(prefix: str, count: int, role: str) -> list:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from config import roles
+
+    user_model = get_user_model()
+    group = Group.objects.get(name=roles.ROLES[role].group)
+    users = []
+    for i in range(count):
+        user, _ = user_model.objects.get_or_create(
+            username=f"{prefix}{i}",
+            defaults={"first_name": prefix.title(), "last_name": str(i), "is_staff": True},
+        )
+        user.groups.add(group)
+        users.append(user)
+    return users
+
+
+def session_cookie(user) -> str:
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return f"sessionid={session.session_key}"
+
+
+def start_daphne() -> subprocess.Popen:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(PORT),
+            "config.asgi:application",
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(BASE + "/healthz", timeout=1)  # noqa: S310
+            return process
+        except urllib.error.HTTPError:
+            return process  # serving (503 only says no task worker runs: none is needed)
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    process.terminate()
+    sys.exit("Daphne did not start")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class Inboxes:
+    """Agents' open inbox sockets; records when each ticket frame arrives on each."""
+
+    def __init__(self, cookies: list[str]):
+        self.cookies = cookies
+        self.arrivals: dict[str, list[float]] = {}
+        self.sockets: list = []
+        self.tasks: list[asyncio.Task] = []
+
+    async def open(self) -> None:
+        import websockets
+
+        for cookie in self.cookies:
+            ws = await websockets.connect(
+                WS + "/ws/agent/inbox/",
+                additional_headers={"Cookie": cookie, "Origin": BASE},
+            )
+            snapshot = json.loads(await ws.recv())
+            assert snapshot["type"] == "inbox.snapshot", snapshot
+            self.sockets.append(ws)
+            self.tasks.append(asyncio.create_task(self._listen(ws)))
+
+    async def _listen(self, ws) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame.get("type") == "ticket" and frame.get("change") == "created":
+                self.arrivals.setdefault(frame["ticket"]["conversation_id"], []).append(
+                    time.perf_counter()
+                )
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for ws in self.sockets:
+            await ws.close()
+
+
+def new_conversations(customers: list) -> list[tuple[str, str]]:
+    from chat.services import conversation_start
+
+    out = []
+    for customer in customers:
+        conversation = conversation_start(
+            customer=customer, visitor_id="", rate_subject=f"bench:{customer.pk}:{uuid.uuid4()}"
+        )
+        out.append((str(conversation.pk), session_cookie(customer)))
+    return out
+
+
+async def customer_sends(conversation_id: str, cookie: str) -> float:
+    import websockets
+
+    async with websockets.connect(
+        f"{WS}/ws/chat/{conversation_id}/",
+        additional_headers={"Cookie": cookie, "Origin": BASE},
+    ) as ws:
+        await ws.recv()  # conversation.state
+        sent = time.perf_counter()
+        await ws.send(json.dumps({"type": "message", "text": ANGRY, "client_id": uuid.uuid4().hex}))
+        while True:  # keep the socket open until the escalation notice arrives
+            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=180))
+            if frame.get("type") == "message" and frame["message"]["role"] == "system":
+                return sent
+
+
+async def wait_for(inboxes: Inboxes, conversation_id: str, agents: int) -> None:
+    for _ in range(3000):
+        if len(inboxes.arrivals.get(conversation_id, [])) >= agents:
+            return
+        await asyncio.sleep(0.01)
+    raise RuntimeError(f"ticket for {conversation_id} never reached every inbox")
+
+
+async def latency(args, agents_cookies, customers) -> dict:
+    inboxes = Inboxes(agents_cookies)
+    await inboxes.open()
+    # warm-up: the first turn loads the embedding model in the server
+    ((warm_id, warm_cookie),) = await asyncio.to_thread(new_conversations, customers[:1])
+    await customer_sends(warm_id, warm_cookie)
+    await wait_for(inboxes, warm_id, len(agents_cookies))
+
+    results = {}
+    for label, rounds, size in (
+        ("sequential", args.sequential, 1),
+        (f"bursts of {args.burst_size}", args.bursts, args.burst_size),
+    ):
+        first, every = [], []
+        for _ in range(rounds):
+            batch = await asyncio.to_thread(new_conversations, customers[:size])
+            sent_at = await asyncio.gather(*(customer_sends(cid, ck) for cid, ck in batch))
+            for (cid, _), sent in zip(batch, sent_at, strict=True):
+                await wait_for(inboxes, cid, len(agents_cookies))
+                times = [(t - sent) * 1000 for t in inboxes.arrivals[cid]]
+                first.append(min(times))
+                every.extend(times)
+        results[label] = {
+            "tickets": len(first),
+            "first_inbox_ms": {
+                "p50": pct(first, 50),
+                "p99": pct(first, 99),
+                "mean": statistics.mean(first),
+            },
+            "every_inbox_ms": {"p50": pct(every, 50), "p99": pct(every, 99), "max": max(every)},
+        }
+    await inboxes.close()
+    return results
+
+
+def race(args, racers: list, customer) -> dict:
+    from rest_framework.authtoken.models import Token
+
+    from chat.services import conversation_start
+    from escalation.services import escalation_open
+
+    tokens = [Token.objects.get_or_create(user=agent)[0].key for agent in racers]
+    exactly_one = 0
+    conflicts = 0
+    for _ in range(args.races):
+        conversation = conversation_start(
+            customer=customer, visitor_id="", rate_subject=f"race:{uuid.uuid4()}"
+        )
+        ticket, _ = escalation_open(conversation=conversation, reason="human_request")
+        barrier = threading.Barrier(len(tokens))
+        statuses: list[int] = []
+
+        def claim(
+            token: str, ticket_id: int = ticket.pk, barrier=barrier, statuses=statuses
+        ) -> None:
+            request = urllib.request.Request(  # noqa: S310
+                f"{BASE}/api/escalation/tickets/{ticket_id}/claim/",
+                method="POST",
+                data=b"",
+                headers={"Authorization": f"Token {token}"},
+            )
+            barrier.wait()
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                    statuses.append(response.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+
+        threads = [threading.Thread(target=claim, args=(t,)) for t in tokens]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        ticket.refresh_from_db()
+        owners = statuses.count(200)
+        markers = conversation.messages.filter(internal__marker="human_start").count()
+        if owners == 1 and markers == 1 and ticket.assigned_agent_id is not None:
+            exactly_one += 1
+        conflicts += statuses.count(409)
+    return {
+        "racers": len(tokens),
+        "rounds": args.races,
+        "rounds_with_exactly_one_owner": exactly_one,
+        "conflict_responses": conflicts,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--agents", type=int, default=5)
+    parser.add_argument("--sequential", type=int, default=30)
+    parser.add_argument("--bursts", type=int, default=5)
+    parser.add_argument("--burst-size", type=int, default=20)
+    parser.add_argument("--racers", type=int, default=20)
+    parser.add_argument("--races", type=int, default=50)
+    args = parser.parse_args()
+    setup_django()
+    prepare_database()
+    from config import roles
+
+    agents = make_users("benchagent", max(args.agents, args.racers), roles.AGENTS)
+    customers = make_users("benchcustomer", max(1, args.burst_size), roles.CUSTOMERS)
+    from escalation.services import agent_presence_set
+
+    for agent in agents[: args.agents]:
+        agent_presence_set(agent=agent, on_duty=True)
+    server = start_daphne()
+    try:
+        cookies = [session_cookie(agent) for agent in agents[: args.agents]]
+        report = {
+            "setup": {"agents_listening": args.agents, "channel_layer": "redis", "db": "postgres"},
+            "latency": asyncio.run(latency(args, cookies, customers)),
+            "takeover_race": race(args, agents[: args.racers], customers[0]),
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    print(json.dumps(rounded(report), indent=2))
+
+
+def rounded(value):
+    if isinstance(value, float):
+        return round(value, 1)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    return value
+
+
+if __name__ == "__main__":
+    main()

@@ -7,12 +7,15 @@ that shows other reviewers' labels requires ``labeling.see_all_labels``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, F, FloatField, Func, QuerySet
 from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -42,6 +45,11 @@ from labeling.models import (
 
 def _sees_all(request: HttpRequest) -> bool:
     return selectors.user_sees_all_labels(request.user)
+
+
+def _acting(request: HttpRequest) -> Any:
+    """The logged-in user (admin views only run for authenticated staff)."""
+    return request.user
 
 
 class ExpertOnlyMixin:
@@ -164,7 +172,7 @@ class LabelInline(admin.TabularInline):
         "comment",
         "submitted_at",
     ]
-    readonly_fields = fields
+    readonly_fields = list(fields)  # type: ignore[arg-type]
 
     def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False
@@ -273,12 +281,12 @@ class LabelingItemAdmin(ExpertOnlyMixin, admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def output_manifest_view(self, request: HttpRequest) -> HttpResponse:
+    def output_manifest_view(self, request: HttpRequest) -> HttpResponseBase:
         if not _sees_all(request):
             raise PermissionDenied
         return jsonl_response(output_manifest_lines(), "output.manifest")
 
-    def input_manifest_view(self, request: HttpRequest) -> HttpResponse:
+    def input_manifest_view(self, request: HttpRequest) -> HttpResponseBase:
         if not _sees_all(request):
             raise PermissionDenied
         return jsonl_response(input_manifest_lines(), "input.manifest")
@@ -388,7 +396,7 @@ class JudgeValidationAdmin(ExpertOnlyMixin, admin.ModelAdmin):
         "judge_review",
         "judge_validated_score",
     ]
-    readonly_fields = fields[:-1]
+    readonly_fields = list(fields[:-1])  # type: ignore[arg-type]
 
     def get_ordering(self, request):  # type: ignore[no-untyped-def]
         return [F("disagreement").desc(nulls_last=True), "pk"]
@@ -432,20 +440,20 @@ class JudgeValidationAdmin(ExpertOnlyMixin, admin.ModelAdmin):
             return
         try:
             if score == obj.judge_score:
-                services.judge_accept(items=[obj], by=request.user)
+                services.judge_accept(items=[obj], by=_acting(request))
             else:
-                services.judge_override(item=obj, score=score, by=request.user)
+                services.judge_override(item=obj, score=score, by=_acting(request))
         except (ValueError, ValidationError) as exc:
             self.message_user(request, str(exc), messages.ERROR)
 
     @admin.action(description="Accept the AI scores", permissions=["change"])
     def accept(self, request: HttpRequest, queryset: QuerySet[LabelingItem]) -> None:
-        count = services.judge_accept(items=queryset, by=request.user)
+        count = services.judge_accept(items=queryset, by=_acting(request))
         self.message_user(request, f"{count} AI scores accepted.", messages.SUCCESS)
 
     @admin.action(description="Override with the reviewers' score", permissions=["change"])
     def override_with_humans(self, request: HttpRequest, queryset: QuerySet[LabelingItem]) -> None:
-        count = services.judge_override_with_humans(items=queryset, by=request.user)
+        count = services.judge_override_with_humans(items=queryset, by=_acting(request))
         self.message_user(request, f"{count} AI scores overridden.", messages.SUCCESS)
 
     def changelist_view(self, request, extra_context=None):  # type: ignore[no-untyped-def]
@@ -474,7 +482,7 @@ class AdjudicationAdmin(ExpertOnlyMixin, admin.ModelAdmin):
         "judge_score",
         "adjudicated_score",
     ]
-    readonly_fields = fields[:-1]
+    readonly_fields = list(fields[:-1])  # type: ignore[arg-type]
 
     def get_queryset(self, request):  # type: ignore[no-untyped-def]
         return (
@@ -500,7 +508,7 @@ class AdjudicationAdmin(ExpertOnlyMixin, admin.ModelAdmin):
             return
         try:
             services.item_adjudicate(
-                item=LabelingItem.objects.get(pk=obj.pk), score=score, by=request.user
+                item=LabelingItem.objects.get(pk=obj.pk), score=score, by=_acting(request)
             )
         except services.LabelingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
@@ -575,7 +583,9 @@ class LabelAdmin(admin.ModelAdmin):
             raise PermissionDenied
         queue = selectors.reviewer_queue(reviewer=request.user)
         open_labels = list(queue[:200])
-        done = Label.objects.filter(reviewer=request.user, status=Label.Status.SUBMITTED).count()
+        done = Label.objects.filter(
+            reviewer_id=request.user.pk, status=Label.Status.SUBMITTED
+        ).count()
         context = {
             **self.admin_site.each_context(request),
             "title": "My labeling queue",
@@ -608,7 +618,7 @@ class LabelAdmin(admin.ModelAdmin):
                 try:
                     services.label_submit(
                         label=label,
-                        reviewer=request.user,
+                        reviewer=_acting(request),
                         score=form.cleaned_data["score"],
                         better_answer=form.cleaned_data["better_answer"],
                         comment=form.cleaned_data["comment"],
@@ -712,7 +722,7 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
             data = form.cleaned_data
             snapshot = services.snapshot_create_from_labels(
                 name=data["name"],
-                created_by=request.user,
+                created_by=_acting(request),
                 filters=form.snapshot_filters(),
                 test_share=data["test_share"],
                 redact=data["redact"],
@@ -734,7 +744,7 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/labeling/snapshot_freeze.html", context)
 
-    def export_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+    def export_view(self, request: HttpRequest, pk: int) -> HttpResponseBase:
         if not request.user.has_perm("labeling.view_snapshotrow"):
             raise PermissionDenied
         snapshot = get_object_or_404(DatasetSnapshot, pk=pk)

@@ -120,7 +120,9 @@ class ItemViewSet(viewsets.ReadOnlyModelViewSet):
 
 class LabelSerializer(serializers.ModelSerializer):
     item = ItemSerializer(read_only=True)
-    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewer: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = Label
@@ -186,7 +188,7 @@ class AssignmentViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             label = services.label_submit(
                 label=label,
-                reviewer=request.user,
+                reviewer=request.user,  # type: ignore[arg-type]
                 source=Label.Source.API,
                 **data.validated_data,
             )
@@ -200,7 +202,9 @@ class AssignmentViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class SnapshotSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = DatasetSnapshot
@@ -250,7 +254,7 @@ class SnapshotViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 filters[key] = values[key].isoformat()
         snapshot = services.snapshot_create_from_labels(
             name=values["name"],
-            created_by=request.user,
+            created_by=request.user,  # type: ignore[arg-type]
             filters=filters,
             test_share=values["test_share"],
             redact=values["redact"],
@@ -318,7 +322,7 @@ class ImportResultSerializer(serializers.Serializer):
 
 
 class ManifestErrorSerializer(serializers.Serializer):
-    errors = serializers.ListField(child=serializers.CharField())
+    errors = serializers.ListField(child=serializers.CharField())  # type: ignore[assignment]
 
 
 class ManifestImportView(APIView):

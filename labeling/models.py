@@ -287,7 +287,7 @@ class Label(models.Model):
         indexes = [models.Index(fields=["reviewer", "status", "assigned_at"])]
 
     def __str__(self) -> str:
-        who = self.worker_id or (self.reviewer.get_username() if self.reviewer_id else "?")
+        who = self.worker_id or (self.reviewer.get_username() if self.reviewer else "?")
         return f"Label on item {self.item_id} by {who}"
 
 

@@ -7,6 +7,7 @@ placeholders. Pattern-based: it catches the common shapes, not every possible on
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -27,7 +28,7 @@ PLACEHOLDERS = (
 
 def redact_text(text: str) -> str:
     for pattern, placeholder in PLACEHOLDERS:
-        text = pattern.sub(lambda match, p=placeholder: _keep_short(match, p), text)
+        text = pattern.sub(partial(_keep_short, placeholder=placeholder), text)
     return text
 
 

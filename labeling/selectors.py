@@ -159,7 +159,8 @@ def _consolidated_units(items: QuerySet[LabelingItem]) -> dict[int, dict[str, fl
         status=Label.Status.SUBMITTED,
     ).values_list("item_id", "reviewer_id", "worker_id", "score")
     for item_id, reviewer_id, worker_id, score in rows.iterator(chunk_size=5000):
-        units[item_id][_rater(reviewer_id, worker_id)] = float(score)
+        if score is not None:
+            units[item_id][_rater(reviewer_id, worker_id)] = float(score)
     return units
 
 
@@ -225,11 +226,11 @@ def judge_human_agreement(*, items: QuerySet[LabelingItem] | None = None) -> Jud
         .values_list("judge_score", "median_score", "adjudicated_score")
         .iterator(chunk_size=5000)
     )
-    units = [
-        {"judge": float(judge), "humans": float(adjudicated or median)}
-        for judge, median, adjudicated in rows
-        if (adjudicated or median) is not None
-    ]
+    units = []
+    for judge, median, adjudicated in rows:
+        human = adjudicated if adjudicated is not None else median
+        if judge is not None and human is not None:
+            units.append({"judge": float(judge), "humans": float(human)})
     figure = ordinal_alpha(units)
     threshold = settings.LABELING_JUDGE_MIN_AGREEMENT
     usable = (

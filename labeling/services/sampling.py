@@ -46,7 +46,7 @@ def item_create_from_message(
     """
     from labeling.services.labels import item_assign_reviewers
 
-    question = message.reply_to.text if message.reply_to_id else ""
+    question = message.reply_to.text if message.reply_to else ""
     feedback = (
         CustomerFeedback.objects.filter(conversation_id=message.conversation_id)
         .only("better_answer", "message_id")
@@ -127,7 +127,7 @@ def _sample(
 ) -> None:
     candidates = answers_unsampled(low_rating_max=policy.low_rating_max)
     picks: list[tuple[int, str]] = []
-    pattern_filters = []
+    pattern_filters: list[tuple[str, str]] = []
     if policy.include_escalated:
         pattern_filters.append(("is_escalated", LabelingItem.Reason.ESCALATED))
     if policy.include_negative:

@@ -53,7 +53,7 @@ def snapshot_create_from_rows(
         .aggregate(v=Max("version"))["v"]
         or 0
     ) + 1
-    snapshot = DatasetSnapshot.objects.create(
+    snapshot = DatasetSnapshot.objects.create(  # type: ignore[misc]
         name=name,
         version=version,
         created_by=created_by,
@@ -141,11 +141,7 @@ def snapshot_rows_from_labels(
     if include_takeovers:
         for pair in _takeover_pairs():
             add_pair(pair["prompt"], pair["chosen"], pair["rejected"], "takeover")
-    rows = {
-        SnapshotRow.Kind.SCORED: scored,
-        SnapshotRow.Kind.PAIR: pairs,
-        SnapshotRow.Kind.KTO: kto,
-    }
+    rows: dict[str, list[dict[str, Any]]] = {"scored": scored, "pair": pairs, "kto": kto}
     return rows, dict(origins)
 
 

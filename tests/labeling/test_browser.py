@@ -51,7 +51,7 @@ def test_reviewer_labels_ten_items_with_the_keyboard_and_agreement_shows(
     page.goto(f"{asgi_live_server}/admin/labeling/label/queue/")
     assert "10 open" in page.inner_text("[data-testid=queue-summary]")
     page.keyboard.press("Enter")  # start labeling
-    for i, score in enumerate(SCORES):
+    for i in range(len(SCORES)):
         page.wait_for_selector("#label-form")
         question = page.inner_text("#question")
         index = int(re.search(r"question (\d+)", question).group(1))

@@ -112,7 +112,7 @@ def start_daphne() -> subprocess.Popen:
         cwd=ROOT,
         env=os.environ.copy(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(ROOT / "var" / "escalation_bench_daphne.log").open("w"),
     )
     for _ in range(120):
         try:
@@ -191,7 +191,7 @@ async def customer_sends(conversation_id: str, cookie: str) -> float:
         sent = time.perf_counter()
         await ws.send(json.dumps({"type": "message", "text": ANGRY, "client_id": uuid.uuid4().hex}))
         while True:  # keep the socket open until the escalation notice arrives
-            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=180))
+            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=600))
             if frame.get("type") == "message" and frame["message"]["role"] == "system":
                 return sent
 
@@ -218,6 +218,7 @@ async def latency(args, agents_cookies, customers) -> dict:
         (f"bursts of {args.burst_size}", args.bursts, args.burst_size),
     ):
         first, every = [], []
+        print(f"{label}: {rounds} round(s) of {size}", file=sys.stderr, flush=True)
         for _ in range(rounds):
             batch = await asyncio.to_thread(new_conversations, customers[:size])
             sent_at = await asyncio.gather(*(customer_sends(cid, ck) for cid, ck in batch))

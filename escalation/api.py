@@ -30,6 +30,7 @@ from escalation.serializers import (
     DomainEventSerializer,
     PresenceSerializer,
     ResolveSerializer,
+    TicketDetailSerializer,
     TicketSerializer,
     WebhookDeliverySerializer,
     WebhookSerializer,
@@ -91,11 +92,14 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
             tickets = tickets.filter(assigned_agent=self.request.user)
         return tickets
 
+    def get_serializer_class(self):  # type: ignore[override]
+        return TicketSerializer if self.action == "list" else TicketDetailSerializer
+
     def _respond(self, ticket: Ticket) -> Response:
         ticket = Ticket.objects.select_related("assigned_agent").get(pk=ticket.pk)
-        return Response(TicketSerializer(ticket).data)
+        return Response(TicketDetailSerializer(ticket).data)
 
-    @extend_schema(request=None, responses=TicketSerializer)
+    @extend_schema(request=None, responses=TicketDetailSerializer)
     @action(detail=True, methods=["post"])
     def claim(self, request: Request, pk: str | None = None) -> Response:
         """Take over the ticket's conversation; of racing agents exactly one wins (409 else)."""
@@ -105,7 +109,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
             return _escalation_error(exc)
         return self._respond(ticket)
 
-    @extend_schema(request=ResolveSerializer, responses=TicketSerializer)
+    @extend_schema(request=ResolveSerializer, responses=TicketDetailSerializer)
     @action(detail=True, methods=["post"])
     def resolve(self, request: Request, pk: str | None = None) -> Response:
         body = ResolveSerializer(data=request.data)
@@ -118,7 +122,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
             return _escalation_error(exc)
         return self._respond(ticket)
 
-    @extend_schema(request=CloseSerializer, responses=TicketSerializer)
+    @extend_schema(request=CloseSerializer, responses=TicketDetailSerializer)
     @action(detail=True, methods=["post"])
     def close(self, request: Request, pk: str | None = None) -> Response:
         body = CloseSerializer(data=request.data)
@@ -131,7 +135,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
             return _escalation_error(exc)
         return self._respond(ticket)
 
-    @extend_schema(request=None, responses=TicketSerializer)
+    @extend_schema(request=None, responses=TicketDetailSerializer)
     @action(detail=True, methods=["post"], url_path="hand-back")
     def hand_back(self, request: Request, pk: str | None = None) -> Response:
         ticket = self.get_object()
@@ -159,7 +163,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
 class ConversationTakeOverView(APIView):
     permission_classes = [IsAgent]
 
-    @extend_schema(request=None, responses=TicketSerializer)
+    @extend_schema(request=None, responses=TicketDetailSerializer)
     def post(self, request: Request, conversation_id: str) -> Response:
         """Take over a conversation (opens a ticket when none is active)."""
         conversation = get_object_or_404(Conversation, pk=conversation_id)

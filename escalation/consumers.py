@@ -147,6 +147,7 @@ class AgentConversationConsumer(AgentSocket):
             services.agent_conversation_group(conversation.pk),
         )
         self.ready = True
+        await database_sync_to_async(services.agent_presence_touch)(agent=self.user)
         await self.send_json(
             {
                 **conversation_state_event(conversation),
@@ -169,6 +170,10 @@ class AgentConversationConsumer(AgentSocket):
         )
 
     # --- frames from the agent ---------------------------------------------------------------
+
+    async def frame_ping(self, content: dict[str, Any]) -> None:
+        await database_sync_to_async(services.agent_presence_touch)(agent=self.user)
+        await self.send_json({"type": "pong"})
 
     async def frame_message(self, content: dict[str, Any]) -> None:
         text, client_id = content.get("text"), content.get("client_id", "")

@@ -45,6 +45,23 @@ class TicketSerializer(serializers.ModelSerializer):
         return (agent.get_full_name() or agent.get_username()) if agent else ""
 
 
+class TicketDetailSerializer(TicketSerializer):
+    """One ticket, with the withheld draft (the list leaves it out: one query per row)."""
+
+    withheld_draft = serializers.SerializerMethodField()
+
+    class Meta(TicketSerializer.Meta):
+        fields = [*TicketSerializer.Meta.fields, "withheld_draft"]
+        read_only_fields = fields
+
+    def get_withheld_draft(self, ticket: Ticket) -> str:
+        """The assistant's draft kept from the customer on the escalated turn ("" if none)."""
+        from escalation.services.workflows import withheld_draft_for
+
+        draft = withheld_draft_for(ticket)
+        return draft.text if draft else ""
+
+
 class ResolveSerializer(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=[Ticket.Outcome.APPROVED, Ticket.Outcome.REJECTED])
     note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")

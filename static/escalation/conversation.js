@@ -167,5 +167,7 @@
     if (draft) showError("Draft " + draft.article + " is waiting for a reviewer.");
   });
 
+  // presence heartbeat: an agent working a conversation counts as available
+  setInterval(() => { if (socket && socket.readyState === 1) socket.send('{"type":"ping"}'); }, 30000);
   connect();
 })();

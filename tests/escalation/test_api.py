@@ -131,3 +131,26 @@ def test_console_pages_are_for_agents_only(client, customer, agent, escalated, c
 def test_anonymous_is_sent_to_login(client):
     response = client.get("/agent/")
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_ticket_detail_shows_the_withheld_draft(api_client, agent, escalated, conversation):
+    from chat.services import message_append
+
+    message_append(
+        conversation=conversation,
+        role="assistant",
+        text="the bot's draft",
+        visibility="withheld",
+        reply_to=escalated.trigger_message,
+    )
+    api_client.force_authenticate(agent)
+    detail = api_client.get(f"/api/escalation/tickets/{escalated.pk}/").json()
+    assert detail["withheld_draft"] == "the bot's draft"
+    listed = api_client.get("/api/escalation/tickets/").json()["results"][0]
+    assert "withheld_draft" not in listed
+
+
+def test_ticket_list_query_count(api_client, agent, escalated, django_assert_max_num_queries):
+    api_client.force_authenticate(agent)
+    with django_assert_max_num_queries(6):
+        assert api_client.get("/api/escalation/tickets/").status_code == 200

@@ -226,3 +226,21 @@ def test_ses_is_used_when_configured(settings, escalated, on_duty):
         assert services.ticket_notify_agents(ticket_id=escalated.pk) == 1
         stub.assert_no_pending_responses()
     notifications.ses_client.cache_clear()
+
+
+def test_on_duty_agent_not_seen_recently_is_not_available(conversation, say, on_duty):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from escalation.models import AgentPresence
+
+    AgentPresence.objects.filter(agent=on_duty).update(
+        last_seen_at=timezone.now() - timedelta(minutes=10)
+    )
+    verdict = services.escalation_request_human(
+        conversation=conversation, customer_message=say("hi")
+    )
+    assert "No one from our support team is available" in verdict.customer_notice
+    services.agent_presence_touch(agent=on_duty)  # the console socket reconnects
+    assert services.agents_available().filter(agent=on_duty).exists()

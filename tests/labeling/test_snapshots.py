@@ -142,3 +142,37 @@ def test_admin_freeze_page_and_streamed_export(labeled, client, ml_engineer):
         {"kind": "pair", "redact": "1"},
     )
     assert b"jo@example.com" not in b"".join(redacted.streaming_content)
+
+
+def test_real_takeover_pairs_from_escalation_join_the_snapshot(reviewers):
+    from chat.models import Message
+    from chat.services import message_append
+    from tests.factories import ConversationFactory
+
+    conversation = ConversationFactory()
+    asked, _ = message_append(
+        conversation=conversation, role="customer", text="My radiator valve leaks!", broadcast=False
+    )
+    message_append(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        text="Try restarting the app.",
+        visibility=Message.Visibility.WITHHELD,
+        reply_to=asked,
+        broadcast=False,
+    )
+    message_append(
+        conversation=conversation,
+        role=Message.Role.AGENT,
+        text="Close the valve and I'll send a replacement today.",
+        broadcast=False,
+    )
+
+    snapshot = services.snapshot_create_from_labels(name="takeovers", test_share=0.0)
+
+    pairs = list(selectors.snapshot_rows(snapshot=snapshot, kind="pair"))
+    assert {k: pairs[0][k] for k in ("prompt", "chosen", "rejected")} == {
+        "prompt": "My radiator valve leaks!",
+        "chosen": "Close the valve and I'll send a replacement today.",
+        "rejected": "Try restarting the app.",
+    }

@@ -22,7 +22,7 @@ class MessageInline(admin.TabularInline):
     fk_name = "conversation"
     extra = 0
     can_delete = False
-    fields = ["seq", "role", "visibility", "author", "text", "provider", "latency_ms"]
+    fields = ("seq", "role", "visibility", "author", "text", "provider", "latency_ms")
     readonly_fields = fields
     ordering = ["seq"]
 

@@ -43,9 +43,11 @@ class MessageCursor(CursorPagination):
 
 class ChatErrorResponse(Response):
     def __init__(self, exc: services.ChatError) -> None:
-        code = status.HTTP_429_TOO_MANY_REQUESTS
-        if not isinstance(exc, services.ChatRateLimited):
-            code = status.HTTP_409_CONFLICT if isinstance(exc, services.ConversationClosed) else 400
+        code: int = status.HTTP_400_BAD_REQUEST
+        if isinstance(exc, services.ChatRateLimited):
+            code = status.HTTP_429_TOO_MANY_REQUESTS
+        elif isinstance(exc, services.ConversationClosed):
+            code = status.HTTP_409_CONFLICT
         super().__init__({"code": exc.code, "message": exc.message}, status=code)
 
 

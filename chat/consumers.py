@@ -138,7 +138,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.error(exc.code, exc.message, client_id=content.get("client_id"))
 
     async def error(self, code: str, message: str, **extra: Any) -> None:
-        frame = {"type": "error", "code": code, "message": message}
+        frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
         frame.update({k: v for k, v in extra.items() if isinstance(v, str | int)})
         await self.send_json(frame)
 

@@ -84,10 +84,22 @@ def asgi_live_server(transactional_db, settings):
 
     settings.ALLOWED_HOSTS = ["*"]
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    def child_database_setup():
+        # The child is forked after the test database exists, so NAME already is the
+        # test database; without TEST.NAME channels would prefix it a second time
+        # ("test_test_...") on PostgreSQL.
+        from django.conf import settings as child_settings
+
+        database = child_settings.DATABASES["default"]
+        if not (database.get("TEST") or {}).get("NAME"):
+            database.setdefault("TEST", {})["NAME"] = database["NAME"]
+        set_database_connection()
+
     process = DaphneProcess(
         "127.0.0.1",
         partial(make_application, static_wrapper=ASGIStaticFilesHandler),
-        setup=set_database_connection,
+        setup=child_database_setup,
     )
     process.start()
     if not process.ready.wait(timeout=30):

@@ -177,38 +177,54 @@ def article_publish_set(*, article_ids: list[int], published: bool) -> int:
 
 
 def article_embed(*, article_id: int, force: bool = False) -> bool:
-    """Store the unit embedding of the article's title + body; returns True if stored.
+    """Store the unit embedding of one article's title + body; True if stored.
+
+    Idempotent: see ``articles_embed``.
+    """
+    return articles_embed(article_ids=[article_id], force=force) == 1
+
+
+EMBED_BATCH_SIZE = 32
+
+
+def articles_embed(*, article_ids: list[int], force: bool = False) -> int:
+    """Embed the given articles in batches; returns how many vectors were stored.
 
     Idempotent: an article already embedded by the current embedding model after its
-    last edit is left alone (unless ``force``). The model runs outside any transaction;
-    the row is then locked and the vector stored only if the article was not edited
-    meanwhile (that edit queued its own embedding).
+    last edit is left alone (unless ``force``); deleted ids are skipped. The model runs
+    outside any transaction; each row is then locked and its vector stored only if the
+    article was not edited meanwhile (that edit queued its own embedding).
     """
     from chat.assistant.knowledge import article_document
     from chat.assistant.providers import embedder_current
 
     embedder = embedder_current()
-    article = Article.objects.filter(pk=article_id).first()
-    if article is None:
-        return False
-    current = (
-        article.embedding is not None
-        and article.embedding_model == embedder.name
-        and article.embedded_at is not None
-        and article.embedded_at >= article.updated_at
-    )
-    if current and not force:
-        return False
-    vector = embedder.embed_documents([article_document(article)])[0]
-    with transaction.atomic():
-        locked = Article.objects.select_for_update().filter(pk=article_id).first()
-        if locked is None or locked.updated_at != article.updated_at:
-            return False
-        locked.embedding = [round(float(x), 6) for x in vector]
-        locked.embedding_model = embedder.name
-        locked.embedded_at = timezone.now()
-        locked.save(update_fields=["embedding", "embedding_model", "embedded_at"])
-    return True
+    articles = [
+        article
+        for article in Article.objects.filter(pk__in=article_ids).order_by("pk")
+        if force
+        or not (
+            article.embedding is not None
+            and article.embedding_model == embedder.name
+            and article.embedded_at is not None
+            and article.embedded_at >= article.updated_at
+        )
+    ]
+    stored = 0
+    for start in range(0, len(articles), EMBED_BATCH_SIZE):
+        batch = articles[start : start + EMBED_BATCH_SIZE]
+        vectors = embedder.embed_documents([article_document(a) for a in batch])
+        with transaction.atomic():
+            for article, vector in zip(batch, vectors, strict=True):
+                locked = Article.objects.select_for_update().filter(pk=article.pk).first()
+                if locked is None or locked.updated_at != article.updated_at:
+                    continue
+                locked.embedding = [round(float(x), 6) for x in vector]
+                locked.embedding_model = embedder.name
+                locked.embedded_at = timezone.now()
+                locked.save(update_fields=["embedding", "embedding_model", "embedded_at"])
+                stored += 1
+    return stored
 
 
 # --- customer turns ------------------------------------------------------------------------

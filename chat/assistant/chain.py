@@ -105,15 +105,22 @@ async def assistant_prepare(*, question: str, history: list[dict[str, Any]]) -> 
     Raises ``AssistantError`` when the provider fails. Nothing here is customer-facing.
     """
     provider = provider_current()
-    try:
-        (passages, top_score), sentiment = await asyncio.gather(
-            _retrieve(provider, retrieval_query(question, history)),
-            provider.sentiment(question),
-        )
-    except AssistantError:
-        raise
-    except Exception as exc:
-        raise AssistantError(f"{provider.name} provider failed to prepare: {exc}") from exc
+    # Both run to the end even if one fails: no call is left running unobserved.
+    retrieved, sentiment = await asyncio.gather(
+        _retrieve(provider, retrieval_query(question, history)),
+        provider.sentiment(question),
+        return_exceptions=True,
+    )
+    for outcome in (retrieved, sentiment):
+        if isinstance(outcome, AssistantError):
+            raise outcome
+        if isinstance(outcome, BaseException):
+            raise AssistantError(f"{provider.name} provider failed to prepare: {outcome}") from (
+                outcome
+            )
+    assert not isinstance(retrieved, BaseException)
+    assert not isinstance(sentiment, BaseException)
+    passages, top_score = retrieved
     min_score = float(settings.ASSISTANT_MIN_RETRIEVAL_SCORE)
     no_answer = not passages
     return Prepared(

@@ -76,6 +76,18 @@ def _codes(text: str) -> set[str]:
     return set(_CODE.findall(text.lower()))
 
 
+def article_scores(
+    *, matrix: np.ndarray, titles: list[str], query_vector: np.ndarray, query_text: str
+) -> np.ndarray:
+    """Cosine similarity of each article to the query, plus the code boost."""
+    scores = matrix @ query_vector.astype(np.float32)
+    codes = _codes(query_text)
+    if codes:
+        boost = [CODE_BOOST if codes & _codes(title) else 0.0 for title in titles]
+        scores = np.minimum(scores + np.asarray(boost, dtype=np.float32), 1.0)
+    return scores
+
+
 def passages_search(
     *,
     query_vector: np.ndarray,
@@ -93,11 +105,9 @@ def passages_search(
     index = knowledge_index(embedding_model=embedding_model)
     if not index.slugs or index.matrix.shape[1] != query_vector.shape[-1]:
         return [], 0.0
-    scores = index.matrix @ query_vector.astype(np.float32)
-    codes = _codes(query_text)
-    if codes:
-        boost = [CODE_BOOST if codes & _codes(title) else 0.0 for title in index.titles]
-        scores = np.minimum(scores + np.asarray(boost, dtype=np.float32), 1.0)
+    scores = article_scores(
+        matrix=index.matrix, titles=index.titles, query_vector=query_vector, query_text=query_text
+    )
     order = np.argsort(-scores)[:top_k]
     top_score = float(scores[order[0]])
     passages = [

@@ -29,15 +29,24 @@ def _vader() -> Any:
     return SentimentIntensityAnalyzer()
 
 
+_SHOUTING = re.compile(r"\b[A-Z]{3,}\b|!")
+
+
+def _shouting(text: str) -> bool:
+    return bool(_SHOUTING.search(text))
+
+
 def sentiment_vader(text: str) -> dict[str, Any]:
     """VADER compound in [-1, 1]; "negative" only for clearly negative text.
 
     The cut-off (``ASSISTANT_NEGATIVE_SENTIMENT_BELOW``, default -0.5) is stricter than
     VADER's usual -0.05: support questions are full of words like "failed" and "error",
-    and the blog escalates on *clear* negative sentiment only.
+    and the blog escalates on *clear* negative sentiment only. Half that cut-off is
+    enough when the customer is shouting (a word in capitals, an exclamation mark).
     """
     compound = float(_vader().polarity_scores(text)["compound"])
-    if compound <= settings.ASSISTANT_NEGATIVE_SENTIMENT_BELOW:
+    threshold = float(settings.ASSISTANT_NEGATIVE_SENTIMENT_BELOW)
+    if compound <= threshold or (compound <= threshold / 2 and _shouting(text)):
         label = "negative"
     elif compound >= 0.05:
         label = "positive"

@@ -216,7 +216,8 @@ AWS_REGION = env("AWS_REGION", default="us-east-1")
 # hf: a local transformers causal LM, optionally with a deployed LoRA adapter
 ASSISTANT_PROVIDER = env("ASSISTANT_PROVIDER", default="local")
 ASSISTANT_TIMEOUT_SECONDS = env.float("ASSISTANT_TIMEOUT_SECONDS", default=30.0)
-ASSISTANT_MIN_RETRIEVAL_SCORE = env.float("ASSISTANT_MIN_RETRIEVAL_SCORE", default=0.35)
+# Cosine (MiniLM) below which the assistant says it does not know; bench/assistant_retrieval.py
+ASSISTANT_MIN_RETRIEVAL_SCORE = env.float("ASSISTANT_MIN_RETRIEVAL_SCORE", default=0.30)
 ASSISTANT_TOP_K = env.int("ASSISTANT_TOP_K", default=3)
 # VADER compound at or below this counts as clearly negative (the blog's "1").
 ASSISTANT_NEGATIVE_SENTIMENT_BELOW = env.float("ASSISTANT_NEGATIVE_SENTIMENT_BELOW", default=-0.5)

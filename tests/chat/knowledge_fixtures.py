@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
-import pytest
+import io
 
+import numpy as np
+import pytest
+from django.core.management import call_command
+
+from chat.assistant import providers
+from chat.assistant.embeddings import embed_texts
 from chat.models import Article
 from chat.services import article_upsert
 from config.demo import demo_articles
 
+_DOCUMENT_VECTORS: dict[str, np.ndarray] = {}
+
+
+def _memo_embed_texts(texts: list[str]) -> np.ndarray:
+    """The real MiniLM encoder, remembering each article's vector for the whole session
+    (every test rebuilds the same 36 articles; encoding them again only costs time)."""
+    if not _DOCUMENT_VECTORS:  # the demo articles in one batch, not one call each
+        demo = [f"{a['title']}\n\n{a['body']}" for a in demo_articles()]
+        _DOCUMENT_VECTORS.update(zip(demo, embed_texts(demo), strict=True))
+    missing = [t for t in dict.fromkeys(texts) if t not in _DOCUMENT_VECTORS]
+    if missing:
+        _DOCUMENT_VECTORS.update(zip(missing, embed_texts(missing), strict=True))
+    return np.stack([_DOCUMENT_VECTORS[t] for t in texts])
+
 
 @pytest.fixture
-def knowledge_base(db, django_capture_on_commit_callbacks) -> list[Article]:
-    with django_capture_on_commit_callbacks(execute=True):
-        for article in demo_articles():
-            article_upsert(
-                slug=article["slug"],
-                title=article["title"],
-                body=article["body"],
-                category=article.get("category", ""),
-            )
+def knowledge_base(db, monkeypatch) -> list[Article]:
+    """The demo articles, saved through the service (the sync django-q2 task embeds each
+    on commit) and then reindexed, which finds nothing left to do."""
+    monkeypatch.setattr(providers, "embed_texts", _memo_embed_texts)
+    for article in demo_articles():
+        article_upsert(
+            slug=article["slug"],
+            title=article["title"],
+            body=article["body"],
+            category=article.get("category", ""),
+        )
+    call_command("reindex_articles", stdout=io.StringIO())
     return list(Article.objects.all())

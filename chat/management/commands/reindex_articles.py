@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from chat.models import Article
-from chat.services import article_embed, article_embed_queue
+from chat.services import article_embed_queue, articles_embed
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
                     article_embed_queue(article=article, force=force)
             self.stdout.write(f"Queued {len(ids)} article embedding task(s).")
             return
-        embedded = sum(article_embed(article_id=pk, force=force) for pk in ids)
+        embedded = articles_embed(article_ids=ids, force=force)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Embedded {embedded} of {len(ids)} article(s); the rest were current."

@@ -276,6 +276,7 @@ def output_manifest_import(
             for item in LabelingItem.objects.select_for_update().filter(source_hash__in=hashes)
         }
         touched: dict[int, LabelingItem] = {}
+        changed: set[int] = set()
         for line in parsed:
             digest = source_hash(line.source)
             item = items.get(digest)
@@ -298,15 +299,17 @@ def output_manifest_import(
                 items[digest] = item
                 result.items_created += 1
             touched[item.pk] = item
-            _import_label(item=item, line=line, result=result)
+            if _import_label(item=item, line=line, result=result):
+                changed.add(item.pk)
         for item in touched.values():
-            if item_consolidate_if_complete(item=item):
+            if item_consolidate_if_complete(item=item, recompute=item.pk in changed):
                 result.consolidated += 1
         result.item_ids = sorted(touched)
     return result
 
 
-def _import_label(*, item: LabelingItem, line: ParsedLine, result: ImportResult) -> None:
+def _import_label(*, item: LabelingItem, line: ParsedLine, result: ImportResult) -> bool:
+    """Create or update one label; True when anything changed."""
     ident = line.worker_id.removeprefix(WORKER_PREFIX)
     if line.worker_id.startswith(WORKER_PREFIX):
         label = Label.objects.filter(item=item, reviewer_id=int(ident)).first()
@@ -326,7 +329,7 @@ def _import_label(*, item: LabelingItem, line: ParsedLine, result: ImportResult)
         label.full_clean(validate_unique=False, validate_constraints=False)
         label.save()
         result.labels_created += 1
-        return
+        return True
     changed = [name for name, value in fields.items() if getattr(label, name) != value]
     if changed:
         for name in changed:
@@ -334,3 +337,4 @@ def _import_label(*, item: LabelingItem, line: ParsedLine, result: ImportResult)
         label.full_clean(validate_unique=False, validate_constraints=False)
         label.save(update_fields=changed)
         result.labels_updated += 1
+    return bool(changed)

@@ -104,15 +104,17 @@ def label_submit(
 
 
 @transaction.atomic
-def item_consolidate_if_complete(*, item: LabelingItem) -> bool:
+def item_consolidate_if_complete(*, item: LabelingItem, recompute: bool = False) -> bool:
     """Consolidate once every assigned label is in and enough reviewers labeled.
 
     Locks the item so the last two submitters cannot both consolidate. Stores the
     median and spread (max - min); a spread of ``LABELING_ADJUDICATION_SPREAD`` or more
-    sends the item to the adjudication list. Refreshes the batch's agreement figure.
+    sends the item to the adjudication list (unless an expert already adjudicated it).
+    ``recompute`` consolidates an already consolidated item again (labels re-imported).
+    Refreshes the batch's agreement figure.
     """
     locked = LabelingItem.objects.select_for_update().get(pk=item.pk)
-    if locked.status != LabelingItem.Status.LABELING:
+    if locked.status != LabelingItem.Status.LABELING and not recompute:
         return False
     labels = list(locked.labels.values_list("status", "score"))
     if any(status == Label.Status.ASSIGNED for status, _ in labels):
@@ -126,6 +128,7 @@ def item_consolidate_if_complete(*, item: LabelingItem) -> bool:
     locked.status = (
         LabelingItem.Status.ADJUDICATION
         if locked.score_spread >= settings.LABELING_ADJUDICATION_SPREAD
+        and locked.adjudicated_score is None
         else LabelingItem.Status.CONSOLIDATED
     )
     locked.save(update_fields=["median_score", "score_spread", "consolidated_at", "status"])

@@ -229,3 +229,19 @@ def test_post_annotation_lambda_consolidates_the_workers_annotations(monkeypatch
             },
         }
     ]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_judge")
+def test_reimporting_a_changed_score_reconsolidates_the_item(reviewers):
+    item = make_item(answered("Q?", "A"))
+    label_all(item, [4, 4, 5])
+    lines = [json.loads(line) for line in groundtruth.output_manifest_lines()]
+    lines[0]["RHLF-custom-feedback"]["result"]["relevance"]["label"] = "1 - Not Relevant"
+    lines[1]["RHLF-custom-feedback"]["result"]["relevance"]["label"] = "1 - Not Relevant"
+
+    result = groundtruth.output_manifest_import(lines=[json.dumps(line) for line in lines])
+
+    item.refresh_from_db()
+    assert result.labels_updated == 2 and result.labels_created == 0
+    assert (item.median_score, item.score_spread, item.status) == (1.0, 4, "adjudication")

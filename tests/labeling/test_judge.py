@@ -134,3 +134,23 @@ def test_batch_judging_gives_the_same_scores_as_one_by_one():
     single = [judge.judge_score(question=q, answer=a, reference=r) for q, a, r in cases]
     assert [r.score for r in batch] == [r.score for r in single]
     assert [r.method for r in batch] == [r.method for r in single]
+
+
+@pytest.mark.django_db
+def test_a_sampled_item_is_judged_after_commit_and_the_score_stored(
+    django_capture_on_commit_callbacks,
+):
+    from labeling import services
+    from labeling.models import LabelingItem
+    from tests.labeling.conftest import answered
+
+    reply = answered(QUESTION, "The Hub works only with 2.4 GHz Wi-Fi networks.")
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        item = services.item_create_from_message(message=reply, reason="manual")
+
+    assert len(callbacks) == 1
+    item = LabelingItem.objects.get(pk=item.pk)
+    assert item.judge_score is not None and 1 <= item.judge_score <= 5
+    assert item.judge_method == judge.METHOD_HEURISTIC_QUESTION
+    assert item.judged_at is not None and "MiniLM" in item.judge_comment

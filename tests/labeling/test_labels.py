@@ -118,3 +118,18 @@ def test_per_reviewer_agreement_flags_the_reviewer_out_of_line(reviewers):
 
 def test_ordinal_alpha_is_undefined_without_variation():
     assert selectors.ordinal_alpha([{"a": 3, "b": 3}, {"a": 3, "b": 3}]).alpha is None
+
+
+def test_items_short_of_reviewers_are_topped_up_when_reviewers_join(make_user):
+    from config import roles
+
+    item = make_item()
+    assert item.labels.count() == 0  # nobody in the reviewers group yet
+    for name in ("late_a", "late_b", "late_c", "late_d"):
+        make_user(roles.REVIEWERS, username=name)
+
+    added = services.items_top_up_assignments()
+
+    assert added == 3
+    assert item.labels.count() == 3
+    assert services.items_top_up_assignments() == 0

@@ -216,7 +216,7 @@ def _run_supervised(run: TrainingRun) -> None:
     pending_logs: list[str] = []
     last_write = 0.0
     last_child_signal = time.monotonic()
-    status = TrainingRun.Status.RUNNING
+    status: str = TrainingRun.Status.RUNNING
     finished_stream = False
     while not finished_stream:
         try:

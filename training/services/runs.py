@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -26,7 +26,7 @@ class RunStateError(Exception):
 def run_create(
     *,
     snapshot: DatasetSnapshot,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
     preset: str = "",
     algorithm: str = "",
     base_model: str = "",
@@ -190,7 +190,7 @@ def run_fail(*, run_id: int, error: str) -> TrainingRun | None:
 
 
 @transaction.atomic
-def run_cancel(*, run: TrainingRun, by: AbstractBaseUser | None = None) -> TrainingRun:
+def run_cancel(*, run: TrainingRun, by: User | AnonymousUser | None = None) -> TrainingRun:
     """Cancel a queued or running run under a row lock.
 
     The worker supervising a running run sees the status and terminates the child.
@@ -219,7 +219,11 @@ def runs_fail_stale(*, older_than: timedelta | None = None) -> list[int]:
     for run_id in stale:
         with transaction.atomic():
             run = TrainingRun.objects.select_for_update().get(pk=run_id)
-            if run.status == TrainingRun.Status.RUNNING and run.heartbeat_at < cutoff:
+            if (
+                run.status == TrainingRun.Status.RUNNING
+                and run.heartbeat_at is not None
+                and run.heartbeat_at < cutoff
+            ):
                 run.status = TrainingRun.Status.FAILED
                 run.error = (
                     f"worker lost: no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC"
@@ -232,7 +236,7 @@ def runs_fail_stale(*, older_than: timedelta | None = None) -> list[int]:
 
 
 @transaction.atomic
-def run_approve(*, run: TrainingRun, by: AbstractBaseUser) -> TrainingRun:
+def run_approve(*, run: TrainingRun, by: User | AnonymousUser) -> TrainingRun:
     """Approve a succeeded run's adapter; only holders of approve_trainingrun may."""
     if not by.has_perm("training.approve_trainingrun"):
         raise PermissionDenied("You need the 'approve training run' permission.")
@@ -240,7 +244,7 @@ def run_approve(*, run: TrainingRun, by: AbstractBaseUser) -> TrainingRun:
     if locked.status != TrainingRun.Status.SUCCEEDED:
         raise RunStateError("Only a succeeded run can be approved.")
     if locked.approved_at is None:
-        locked.approved_by = by  # type: ignore[assignment]
+        locked.approved_by = cast(User, by)  # holders of the permission are users
         locked.approved_at = timezone.now()
         locked.save(update_fields=["approved_by", "approved_at"])
     return locked

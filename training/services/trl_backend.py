@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -145,35 +144,30 @@ def _rows(spec: dict[str, Any], split: str, needed: tuple[str, ...]) -> list[dic
     return rows
 
 
-class _Reporter:
+def _reporter(emit: Emit) -> Any:
     """A ``TrainerCallback`` that emits every log (the per-step metrics) and progress."""
+    from transformers import TrainerCallback
 
-    def __new__(cls, emit: Emit):
-        from transformers import TrainerCallback
+    class Reporter(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            emit({"event": "progress", "step": 0, "total": int(state.max_steps or 0)})
 
-        class Reporter(TrainerCallback):
-            def __init__(self) -> None:
-                self.started = time.monotonic()
-
-            def on_train_begin(self, args, state, control, **kwargs):
-                emit({"event": "progress", "step": 0, "total": int(state.max_steps or 0)})
-
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                numbers = {
-                    key: float(value)
-                    for key, value in (logs or {}).items()
-                    if isinstance(value, int | float) and math.isfinite(float(value))
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            numbers = {
+                key: float(value)
+                for key, value in (logs or {}).items()
+                if isinstance(value, int | float) and math.isfinite(float(value))
+            }
+            emit(
+                {
+                    "event": "metrics",
+                    "step": int(state.global_step),
+                    "total": int(state.max_steps or 0),
+                    "metrics": numbers,
                 }
-                emit(
-                    {
-                        "event": "metrics",
-                        "step": int(state.global_step),
-                        "total": int(state.max_steps or 0),
-                        "metrics": numbers,
-                    }
-                )
+            )
 
-        return Reporter()
+    return Reporter()
 
 
 def train(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
@@ -187,7 +181,9 @@ def train(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
     from transformers import set_seed
 
     set_seed(int(spec.get("seed", 0)))
-    torch.set_num_threads(max(1, int(spec["hyperparameters"].get("threads", 0)) or 1))
+    threads = int(spec["hyperparameters"].get("threads", 0) or 0)
+    if threads > 0:  # e.g. 1 for tiny models on a busy machine; default: torch decides
+        torch.set_num_threads(threads)
     device = device_resolve(spec.get("device", "auto"))
     emit({"event": "log", "line": f"{algorithm} on {device}, base {spec['base_model_path']}"})
     trainer_fn = {
@@ -232,10 +228,10 @@ def _train_reward_model(spec: dict[str, Any], emit: Emit, device: str) -> dict[s
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=_lora_config(spec, "SEQ_CLS"),
-        callbacks=[_Reporter(emit)],
+        callbacks=[_reporter(emit)],
     )
     trainer.train()
-    merged = trainer.model.merge_and_unload()
+    merged = cast(Any, trainer.model).merge_and_unload()
     out = Path(spec["output_dir"]) / "reward_model"
     merged.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -339,11 +335,11 @@ def _train_ppo(spec: dict[str, Any], emit: Emit, device: str) -> dict[str, Any]:
         value_model=value_model,
         train_dataset=dataset,
         peft_config=_lora_config(spec, "CAUSAL_LM"),
-        callbacks=[_Reporter(emit)],
+        callbacks=[_reporter(emit)],
     )
     trainer.train()
     out = Path(spec["output_dir"]) / "adapter"
-    trainer.model.policy.save_pretrained(out)
+    cast(Any, trainer.model).policy.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"artifact": "adapter"}
 
@@ -365,7 +361,7 @@ def _preference_trainer(spec: dict[str, Any], emit: Emit, device: str, *, kind: 
         rows = _rows(spec, "train", ("prompt", "chosen", "rejected"))
         if not rows:
             raise TrainingConfigError("dpo needs preference pairs; the snapshot has none")
-        data = [
+        data: list[dict[str, Any]] = [
             {
                 "prompt": prompt_text(tokenizer, r["prompt"]),
                 "chosen": _completion(r["chosen"]),
@@ -402,7 +398,7 @@ def _preference_trainer(spec: dict[str, Any], emit: Emit, device: str, *, kind: 
         train_dataset=Dataset.from_list(data),
         processing_class=tokenizer,
         peft_config=_lora_config(spec, "CAUSAL_LM"),
-        callbacks=[_Reporter(emit)],
+        callbacks=[_reporter(emit)],
     )
     trainer.train()
     out = Path(spec["output_dir"]) / "adapter"
@@ -433,7 +429,7 @@ def answers_generate(
     from transformers import AutoModelForCausalLM
 
     tokenizer = _tokenizer_load(base_model_path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(base_model_path)
+    model: Any = AutoModelForCausalLM.from_pretrained(base_model_path)
     if adapter_path:
         from peft import PeftModel
 

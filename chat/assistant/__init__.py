@@ -9,9 +9,15 @@ Public API (the chat consumer and the API call only these)::
     text, info = await assistant_draft(question=..., history=..., prepared=prepared)
 
 The caller applies ``settings.ASSISTANT_TIMEOUT_SECONDS`` and records the latency.
+``await assistant_warm_up()`` loads the models ahead of the first question (optional).
 """
 
-from chat.assistant.chain import assistant_draft, assistant_prepare, assistant_stream
+from chat.assistant.chain import (
+    assistant_draft,
+    assistant_prepare,
+    assistant_stream,
+    assistant_warm_up,
+)
 from chat.assistant.contract import AssistantError, DraftInfo, Passage, Prepared
 
 __all__ = [
@@ -22,4 +28,5 @@ __all__ = [
     "assistant_draft",
     "assistant_prepare",
     "assistant_stream",
+    "assistant_warm_up",
 ]

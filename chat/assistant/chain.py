@@ -99,6 +99,17 @@ async def _retrieve(provider: Provider, query: str) -> tuple[list[Passage], floa
     )
 
 
+async def assistant_warm_up() -> None:
+    """Load the provider's models now (in threads) rather than on the first customer's
+    question; call it when a server process starts. Repeat calls cost nothing.
+    Raises ``AssistantError`` if a model cannot be loaded."""
+    provider = provider_current()
+    try:
+        await provider.warm_up()
+    except Exception as exc:
+        raise AssistantError(f"{provider.name} provider failed to load: {exc}") from exc
+
+
 async def assistant_prepare(*, question: str, history: list[dict[str, Any]]) -> Prepared:
     """Retrieve passages and run the internal sentiment check, concurrently.
 

@@ -67,6 +67,13 @@ class Provider(Protocol):
 
     async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel: ...
 
+    async def warm_up(self) -> None: ...
+
+
+def _load_local_models() -> None:
+    embed_texts(["warm up"])
+    sentiment_vader("warm up")
+
 
 class LocalProvider:
     name = "local"
@@ -85,6 +92,9 @@ class LocalProvider:
         from chat.assistant.local_model import ExtractiveAnswerModel
 
         return ExtractiveAnswerModel()
+
+    async def warm_up(self) -> None:
+        await asyncio.to_thread(_load_local_models)
 
 
 class BedrockProvider:
@@ -105,6 +115,9 @@ class BedrockProvider:
         model: BaseChatModel = await sync_to_async(bedrock.chat_model)()
         return model
 
+    async def warm_up(self) -> None:
+        await sync_to_async(bedrock.chat_model)()  # builds the boto3 clients
+
 
 class HFProvider:
     name = "hf"
@@ -121,6 +134,12 @@ class HFProvider:
         from chat.assistant.hf import hf_chat_model
 
         return await hf_chat_model(adapter_name=adapter_name, info=info)
+
+    async def warm_up(self) -> None:
+        from chat.assistant.hf import hf_runtime
+
+        await asyncio.to_thread(_load_local_models)
+        await asyncio.to_thread(hf_runtime)
 
 
 _PROVIDERS: dict[str, Provider] = {

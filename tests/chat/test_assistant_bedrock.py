@@ -246,3 +246,46 @@ async def test_an_embeddings_error_fails_prepare_with_assistant_error(
 
     with pytest.raises(AssistantError):
         await assistant_prepare(question="Hello?", history=[])
+
+
+async def test_history_reaches_converse_as_alternating_turns(
+    embedded_articles, embeddings_stub, chat_stub
+):
+    question = "And on 5 GHz?"
+    history = [
+        {"role": "assistant", "text": "Hi! How can I help?"},
+        {"role": "customer", "text": "My hub will not join the wifi"},
+        {"role": "customer", "text": "I tried twice"},
+        {"role": "system", "text": "Alex joined the conversation"},
+        {"role": "agent", "text": "Which band is your router on?"},
+        {"role": "customer", "text": question},
+    ]
+    _expect_embedding(
+        embeddings_stub, f"I tried twice\n{question}", [1.0, 0.0, 0.0, 0.0]
+    )  # a short follow-up is searched with the previous question
+    _expect_sentiment(chat_stub, question, "0")
+    prepared = await assistant_prepare(question=question, history=history)
+    _add_stream_response(
+        chat_stub,
+        _stream_events("Only 2.4 GHz [1]."),
+        {
+            "modelId": MODEL_ID,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"text": "My hub will not join the wifi\n\nI tried twice"}],
+                },
+                {"role": "assistant", "content": [{"text": "Which band is your router on?"}]},
+                {"role": "user", "content": [{"text": question}]},
+            ],
+            "system": [
+                {"text": ANSWER_SYSTEM.format(context=f"[1] {WIFI[1]} ({WIFI[0]})\n{WIFI[2]}")}
+            ],
+            "inferenceConfig": {"maxTokens": 512, "temperature": 0.2},
+            "guardrailConfig": {"guardrailIdentifier": "gr-support", "guardrailVersion": "3"},
+        },
+    )
+
+    text, _ = await assistant_draft(question=question, history=history, prepared=prepared)
+
+    assert text == "Only 2.4 GHz [1]."

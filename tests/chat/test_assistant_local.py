@@ -103,3 +103,15 @@ async def test_concurrent_prepares_are_encoded_in_batches(knowledge_base):
     assert all(r.sources for r in results)
     assert sum(batcher.batch_sizes) == len(questions)
     assert max(batcher.batch_sizes) > 1
+
+
+async def test_warm_up_loads_the_models_and_can_be_repeated():
+    from chat.assistant import assistant_warm_up
+    from chat.assistant.embeddings import _model
+
+    _model.cache_clear()
+
+    await assistant_warm_up()
+    await assistant_warm_up()
+
+    assert _model.cache_info().currsize == 1

@@ -8,6 +8,7 @@ Set DATABASE_URL / REDIS_URL (and the USE_* flags) to move each part to a real s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -94,6 +95,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis: channel layer, cache, task broker --------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
+CHANNEL_LAYERS: dict[str, dict[str, Any]]
 
 if REDIS_URL:
     CHANNEL_LAYERS = {

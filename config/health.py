@@ -43,7 +43,7 @@ async def _channel_round_trip() -> None:
 
 
 def check_channel_layer() -> dict[str, Any]:
-    backend = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
+    backend = str(settings.CHANNEL_LAYERS["default"]["BACKEND"]).rsplit(".", 1)[-1]
 
     async def bounded() -> None:
         await asyncio.wait_for(_channel_round_trip(), CHECK_TIMEOUT_SECONDS)

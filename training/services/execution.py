@@ -1,6 +1,6 @@
 """Running a training run: the worker supervises a child process that does the training.
 
-The child (``manage.py training_run_child``) never touches the database. It prints one
+The child (``python -m training.child``) never imports Django or touches the database. It prints one
 ``@@loopdesk {json}`` line per event (heartbeat, metrics, log, result, error) and every
 other output line is a log line. The supervising worker stores metrics and heartbeats as
 they come, terminates the child on cancel, and records success or the failure reason.
@@ -26,6 +26,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from labeling.selectors import snapshot_rows
+from training.child import EVENT_PREFIX
 from training.models import TrainingRun
 from training.services import runs as run_services
 from training.services.artifacts import artifact_local_dir, artifacts_store, code_version
@@ -33,7 +34,6 @@ from training.services.base_models import BaseModelError, base_model_local_path
 
 logger = logging.getLogger(__name__)
 
-EVENT_PREFIX = "@@loopdesk "
 HEARTBEAT_WRITE_SECONDS = 2.0
 
 
@@ -130,8 +130,7 @@ def spec_build(*, run: TrainingRun, work_dir: Path) -> dict[str, Any]:
 
 
 def child_command(spec_path: Path) -> list[str]:
-    manage = Path(settings.BASE_DIR) / "manage.py"
-    return [sys.executable, str(manage), "training_run_child", "--spec", str(spec_path)]
+    return [sys.executable, "-m", "training.child", "--spec", str(spec_path)]
 
 
 def _terminate(proc: subprocess.Popen) -> None:

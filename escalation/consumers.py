@@ -105,7 +105,9 @@ class InboxConsumer(AgentSocket):
         await self.send_json({"type": "duty", "on_duty": presence.on_duty})
 
     async def escalation_ticket(self, event: dict[str, Any]) -> None:
-        summary = await database_sync_to_async(selectors.ticket_summary_by_id)(event["ticket_id"])
+        summary = event.get("ticket") or await database_sync_to_async(
+            selectors.ticket_summary_by_id
+        )(event["ticket_id"])
         if summary is not None:
             await self.send_json(
                 {"type": "ticket", "change": event.get("change", ""), "ticket": summary}
@@ -244,7 +246,9 @@ class AgentConversationConsumer(AgentSocket):
     chat_cancelled = _forward_stream
 
     async def escalation_ticket(self, event: dict[str, Any]) -> None:
-        summary = await database_sync_to_async(selectors.ticket_summary_by_id)(event["ticket_id"])
+        summary = event.get("ticket") or await database_sync_to_async(
+            selectors.ticket_summary_by_id
+        )(event["ticket_id"])
         if summary is not None:
             await self.send_json(
                 {"type": "ticket", "change": event.get("change", ""), "ticket": summary}

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 Kind = EscalationRule.Kind
 Outcome = Decision.Outcome
 
+NOTICE_WITH_HUMAN = "A person from our support team is handling this conversation now."
 NOTICE_HARMFUL = (
     "We can't respond to this message. Please keep the conversation respectful; "
     "we're glad to help with your question."
@@ -259,15 +260,20 @@ def turn_review(
 ) -> TurnVerdict:
     """Decide before the draft is shown. ``signals``: {"sentiment": {...}, "retrieval": {...}}.
 
-    - a person handles (or is awaited in) the conversation: ``block`` with no notice;
-      the assistant must not draft at all;
+    - a person handles (or is awaited in) the conversation: ``escalate`` without a new
+      ticket (the draft stays withheld);
     - toxicity above the harmful band: ``block`` and HARMFUL_CONTENT_DETECTED;
     - any other rule fires: ``escalate`` (ticket opened, conversation waiting for a person).
     """
     conversation.refresh_from_db(fields=["handling", "status"])
     if conversation.handling != Conversation.Handling.ASSISTANT:
+        # Only reachable in a race (the pipeline checks before it prepares): a person
+        # took over meanwhile. The draft, if any, stays withheld; no new ticket.
         return TurnVerdict(
-            block=True, reason="with_human", details={"handling": conversation.handling}
+            escalate=True,
+            reason="with_human",
+            customer_notice=NOTICE_WITH_HUMAN,
+            details={"handling": conversation.handling},
         )
     evaluations = rules_evaluate(
         conversation=conversation, text=customer_message.text, signals=signals

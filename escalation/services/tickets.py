@@ -67,8 +67,18 @@ def _group_send(group: str, event: dict[str, Any]) -> None:
 
 
 def ticket_broadcast(ticket: Ticket, *, change: str) -> None:
-    """Tell every open inbox and the agents on the conversation (call after commit)."""
-    event = {"type": "escalation.ticket", "ticket_id": ticket.pk, "change": change}
+    """Tell every open inbox and the agents on the conversation (call after commit).
+
+    The event carries the inbox row, so no socket has to query the database for it (the
+    consumers' database calls share one thread: a burst of tickets would queue there)."""
+    from escalation.selectors import ticket_summary_by_id
+
+    event = {
+        "type": "escalation.ticket",
+        "ticket_id": ticket.pk,
+        "change": change,
+        "ticket": ticket_summary_by_id(ticket.pk),
+    }
     _group_send(AGENTS_INBOX_GROUP, event)
     _group_send(agent_conversation_group(ticket.conversation_id), event)
 

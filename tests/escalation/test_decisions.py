@@ -188,7 +188,11 @@ def test_while_a_person_handles_the_assistant_may_not_draft(escalated, conversat
     verdict = services.turn_review(
         conversation=conversation, customer_message=say("still there?"), signals=signals()
     )
-    assert verdict.block and verdict.customer_notice == ""
+    assert verdict.escalate and verdict.reason == "with_human"
+    assert (
+        verdict.customer_notice
+        == "A person from our support team is handling this conversation now."
+    )
     assert Ticket.objects.count() == 1
 
 

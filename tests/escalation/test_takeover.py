@@ -108,7 +108,7 @@ def test_assistant_stays_silent_after_takeover(escalated, conversation, agent, s
     verdict = services.turn_review(
         conversation=conversation, customer_message=say("hello?"), signals=signals()
     )
-    assert verdict.block and not verdict.customer_notice
+    assert verdict.escalate and verdict.reason == "with_human"  # any draft stays withheld
     conversation.refresh_from_db()
     assert not conversation.assistant_may_answer
 

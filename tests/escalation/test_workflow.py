@@ -188,7 +188,9 @@ def test_expired_token_is_not_retried(sfn, escalated, agent):
     sfn.add_client_error("send_task_success", "TaskTimedOut")
     tasks.workflow_callback_answer_task(WorkflowCallback.objects.get().pk)
     assert WorkflowCallback.objects.get().state == WorkflowCallback.State.FAILED
-    assert not Schedule.objects.filter(func__startswith="escalation.").exists()
+    assert not Schedule.objects.filter(
+        func="escalation.tasks.workflow_callback_answer_task"
+    ).exists()
 
 
 def test_gives_up_after_max_attempts(sfn, escalated, agent, settings):

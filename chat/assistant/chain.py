@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any, cast
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -201,12 +202,17 @@ def assistant_stream(
             model = await provider.chat_model(adapter_name=adapter_name, info=info)
             chain = answer_chain(model)
             produced = False
-            async for delta in chain.astream(
-                {"question": question, "history": history, "prepared": prepared}
-            ):
-                if delta:
-                    produced = True
-                    yield delta
+            # aclosing: when the caller stops reading (timeout), the model stream is
+            # closed at once, which stops a local generation.
+            answer_stream = cast(
+                AsyncGenerator[str, None],
+                chain.astream({"question": question, "history": history, "prepared": prepared}),
+            )
+            async with aclosing(answer_stream) as answer:
+                async for delta in answer:
+                    if delta:
+                        produced = True
+                        yield delta
         except AssistantError:
             raise
         except Exception as exc:

@@ -9,19 +9,20 @@ lock); generation runs in a worker thread and streams through ``TextIteratorStre
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -56,6 +57,7 @@ class HFRuntime:
         self.model.eval()
         self.loaded: OrderedDict[str, AdapterRef] = OrderedDict()
         self.evicted: list[str] = []
+        self.cancelled_generations = 0
         self.lock = threading.Lock()
 
     # Called with ``self.lock`` held.
@@ -97,10 +99,14 @@ class HFRuntime:
         # Keep the end of the prompt (the question) when passages make it too long.
         return ids[:, -max(8, window - max_new_tokens) :]
 
-    def stream(
+    def start(
         self, *, messages: list[dict[str, str]], adapter: AdapterRef | None, max_new_tokens: int
-    ) -> Iterator[str]:
-        """Greedy generation in a worker thread, yielding text as it is produced."""
+    ) -> tuple[Iterator[str], threading.Event]:
+        """Start greedy generation in a worker thread.
+
+        Returns the text pieces as they are produced and an event that stops the
+        generation at the next token when set (the reader gave up: timeout, disconnect).
+        """
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -110,16 +116,22 @@ class HFRuntime:
             skip_special_tokens=True,
             timeout=_STREAM_TIMEOUT_SECONDS,
         )
-        cancelled = threading.Event()
+        cancel = threading.Event()
         errors: list[BaseException] = []
+        runtime = self
 
         class _Cancel(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-                return cancelled.is_set()
+                if cancel.is_set():
+                    runtime.cancelled_generations += 1
+                    return True
+                return False
 
         def work() -> None:
             try:
                 with self.lock:
+                    if cancel.is_set():
+                        return
                     context = self._activate(adapter)
                     input_ids = self._prompt_ids(messages, max_new_tokens)
                     with torch.inference_mode(), context:
@@ -134,21 +146,18 @@ class HFRuntime:
                         )
             except BaseException as exc:
                 errors.append(exc)
+            finally:
                 streamer.end()
 
-        thread = threading.Thread(target=work, name="hf-generate", daemon=True)
-        thread.start()
-        try:
+        def pieces() -> Iterator[str]:
             for text in streamer:
-                if errors:
-                    break
                 if text:
                     yield text
-        finally:
-            # The consumer stopped reading (timeout, disconnect): stop generating.
-            cancelled.set()
-        if errors:
-            raise errors[0]
+            if errors:
+                raise errors[0]
+
+        threading.Thread(target=work, name="hf-generate", daemon=True).start()
+        return pieces(), cancel
 
 
 _runtimes: dict[str, HFRuntime] = {}
@@ -179,6 +188,14 @@ class HFChatModel(BaseChatModel):
     def _as_dicts(self, messages: list[BaseMessage]) -> list[dict[str, str]]:
         return [{"role": _ROLES.get(m.type, "user"), "content": str(m.content)} for m in messages]
 
+    def _start(self, messages: list[BaseMessage]) -> tuple[Iterator[str], threading.Event]:
+        started: tuple[Iterator[str], threading.Event] = self.runtime.start(
+            messages=self._as_dicts(messages),
+            adapter=self.adapter,
+            max_new_tokens=self.max_new_tokens,
+        )
+        return started
+
     def _stream(
         self,
         messages: list[BaseMessage],
@@ -186,14 +203,35 @@ class HFChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        for text in self.runtime.stream(
-            messages=self._as_dicts(messages),
-            adapter=self.adapter,
-            max_new_tokens=self.max_new_tokens,
-        ):
-            if run_manager:
-                run_manager.on_llm_new_token(text)
-            yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+        pieces, cancel = self._start(messages)
+        try:
+            for text in pieces:
+                if run_manager:
+                    run_manager.on_llm_new_token(text)
+                yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+        finally:
+            cancel.set()
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        pieces, cancel = self._start(messages)
+        try:
+            while True:
+                # Waiting for the next piece happens in a thread: the loop stays free.
+                text = await asyncio.to_thread(next, pieces, None)
+                if text is None:
+                    break
+                if run_manager:
+                    await run_manager.on_llm_new_token(text)
+                yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+        finally:
+            # Also on cancellation (the caller's timeout) or an early close.
+            cancel.set()
 
     def _generate(
         self,
@@ -209,8 +247,6 @@ class HFChatModel(BaseChatModel):
 async def hf_chat_model(*, adapter_name: str, info: DraftInfo) -> HFChatModel:
     """Resolve the adapter (the named one, else the live one, else none), load the base
     model in a thread on first use, and record the adapter used in ``info``."""
-    import asyncio
-
     ref = await database_sync_to_async(adapter_live)(adapter_name=adapter_name)
     runtime = await asyncio.to_thread(hf_runtime)
     info.adapter = ref.name if ref is not None else ""

@@ -135,3 +135,30 @@ async def test_a_missing_base_model_surfaces_as_assistant_error(settings, tmp_pa
 
     with pytest.raises(AssistantError, match="not a local folder"):
         await assistant_draft(question=QUESTION, history=[], prepared=PREPARED)
+
+
+async def test_a_timeout_stops_the_generation_and_frees_the_model(hf_settings, settings):
+    import asyncio
+
+    settings.HF_MAX_NEW_TOKENS = 5000  # minutes of generation if nothing stopped it
+    runtime = await asyncio.to_thread(hf_provider.hf_runtime)
+    runtime.model.generation_config.eos_token_id = None  # a model that never stops by itself
+    stream, _ = assistant_stream(question=QUESTION, history=[], prepared=PREPARED)
+
+    async def read_all() -> None:
+        async for _ in stream:
+            pass
+
+    task = asyncio.create_task(read_all())
+    while not runtime.lock.locked():  # generation has started
+        await asyncio.sleep(0.01)
+    task.cancel()  # what the caller's timeout does
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert await asyncio.to_thread(runtime.lock.acquire, True, 60)  # generation ended
+    runtime.lock.release()
+    assert runtime.cancelled_generations == 1
+    settings.HF_MAX_NEW_TOKENS = 12
+    text, _ = await assistant_draft(question=QUESTION, history=[], prepared=PREPARED)
+    assert text  # the next customer is served

@@ -11,7 +11,6 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest
 
-from chat.assistant.providers import embedder_current
 from chat.models import Article, Conversation, CustomerFeedback, Message
 from chat.services import article_embed_queue, article_publish_set, article_save
 from chat.transcripts import transcript_export
@@ -124,6 +123,8 @@ class EmbeddingStatusFilter(admin.SimpleListFilter):
         return [("current", "Up to date"), ("pending", "Missing or outdated")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Article]) -> QuerySet[Article]:
+        from chat.assistant.providers import embedder_current
+
         current = Q(embedded_at__isnull=False, embedded_at__gte=F("updated_at")) & Q(
             embedding_model=embedder_current().name
         )
@@ -166,6 +167,8 @@ class ArticleAdmin(admin.ModelAdmin):
 
     @admin.display(description="Embedding")
     def embedding_status(self, obj: Article) -> str:
+        from chat.assistant.providers import embedder_current
+
         if obj.embedded_at is None:
             return "pending"
         if obj.embedding_model != embedder_current().name:

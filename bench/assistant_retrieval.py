@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

@@ -31,6 +31,16 @@ def hf_assistant(settings, tiny_model_dir):
     hf_provider._runtimes.clear()
 
 
+@pytest.fixture(autouse=True)
+async def _close_worker_thread_connections():
+    """sync_to_async's worker thread keeps its connection (CONN_MAX_AGE): close it, so
+    the test database can be dropped."""
+    yield
+    from django.db import connections
+
+    await sync_to_async(connections.close_all)()
+
+
 async def _answer(adapter_name: str = "") -> tuple[str, str]:
     text, info = await assistant_draft(
         question=QUESTION, history=[], prepared=PREPARED, adapter_name=adapter_name

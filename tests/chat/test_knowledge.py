@@ -180,3 +180,22 @@ def test_agents_may_edit_articles_and_customers_may_not(client, agent, customer,
     assert agent_page.status_code == 200
     assert 'name="body"' in agent_page.content.decode()
     assert customer_page.status_code == 302  # not staff: sent to the admin login
+
+
+def test_admin_changelist_queries_do_not_grow_with_articles(
+    client, admin_member, wifi_article, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(admin_member)
+    url = reverse("admin:chat_article_changelist")
+    with CaptureQueriesContext(connection) as one:
+        client.get(url)
+    for n in range(5):
+        article_upsert(slug=f"extra-{n}", title=f"Extra {n}", body=BILL_BODY)
+
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        response = client.get(url)
+
+    assert response.content.decode().count("Extra ") >= 5

@@ -6,6 +6,7 @@ lives in chat.turns, every write in chat.services.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+CATCH_UP_DELAY_SECONDS = 0.5
 
 # Group events forwarded to every socket as they are, renamed for the client.
 _STREAM_EVENTS = {
@@ -187,7 +189,32 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             }
         )
         if created:
-            turns.turn_start(conversation_id=self.conversation.pk, customer_message_id=message.pk)
+            task = turns.turn_start(
+                conversation_id=self.conversation.pk, customer_message_id=message.pk
+            )
+            after = message.seq
+            task.add_done_callback(lambda _: turns.task_track(self._catch_up(after)))
+
+    async def _catch_up(self, after: int) -> None:
+        """Shortly after a turn this socket started has finished, send whatever this
+        socket has not seen yet straight from the database. The channel layer normally
+        delivered it already, in order (then nothing is sent twice); this covers a
+        broadcast that never arrived, so the customer's answer is never stuck."""
+        await asyncio.sleep(CATCH_UP_DELAY_SECONDS)
+        if self.conversation is None or not self.group:
+            return
+        try:
+            messages = await database_sync_to_async(
+                lambda: list(
+                    conversation_messages_after(
+                        conversation=self.conversation, seq=after, audience=self.audience
+                    )
+                )
+            )()
+            for message in messages:
+                await self._send_message(message)
+        except Exception:  # the socket may have gone meanwhile
+            logger.debug("catch-up skipped", exc_info=True)
 
     async def frame_typing(self, content: dict[str, Any]) -> None:
         await self.channel_layer.group_send(

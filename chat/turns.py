@@ -52,7 +52,7 @@ class TurnOutcome:
     notice: Message | None = None
 
 
-_running: set[asyncio.Task[TurnOutcome]] = set()
+_running: set[asyncio.Task[Any]] = set()
 _locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
 
@@ -65,6 +65,14 @@ def turn_start(*, conversation_id: Any, customer_message_id: int) -> asyncio.Tas
     task = asyncio.get_running_loop().create_task(
         turn_run(conversation_id=conversation_id, customer_message_id=customer_message_id)
     )
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    return task
+
+
+def task_track(coro: Any) -> asyncio.Task[Any]:
+    """Keep a reference to background work of a turn (``turns_drain`` waits for it)."""
+    task = asyncio.get_running_loop().create_task(coro)
     _running.add(task)
     task.add_done_callback(_running.discard)
     return task

@@ -23,6 +23,8 @@
   const shown = new Map(); // seq -> element
   const streams = new Map(); // reply_to_id -> {el, parts}
   const pendingEls = new Map(); // client_id -> element
+  const answered = new Set(); // reply_to_id of answers already shown (late deltas are ignored)
+  let lastFrameAt = Date.now();
   let typingTimer = null;
   let lastTypingSent = 0;
 
@@ -120,6 +122,7 @@
       pendingEls.delete(m.client_id);
       outboxRemove(m.client_id);
     }
+    if (m.reply_to_id && m.role !== "customer") answered.add(m.reply_to_id);
     if (m.reply_to_id && streams.has(m.reply_to_id) && m.role !== "customer") {
       streams.get(m.reply_to_id).el.remove();
       streams.delete(m.reply_to_id);
@@ -195,7 +198,7 @@
       connectionNotice("");
       send({ type: "resume", after_seq: lastSeq });
     };
-    socket.onmessage = (event) => handle(JSON.parse(event.data));
+    socket.onmessage = (event) => { lastFrameAt = Date.now(); handle(JSON.parse(event.data)); };
     socket.onclose = (event) => {
       socket = null;
       if (event.code === 4403 || event.code === 4404) {
@@ -233,6 +236,7 @@
         setThinking(true);
         break;
       case "assistant.delta": {
+        if (answered.has(frame.reply_to_id)) break;
         setThinking(false);
         let stream = streams.get(frame.reply_to_id);
         if (!stream) {
@@ -354,6 +358,16 @@
       comment: form.comment.value,
     });
   });
+
+  // Self-healing: while an answer or an ack is awaited and nothing arrived for a while,
+  // ask for a replay; the server sends only what this page has not shown yet.
+  setInterval(() => {
+    const waiting = !$("thinking").hidden || outboxLoad().length > 0;
+    if (waiting && Date.now() - lastFrameAt > 12000) {
+      lastFrameAt = Date.now();
+      send({ type: "resume", after_seq: lastSeq });
+    }
+  }, 3000);
 
   for (const a of document.querySelectorAll(".history a")) {
     if (a.dataset.id === conversationId) a.classList.add("current");

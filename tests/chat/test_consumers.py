@@ -496,3 +496,24 @@ async def test_unknown_group_events_from_other_apps_are_ignored(conversation, vi
 
 def test_frames_are_json_serialisable():
     json.dumps({"type": "error", "code": "x", "message": "y"})
+
+
+async def test_answer_reaches_the_socket_even_if_its_broadcast_is_lost(
+    conversation, visitor, scripted, monkeypatch
+):
+    original = services._broadcast_message
+
+    def lossy(message):
+        if message.role != "assistant":  # the channel layer drops the answer's event
+            original(message)
+
+    monkeypatch.setattr(services, "_broadcast_message", lossy)
+    comm = await open_socket(conversation.pk, visitor_token=visitor[1])
+    await send_message(comm, "Still there?", "lost-1")
+    frames = await receive_until(comm, "message", role="assistant")
+    await turns.turns_drain()
+    assert await comm.receive_nothing(timeout=0.2)
+    await comm.disconnect()
+
+    answers = [f for f in frames if f["type"] == "message" and f["message"]["role"] == "assistant"]
+    assert len(answers) == 1 and answers[0]["message"]["text"] == scripted.answer

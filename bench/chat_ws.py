@@ -1,0 +1,310 @@
+"""Benchmark (not a test): N concurrent WebSocket customers against Daphne with the Redis
+channel layer, on this machine.
+
+    .venv/bin/python bench/chat_ws.py --clients 20 --messages 5
+
+Starts Daphne twice on free local ports: once with the real app (config.asgi, the
+configured assistant provider, default the offline "local" one) and once with a bare
+echo consumer on the same stack (bench/chat_echo_asgi.py) as the baseline. Each customer
+connects, resumes, and sends its messages one after another (every ``--retry-every``-th
+send is repeated with the same client_id, as a client retrying after a timeout would).
+Prints messages/s, p50/p99 from send to the first assistant token and to the complete
+answer, and lost / duplicated messages, checked on the sockets and in the database (both
+must be 0). Uses SQLite in a temporary folder unless DATABASE_URL is set; REDIS_URL
+defaults to redis://127.0.0.1:6379/0 (a fresh channel/cache prefix per run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class Customer:
+    path: str
+    cookie: str = ""
+    sent: list[str] = field(default_factory=list)
+    first_token_ms: list[float] = field(default_factory=list)
+    complete_ms: list[float] = field(default_factory=list)
+    seqs_seen: list[int] = field(default_factory=list)
+    acks: dict[str, int] = field(default_factory=dict)
+    answers: dict[int, int] = field(default_factory=dict)  # message id -> answers seen
+    errors: list[str] = field(default_factory=list)
+
+
+async def run_customer(
+    base_ws: str,
+    customer: Customer,
+    messages: int,
+    retry_every: int,
+    questions: list[str],
+    timeout: float,
+) -> None:
+    import websockets
+
+    async with websockets.connect(
+        base_ws + customer.path,
+        origin=base_ws.replace("ws", "http", 1),
+        additional_headers={"Cookie": customer.cookie},
+        max_size=2**22,
+    ) as ws:
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        while json.loads(await ws.recv())["type"] != "replay.done":
+            pass
+        for i in range(messages):
+            client_id = uuid.uuid4().hex
+            text = questions[i % len(questions)]
+            started = time.perf_counter()
+            await ws.send(json.dumps({"type": "message", "client_id": client_id, "text": text}))
+            if retry_every and (i + 1) % retry_every == 0:
+                await ws.send(json.dumps({"type": "message", "client_id": client_id, "text": text}))
+            customer.sent.append(client_id)
+            message_id = None
+            first = None
+            deadline = time.monotonic() + timeout
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+                kind = frame["type"]
+                if kind == "ack" and frame["client_id"] == client_id:
+                    message_id = frame["message_id"]
+                    customer.acks[client_id] = message_id
+                elif kind == "error":
+                    customer.errors.append(frame["code"])
+                elif (
+                    kind == "assistant.delta"
+                    and frame["reply_to_id"] == message_id
+                    and first is None
+                ):
+                    first = time.perf_counter()
+                elif kind == "message":
+                    m = frame["message"]
+                    customer.seqs_seen.append(m["seq"])
+                    if m["role"] in ("assistant", "system") and m.get("reply_to_id") == message_id:
+                        customer.answers[message_id] = customer.answers.get(message_id, 0) + 1
+                        done = time.perf_counter()
+                        customer.first_token_ms.append(((first or done) - started) * 1000)
+                        customer.complete_ms.append((done - started) * 1000)
+                        break
+        # Anything still in flight (e.g. a late duplicate) shows up within a short grace.
+        try:
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 0.3))
+                if frame["type"] == "message":
+                    customer.seqs_seen.append(frame["message"]["seq"])
+                    rid = frame["message"].get("reply_to_id")
+                    if rid in customer.answers:
+                        customer.answers[rid] += 1
+        except TimeoutError:
+            pass
+
+
+def start_daphne(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    for _ in range(300):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.terminate()
+    raise RuntimeError(f"daphne did not start, see {log}")
+
+
+async def run_round(base_ws: str, customers: list[Customer], args, questions) -> float:
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            run_customer(base_ws, c, args.messages, args.retry_every, questions, args.timeout)
+            for c in customers
+        )
+    )
+    return time.perf_counter() - started
+
+
+def summarise(name: str, customers: list[Customer], wall: float, db_check: dict | None) -> dict:
+    first = [v for c in customers for v in c.first_token_ms]
+    complete = [v for c in customers for v in c.complete_ms]
+    sent = sum(len(c.sent) for c in customers)
+    answered = sum(len(c.answers) for c in customers)
+    lost = sent - sum(len(c.acks) for c in customers) + (sent - answered)
+    duplicated = sum(len(c.seqs_seen) - len(set(c.seqs_seen)) for c in customers) + sum(
+        n - 1 for c in customers for n in c.answers.values() if n > 1
+    )
+    if db_check:
+        lost += db_check["lost"]
+        duplicated += db_check["duplicated"]
+    return {
+        "stack": name,
+        "customers": len(customers),
+        "messages": sent,
+        "wall_s": round(wall, 2),
+        "messages_per_s": round(answered / wall, 1),
+        "first_token_p50_ms": round(percentile(first, 50), 1),
+        "first_token_p99_ms": round(percentile(first, 99), 1),
+        "complete_p50_ms": round(percentile(complete, 50), 1),
+        "complete_p99_ms": round(percentile(complete, 99), 1),
+        "lost": lost,
+        "duplicated": duplicated,
+        "errors": sorted({e for c in customers for e in c.errors}),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--messages", type=int, default=5, help="per customer")
+    parser.add_argument(
+        "--retry-every",
+        type=int,
+        default=3,
+        help="re-send every k-th message with the same client_id (0: never)",
+    )
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--skip-echo", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="loopdesk-bench-"))
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DJANGO_DEBUG": "false",
+        "LOOPDESK_VAR_DIR": str(workdir),
+        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}"),
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "CHANNEL_LAYER_PREFIX": prefix,
+        "CACHE_KEY_PREFIX": prefix,
+        "CHAT_RATE_LIMIT_MESSAGES": "1000000/min",
+        "CHAT_RATE_LIMIT_CONVERSATIONS": "1000000/min",
+        "ASSISTANT_TIMEOUT_SECONDS": str(args.timeout),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from chat.models import Article, Conversation, Message
+    from chat.services import article_embed
+    from chat.visitors import VISITOR_COOKIE, visitor_token_issue
+
+    print(
+        f"# database {settings.DATABASES['default']['ENGINE']}, channel layer "
+        f"{settings.CHANNEL_LAYERS['default']['BACKEND']}, provider {settings.ASSISTANT_PROVIDER}"
+    )
+    call_command("migrate", verbosity=0)
+    call_command("load_demo", verbosity=0)
+    for article in Article.objects.filter(embedding__isnull=True):
+        article_embed(article_id=article.pk)
+    # Neutral questions only: an upset customer is (rightly) handed to a person, and the
+    # assistant then stays silent in that conversation.
+    demo = json.loads((ROOT / "chat/demo/questions.json").read_text())
+    questions = [q["question"] for q in demo if q.get("tone") == "neutral"]
+
+    customers = []
+    for _ in range(args.clients):
+        visitor_id, token = visitor_token_issue()
+        conversation = Conversation.objects.create(visitor_id=visitor_id, title="bench")
+        customers.append(
+            Customer(path=f"/ws/chat/{conversation.pk}/", cookie=f"{VISITOR_COOKIE}={token}")
+        )
+    warm_visitor, warm_token = visitor_token_issue()
+    warm = Conversation.objects.create(visitor_id=warm_visitor, title="warm-up")
+
+    results = []
+    port = free_port()
+    daphne = start_daphne("config.asgi:application", port, env, workdir / "daphne-chat.log")
+    try:
+        base = f"ws://127.0.0.1:{port}"
+        # Warm-up: the first question loads the embedding model in the server process.
+        asyncio.run(
+            run_round(
+                base,
+                [Customer(path=f"/ws/chat/{warm.pk}/", cookie=f"{VISITOR_COOKIE}={warm_token}")],
+                argparse.Namespace(messages=1, retry_every=0, timeout=args.timeout),
+                questions,
+            )
+        )
+        wall = asyncio.run(run_round(base, customers, args, questions))
+    finally:
+        daphne.terminate()
+        daphne.wait(timeout=10)
+    # The database view: every sent client_id stored once, each answered exactly once.
+    ids = [cid for c in customers for cid in c.sent]
+    stored = Message.objects.filter(client_id__in=ids, role="customer")
+    stored_ids = list(stored.values_list("client_id", flat=True))
+    replies = Message.objects.filter(reply_to__in=stored, visibility="public")
+    reply_counts = {}
+    for reply_to in replies.values_list("reply_to_id", flat=True):
+        reply_counts[reply_to] = reply_counts.get(reply_to, 0) + 1
+    db_check = {
+        "lost": len(set(ids) - set(stored_ids)) + (len(stored_ids) - len(reply_counts)),
+        "duplicated": len(stored_ids)
+        - len(set(stored_ids))
+        + sum(n - 1 for n in reply_counts.values()),
+    }
+    results.append(summarise("chat (assistant)", customers, wall, db_check))
+
+    if not args.skip_echo:
+        port = free_port()
+        echo = start_daphne(
+            "bench.chat_echo_asgi:application", port, env, workdir / "daphne-echo.log"
+        )
+        try:
+            echo_customers = [
+                Customer(path=f"/ws/echo/{uuid.uuid4().hex}/") for _ in range(args.clients)
+            ]
+            wall = asyncio.run(run_round(f"ws://127.0.0.1:{port}", echo_customers, args, questions))
+        finally:
+            echo.terminate()
+            echo.wait(timeout=10)
+        results.append(summarise("echo baseline", echo_customers, wall, None))
+
+    keys = list(results[0])
+    print(" | ".join(keys))
+    for row in results:
+        print(" | ".join(str(row[k]) for k in keys))
+    print(json.dumps(results))
+    print(f"# logs in {workdir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -186,7 +186,7 @@ def new_conversations(customers: list) -> list[tuple[str, str]]:
     return out
 
 
-async def customer_sends(conversation_id: str, cookie: str) -> float:
+async def customer_sends(conversation_id: str, cookie: str, button: bool = False) -> float:
     import websockets
 
     async with websockets.connect(
@@ -195,7 +195,12 @@ async def customer_sends(conversation_id: str, cookie: str) -> float:
     ) as ws:
         await ws.recv()  # conversation.state
         sent = time.perf_counter()
-        await ws.send(json.dumps({"type": "message", "text": ANGRY, "client_id": uuid.uuid4().hex}))
+        if button:  # "Talk to a person": no assistant work in front of the escalation
+            await ws.send(json.dumps({"type": "request_human"}))
+        else:
+            await ws.send(
+                json.dumps({"type": "message", "text": ANGRY, "client_id": uuid.uuid4().hex})
+            )
         while True:  # keep the socket open until the escalation notice arrives
             frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=600))
             if frame.get("type") == "message" and frame["message"]["role"] == "system":
@@ -248,15 +253,17 @@ async def latency(args, agents_cookies, customers) -> dict:
     await inboxes.open()
 
     results = {}
-    for label, rounds, size in (
-        ("sequential", args.sequential, 1),
-        (f"bursts of {args.burst_size}", args.bursts, args.burst_size),
+    for label, rounds, size, button in (
+        ("negative message, one at a time", args.sequential, 1, False),
+        (f"negative message, bursts of {args.burst_size}", args.bursts, args.burst_size, False),
+        ("button, one at a time", args.sequential, 1, True),
+        (f"button, bursts of {args.burst_size}", args.bursts, args.burst_size, True),
     ):
         first, every, from_handoff = [], [], []
         print(f"{label}: {rounds} round(s) of {size}", file=sys.stderr, flush=True)
         for _ in range(rounds):
             batch = await asyncio.to_thread(new_conversations, customers[:size])
-            sent_at = await asyncio.gather(*(customer_sends(cid, ck) for cid, ck in batch))
+            sent_at = await asyncio.gather(*(customer_sends(cid, ck, button) for cid, ck in batch))
             for (cid, _), sent in zip(batch, sent_at, strict=True):
                 await wait_for(inboxes, cid, len(agents_cookies))
                 times = [(t - sent) * 1000 for t in inboxes.arrivals[cid]]

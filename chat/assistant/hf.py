@@ -16,6 +16,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from training.selectors import AdapterRef, adapter_live
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 _STREAM_TIMEOUT_SECONDS = 120.0
+_STREAM_READERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="hf-stream")
 
 
 def _adapter_key(ref: AdapterRef) -> str:
@@ -220,10 +222,12 @@ class HFChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         pieces, cancel = self._start(messages)
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                # Waiting for the next piece happens in a thread: the loop stays free.
-                text = await asyncio.to_thread(next, pieces, None)
+                # Waiting for the next piece happens in a thread: the loop stays free. Own
+                # pool: queued generations must not starve the default executor.
+                text = await loop.run_in_executor(_STREAM_READERS, next, pieces, None)
                 if text is None:
                     break
                 if run_manager:

@@ -154,7 +154,7 @@ class ExtractiveAnswerModel(BaseChatModel):
         if not passages:
             return
         question_vector = await embed_query(question)
-        vectors = [await asyncio.to_thread(_sentence_vectors, p.text) for p in passages]
+        vectors = await asyncio.to_thread(lambda: [_sentence_vectors(p.text) for p in passages])
         text = answer_compose(
             question_vector=question_vector, passages=passages, sentence_vectors=vectors
         )

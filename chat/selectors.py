@@ -94,8 +94,3 @@ def articles_retrievable_signature(*, embedding_model: str) -> tuple[Any, ...]:
         count=Count("id"), updated=Max("updated_at"), embedded=Max("embedded_at")
     )
     return (agg["count"], agg["updated"], agg["embedded"])
-
-
-def articles_embedding_stale(*, embedding_model: str) -> QuerySet[Article]:
-    """Articles whose stored embedding is missing or from another model."""
-    return Article.objects.exclude(embedding_model=embedding_model, embedding__isnull=False)

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from chat.models import Article, Message
+from chat.services import article_publish_set, article_save
 from escalation.models import DomainEvent, KnowledgeDraft, Ticket
 from escalation.services.events import event_record
 from escalation.services.tickets import EscalationError
@@ -36,8 +37,8 @@ def _draft_text(ticket: Ticket) -> tuple[str, str]:
 def knowledge_draft_create(*, ticket: Ticket, author: User) -> KnowledgeDraft:
     """An unpublished expert article (source=expert) from a resolved ticket's conversation.
 
-    The article is written directly with ``is_published=False``: chat's ``article_upsert``
-    publishes on create, and a draft must not reach retrieval before a reviewer approves.
+    Saved through chat's ``article_save`` (validated, embedded in the background) with
+    ``is_published=False``: retrieval only sees it once a reviewer approves.
     """
     ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
     if ticket.status != Ticket.Status.RESOLVED:
@@ -54,8 +55,7 @@ def knowledge_draft_create(*, ticket: Ticket, author: User) -> KnowledgeDraft:
         is_published=False,
         source=Article.Source.EXPERT,
     )
-    article.full_clean()
-    article.save()
+    article_save(article=article)
     draft = KnowledgeDraft.objects.create(ticket=ticket, article=article, created_by=author)
     event_record(
         name=DomainEvent.Name.KNOWLEDGE_DRAFT_CREATED,
@@ -84,8 +84,7 @@ def knowledge_draft_review(
     locked.reviewed_at = timezone.now()
     locked.save(update_fields=["status", "reviewed_by", "reviewed_at"])
     if approve:
-        locked.article.is_published = True
-        locked.article.save(update_fields=["is_published", "updated_at"])
+        article_publish_set(article_ids=[locked.article_id], published=True)
         event_record(
             name=DomainEvent.Name.KNOWLEDGE_DRAFT_APPROVED,
             ticket=locked.ticket,

@@ -248,6 +248,10 @@ ESCALATION_RETRY_BASE_SECONDS = env.int("ESCALATION_RETRY_BASE_SECONDS", default
 ESCALATION_CALLBACK_MAX_SKEW_SECONDS = env.int("ESCALATION_CALLBACK_MAX_SKEW_SECONDS", default=300)
 ESCALATION_TICKET_EXPIRY_HOURS = env.int("ESCALATION_TICKET_EXPIRY_HOURS", default=24)
 ESCALATION_WEBHOOK_TIMEOUT_SECONDS = env.float("ESCALATION_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# How long the Step Functions start waits for the turn's withheld draft to be stored.
+ESCALATION_WORKFLOW_DRAFT_WAIT_SECONDS = env.float(
+    "ESCALATION_WORKFLOW_DRAFT_WAIT_SECONDS", default=15.0
+)
 
 # --- labeling / training ------------------------------------------------------------------
 LABELING_REVIEWERS_PER_ITEM = env.int("LABELING_REVIEWERS_PER_ITEM", default=3)

@@ -313,3 +313,53 @@ def test_asl_definition_is_accepted_by_create_state_machine():
         )
         described = client.describe_state_machine(stateMachineArn=created["stateMachineArn"])
     assert json.loads(described["definition"])["StartAt"] == "NotifyHumanReviewers"
+
+
+def test_start_waits_for_the_draft_the_pipeline_stores(
+    sfn, conversation, say, settings, monkeypatch
+):
+    """In a worker the start waits (bounded) until the withheld draft is stored."""
+    from escalation.services import workflows
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    message = say("I'm furious, this is the worst")
+    ticket, _ = services.escalation_open(
+        conversation=conversation, reason="negative_sentiment", trigger_message=message
+    )
+    stored = []
+
+    def pipeline_stores_draft(seconds):  # the draft arrives while the start waits
+        if not stored:
+            stored.append(
+                message_append(
+                    conversation=conversation,
+                    role=Message.Role.ASSISTANT,
+                    text="late draft",
+                    visibility=Message.Visibility.WITHHELD,
+                    reply_to=message,
+                )
+            )
+
+    monkeypatch.setattr(workflows.time, "sleep", pipeline_stores_draft)
+    captured = {}
+
+    def start(**kwargs):
+        captured.update(kwargs)
+        return {"executionArn": "arn:x", "startDate": 0}
+
+    sfn.deactivate()
+    monkeypatch.setattr(stepfunctions.client(), "start_execution", start)
+    services.workflow_start(ticket_id=ticket.pk)
+    assert json.loads(captured["input"])["withheld_draft"] == "late draft"
+
+
+def test_start_does_not_wait_when_no_draft_comes(sfn, conversation, say, settings, monkeypatch):
+    from escalation.services import workflows
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    ticket, _ = services.escalation_open(
+        conversation=conversation, reason="provider_failure", trigger_message=say("hello?")
+    )
+    monkeypatch.setattr(workflows.time, "sleep", lambda s: pytest.fail("waited"))
+    sfn.add_response("start_execution", {"executionArn": "arn:y", "startDate": 0})
+    assert services.workflow_start(ticket_id=ticket.pk) == "arn:y"

@@ -79,6 +79,7 @@ def test_angry_customer_to_agent_takeover_live_talk_and_resolve(
     assert "negative" in row.locator(".sentiment").inner_text()
     assert row.locator(".waiting").inner_text().endswith("s")
     customer_page.get_by_text("bringing in a person").wait_for(timeout=30_000)
+    agent_page.screenshot(path=str(Path(__file__).resolve().parents[2] / "var" / "agent-inbox.png"))
 
     conversation = Conversation.objects.get()
     ticket = Ticket.objects.get(conversation=conversation)

@@ -143,11 +143,28 @@ def browser(chromium_path):
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Rate limits and worker heartbeats live in the cache: no test sees another's."""
+    _cache_clear()
+    yield
+    _cache_clear()
+
+
+def _cache_clear() -> None:
+    """Clear this run's cache keys only.
+
+    On Redis ``cache.clear()`` is FLUSHDB, which would also wipe the channel-layer groups
+    and any other run sharing the server; the test settings give each run a key prefix.
+    """
+    from django.conf import settings
     from django.core.cache import cache
 
-    cache.clear()
-    yield
-    cache.clear()
+    config = settings.CACHES["default"]
+    if not config["BACKEND"].endswith("RedisCache"):
+        cache.clear()
+        return
+    client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    keys = list(client.scan_iter(match=f"{config['KEY_PREFIX']}:*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture(scope="session", autouse=True)

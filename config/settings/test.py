@@ -32,7 +32,8 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Tasks run inline unless a test starts a worker; tests that need the queue override this.
-Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+# Own queue and heartbeat keys, so a worker running on the same Redis is not seen.
+Q_CLUSTER = {**Q_CLUSTER, "sync": True, "name": f"test-{uuid.uuid4().hex[:8]}"}
 ASSISTANT_TIMEOUT_SECONDS = 10.0
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.brokers.redis_broker import Redis as RedisBroker
 from django_q.conf import Conf
 from django_q.status import Stat
 
@@ -31,8 +33,15 @@ def running_worker():
         result_queue=types.SimpleNamespace(qsize=lambda: 0),
         task_queue=types.SimpleNamespace(qsize=lambda: 0),
     )
+    broker = get_broker()
     Stat(sentinel).save()
-    return sentinel
+    yield sentinel
+    # The worker "stops": its heartbeat goes, as when a real cluster's key expires.
+    key = Stat.get_key(sentinel.cluster_id)
+    if isinstance(broker, RedisBroker):
+        broker.connection.delete(key)  # the Redis broker keeps heartbeats in Redis itself
+    else:
+        broker.cache.delete(key)
 
 
 def test_healthy_platform_answers_200(client, running_worker):

@@ -58,6 +58,7 @@ class Customer:
     acks: dict[str, int] = field(default_factory=dict)
     answers: dict[int, int] = field(default_factory=dict)  # message id -> answers seen
     errors: list[str] = field(default_factory=list)
+    unstreamed: int = 0  # answers that arrived without any delta before them
 
 
 async def run_customer(
@@ -110,6 +111,8 @@ async def run_customer(
                     if m["role"] in ("assistant", "system") and m.get("reply_to_id") == message_id:
                         customer.answers[message_id] = customer.answers.get(message_id, 0) + 1
                         done = time.perf_counter()
+                        if first is None and m["role"] == "assistant":
+                            customer.unstreamed += 1
                         customer.first_token_ms.append(((first or done) - started) * 1000)
                         customer.complete_ms.append((done - started) * 1000)
                         break
@@ -179,6 +182,7 @@ def summarise(name: str, customers: list[Customer], wall: float, db_check: dict 
         "complete_p99_ms": round(percentile(complete, 99), 1),
         "lost": lost,
         "duplicated": duplicated,
+        "answers_without_stream": sum(c.unstreamed for c in customers),
         "errors": sorted({e for c in customers for e in c.errors}),
     }
 

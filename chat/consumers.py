@@ -85,6 +85,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.conversation, self.audience = conversation, audience
+        if settings.CHAT_WARM_UP_ASSISTANT:
+            turns.assistant_warm_up_once()
         self.group = services.conversation_group(conversation.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send_json(

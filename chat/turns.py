@@ -70,6 +70,27 @@ def turn_start(*, conversation_id: Any, customer_message_id: int) -> asyncio.Tas
     return task
 
 
+_warmed_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def assistant_warm_up_once() -> None:
+    """Load the assistant's models in the background the first time a socket opens in
+    this server process, so the first customer's question does not pay for it."""
+    loop = asyncio.get_running_loop()
+    if loop in _warmed_loops:
+        return
+    _warmed_loops.add(loop)
+
+    async def warm() -> None:
+        try:
+            await assistant_api.assistant_warm_up()
+        except Exception:
+            logger.exception("assistant warm-up failed; the first question will retry")
+
+    if hasattr(assistant_api, "assistant_warm_up"):
+        task_track(warm())
+
+
 def task_track(coro: Any) -> asyncio.Task[Any]:
     """Keep a reference to background work of a turn (``turns_drain`` waits for it)."""
     task = asyncio.get_running_loop().create_task(coro)

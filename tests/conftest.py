@@ -95,6 +95,19 @@ def asgi_live_server(transactional_db, settings):
         if not (database.get("TEST") or {}).get("NAME"):
             database.setdefault("TEST", {})["NAME"] = database["NAME"]
         set_database_connection()
+        import sys
+        from concurrent.futures import ThreadPoolExecutor
+
+        from asgiref.sync import SyncToAsync
+
+        # Forked: the parent's single sync thread (database_sync_to_async) does not exist
+        # here, but its executor believes it does and would queue every ORM call forever.
+        SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+
+        if "torch" in sys.modules:
+            # GNU OpenMP is not fork-safe: once an earlier test ran a torch op in the
+            # parent, the forked server hangs on its first multi-threaded op.
+            sys.modules["torch"].set_num_threads(1)
 
     process = DaphneProcess(
         "127.0.0.1",

@@ -238,6 +238,8 @@ HF_MAX_LOADED_ADAPTERS = env.int("HF_MAX_LOADED_ADAPTERS", default=4)
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
 CHAT_RATE_LIMIT_MESSAGES = env("CHAT_RATE_LIMIT_MESSAGES", default="20/min")
 CHAT_RATE_LIMIT_CONVERSATIONS = env("CHAT_RATE_LIMIT_CONVERSATIONS", default="10/hour")
+# Load the assistant's models when the first chat socket of a server process opens.
+CHAT_WARM_UP_ASSISTANT = env.bool("CHAT_WARM_UP_ASSISTANT", default=True)
 
 # --- escalation ---------------------------------------------------------------------------
 USE_COMPREHEND = env.bool("USE_COMPREHEND", default=False)

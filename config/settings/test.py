@@ -35,6 +35,7 @@ else:
 # Own queue and heartbeat keys, so a worker running on the same Redis is not seen.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True, "name": f"test-{uuid.uuid4().hex[:8]}"}
 ASSISTANT_TIMEOUT_SECONDS = 10.0
+CHAT_WARM_UP_ASSISTANT = False
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: browser tests serve the app from a separate Daphne process.

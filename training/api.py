@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -84,6 +85,19 @@ class DeploySerializer(serializers.Serializer):
     slot = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
 
 
+class DeploymentSerializer(serializers.ModelSerializer):
+    adapter_name = serializers.CharField(source="run.adapter_name", read_only=True)
+
+    class Meta:
+        model = AdapterDeployment
+        fields = ["slot", "adapter_name", "run", "active", "deployed_at"]
+        read_only_fields = fields
+
+
+class RollbackResultSerializer(serializers.Serializer):
+    live = DeploymentSerializer(allow_null=True)
+
+
 class TrainingRunViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -131,6 +145,7 @@ class TrainingRunViewSet(
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(run).data)
 
+    @extend_schema(request=DeploySerializer, responses=DeploymentSerializer)
     @action(detail=True, methods=["post"], serializer_class=DeploySerializer)
     def deploy(self, request: Request, pk=None) -> Response:
         run = self.get_object()
@@ -144,19 +159,23 @@ class TrainingRunViewSet(
             raise PermissionDenied(str(exc)) from exc
         except deployment_services.DeploymentError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response(_deployment_data(deployment))
+        return Response(DeploymentSerializer(deployment).data)
 
 
 class DeploymentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The live adapter of each slot ("" is the organisation's default)."""
+
+    serializer_class = DeploymentSerializer
+    pagination_class = None
     permission_classes = [permissions.DjangoModelPermissions]
     queryset = AdapterDeployment.objects.select_related("run").order_by("-deployed_at", "-pk")
     ordering = "-deployed_at"
 
-    def list(self, request: Request, *args, **kwargs) -> Response:
-        active = self.get_queryset().filter(active=True)
-        return Response([_deployment_data(d) for d in active])
+    def get_queryset(self):
+        return super().get_queryset().filter(active=True)
 
-    @action(detail=False, methods=["post"])
+    @extend_schema(request=DeploySerializer, responses=RollbackResultSerializer)
+    @action(detail=False, methods=["post"], serializer_class=DeploySerializer)
     def rollback(self, request: Request) -> Response:
         body = DeploySerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -168,14 +187,4 @@ class DeploymentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             raise PermissionDenied(str(exc)) from exc
         except deployment_services.DeploymentError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response({"live": _deployment_data(live) if live else None})
-
-
-def _deployment_data(deployment: AdapterDeployment) -> dict:
-    return {
-        "slot": deployment.slot,
-        "adapter_name": deployment.run.adapter_name,
-        "run": deployment.run_id,
-        "active": deployment.active,
-        "deployed_at": deployment.deployed_at,
-    }
+        return Response({"live": DeploymentSerializer(live).data if live else None})

@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
-CATCH_UP_DELAY_SECONDS = 0.5
+# Long enough for the channel layer to deliver the deltas and the answer in order first.
+CATCH_UP_DELAY_SECONDS = 2.0
 
 # Group events forwarded to every socket as they are, renamed for the client.
 _STREAM_EVENTS = {
@@ -276,7 +277,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def chat_message(self, event: dict[str, Any]) -> None:
         if self.audience != "agent" and event.get("visibility") != Message.Visibility.PUBLIC:
             return
-        message = await database_sync_to_async(_message_for_socket)(event["message_id"])
+        # A read on the hot path of every broadcast: off the single sync thread, so that
+        # 50 sockets loading the same message do not queue behind the turns' writes.
+        message = await database_sync_to_async(_message_for_socket, thread_sensitive=False)(
+            event["message_id"]
+        )
         if message is not None:
             await self._send_message(message)
 

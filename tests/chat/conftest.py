@@ -77,6 +77,12 @@ class ScriptedAssistant:
         return self.answer, FakeDraftInfo(adapter=adapter_name)
 
 
+@pytest.fixture(autouse=True)
+def _quick_catch_up(monkeypatch):
+    """Sockets re-read the database shortly after a turn; tests need not wait 2 s."""
+    monkeypatch.setattr("chat.consumers.CATCH_UP_DELAY_SECONDS", 0.05)
+
+
 @pytest.fixture
 def scripted(monkeypatch) -> ScriptedAssistant:
     bot = ScriptedAssistant()

@@ -277,11 +277,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def chat_message(self, event: dict[str, Any]) -> None:
         if self.audience != "agent" and event.get("visibility") != Message.Visibility.PUBLIC:
             return
-        # A read on the hot path of every broadcast: off the single sync thread, so that
-        # 50 sockets loading the same message do not queue behind the turns' writes.
-        message = await database_sync_to_async(_message_for_socket, thread_sensitive=False)(
-            event["message_id"]
-        )
+        message = await database_sync_to_async(_message_for_socket)(event["message_id"])
         if message is not None:
             await self._send_message(message)
 

@@ -101,3 +101,39 @@ def test_customer_chats_sees_streamed_sourced_answers_and_reloads_without_gaps(
     assert page.locator("li.msg.pending").count() == 0
     page.screenshot(path=str(Path(__file__).resolve().parents[2] / "var" / "chat-browser.png"))
     page.close()
+
+
+def test_customer_asks_for_a_person_ends_and_rates_the_conversation(
+    scripted, asgi_live_server, browser
+):
+    # The scripted assistant is patched in before the server process is forked.
+    page = browser.new_page()
+    page.goto(asgi_live_server + "/")
+    composer = page.locator("form.composer textarea")
+    composer.fill("My hub shows E21")
+    composer.press("Enter")
+    answer = page.locator("li.msg.assistant:not(.streaming)").first
+    answer.wait_for(timeout=30_000)
+    assert answer.locator(".sources li").first.inner_text() == "Reset your password"
+
+    page.get_by_role("button", name="Talk to a person").click()
+    page.locator("li.msg.system").first.wait_for(timeout=30_000)
+    page.wait_for_function(
+        "document.querySelector('[data-role=status]').textContent.includes('Waiting')",
+        timeout=30_000,
+    )
+
+    page.get_by_role("button", name="End chat").click()
+    rating = page.locator("form.rating")
+    rating.wait_for(state="visible", timeout=30_000)
+    rating.get_by_label("Agree", exact=True).check()
+    rating.get_by_label("Comment (optional)").fill("Quick and clear")
+    rating.get_by_role("button", name="Send rating").click()
+    page.get_by_text("Thank you for your feedback!").wait_for(timeout=30_000)
+
+    conversation = Conversation.objects.get()
+    feedback = conversation.feedback.get()
+    assert (feedback.score, feedback.comment) == (4, "Quick and clear")
+    assert conversation.status == "ended"
+    assert page.locator("form.composer textarea").is_disabled()
+    page.close()

@@ -38,9 +38,7 @@ class Conversation(models.Model):
     visitor_id = models.CharField(max_length=64, blank=True, db_index=True)
     channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.WEB)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
-    handling = models.CharField(
-        max_length=20, choices=Handling.choices, default=Handling.ASSISTANT
-    )
+    handling = models.CharField(max_length=20, choices=Handling.choices, default=Handling.ASSISTANT)
     assigned_agent = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -184,9 +182,7 @@ class CustomerFeedback(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["conversation"], name="feedback_one_per_conversation"
-            ),
+            models.UniqueConstraint(fields=["conversation"], name="feedback_one_per_conversation"),
             models.CheckConstraint(
                 condition=Q(score__gte=1) & Q(score__lte=5), name="feedback_score_1_5"
             ),

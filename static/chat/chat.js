@@ -328,6 +328,8 @@
       return;
     }
     const item = { client_id: newClientId(), text };
+    // The message ends this bout of typing: the next keystroke announces typing at once.
+    lastTypingSent = 0;
     outboxAdd(item);
     renderPending(item);
     if (!socket) connect(); // the outbox is flushed after the replay

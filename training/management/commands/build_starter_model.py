@@ -17,8 +17,15 @@ class Command(BaseCommand):
         parser.add_argument("--output", default=str(settings.HF_BASE_MODEL_PATH))
         parser.add_argument("--steps", type=int, default=300)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--if-missing",
+            action="store_true",
+            help="Do nothing when a model already exists at --output (used by scripts/run).",
+        )
 
     def handle(self, *args, output: str, steps: int, seed: int, **options):
+        if options["if_missing"] and (Path(output) / "config.json").exists():
+            return
         texts = knowledge_base_texts(base_dir=Path(settings.BASE_DIR))
         path = starter_model_build(output_dir=Path(output), texts=texts, steps=steps, seed=seed)
         self.stdout.write(self.style.SUCCESS(f"starter model written to {path}"))

@@ -13,6 +13,7 @@ from django.db import transaction
 
 from chat.services import article_upsert
 from config import roles
+from escalation.services.presence import agent_presence_ensure
 
 DEMO_DIR = Path(settings.BASE_DIR) / "chat" / "demo"
 
@@ -64,6 +65,9 @@ def demo_load() -> dict[str, int]:
             user.set_password(demo.password)
             user.save(update_fields=["password"])
             user.groups.add(Group.objects.get(name=role.group))
+            if demo.role == roles.AGENTS:
+                # On duty from the start: available whenever their console is open.
+                agent_presence_ensure(agent=user, on_duty=True)
             users_created += 1
     articles_created = 0
     for article in demo_articles():

@@ -22,6 +22,12 @@ def agent_presence_set(*, agent: User, on_duty: bool) -> AgentPresence:
     return presence
 
 
+def agent_presence_ensure(*, agent: User, on_duty: bool) -> AgentPresence:
+    """Give a new agent a duty status; an existing one keeps whatever they chose."""
+    presence, _ = AgentPresence.objects.get_or_create(agent=agent, defaults={"on_duty": on_duty})
+    return presence
+
+
 def agent_presence_touch(*, agent: User) -> None:
     """A console socket of this agent is open (connect and heartbeat)."""
     updated = AgentPresence.objects.filter(agent=agent).update(last_seen_at=timezone.now())

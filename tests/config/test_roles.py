@@ -85,3 +85,17 @@ def test_each_demo_login_works_where_its_role_may_go(client, demo):
         assert response.status_code == 200
     else:
         assert response.status_code == 302  # customers have no business in the admin
+
+
+def test_demo_agents_start_on_duty_and_keep_their_choice():
+    from escalation.models import AgentPresence
+    from escalation.services.presence import agent_presence_set
+
+    call_command("load_demo", verbosity=0)
+    agent = get_user_model().objects.get(username="agent")
+    assert AgentPresence.objects.get(agent=agent).on_duty
+
+    agent_presence_set(agent=agent, on_duty=False)
+    call_command("load_demo", verbosity=0)
+
+    assert not AgentPresence.objects.get(agent=agent).on_duty

@@ -23,6 +23,10 @@ from chat.services import message_append
 from labeling import services
 from labeling.models import DatasetSnapshot, Label, LabelingBatch, LabelingItem
 
+# Share of demo questions held out of the snapshot's training split (and, so that the
+# before/after evaluation means something, out of the starter model's warm-up too).
+DEMO_TEST_SHARE = 0.15
+
 logger = logging.getLogger(__name__)
 
 QUESTIONS_FILE = Path(settings.BASE_DIR) / "chat" / "demo" / "questions.json"
@@ -127,7 +131,7 @@ def demo_labels_load(*, judge: bool = True) -> DemoLabelsResult:
         snapshot = services.snapshot_create_from_labels(
             name=SNAPSHOT_NAME,
             filters={"batch_ids": [batch.pk]},
-            test_share=0.15,
+            test_share=DEMO_TEST_SHARE,
             redact=True,
             description="Demo labels from three reviewers (load_demo_labels).",
         )

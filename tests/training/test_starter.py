@@ -22,3 +22,25 @@ def test_starter_model_reloads_offline_and_generates(tiny_model_dir):
     output = model.generate(**inputs, max_new_tokens=5, do_sample=False)
     assert output.shape[1] > inputs["input_ids"].shape[1]
     assert model.config.num_hidden_layers == 2
+
+
+def test_warm_up_texts_leave_out_the_questions_the_demo_snapshot_holds_out(settings):
+    import json
+    from pathlib import Path
+
+    from labeling.demo import DEMO_TEST_SHARE
+    from labeling.services.snapshots import split_of
+    from training.services.starter import knowledge_base_texts
+
+    base = Path(settings.BASE_DIR)
+    questions = json.loads((base / "chat" / "demo" / "questions.json").read_text())
+    held_out = [
+        q for q in questions if split_of(q["question"], test_share=DEMO_TEST_SHARE) == "test"
+    ]
+    kept = [q for q in questions if q not in held_out]
+    assert held_out and kept
+
+    corpus = "\n".join(knowledge_base_texts(base_dir=base))
+
+    assert not [q["question"] for q in held_out if q["question"] in corpus]
+    assert all(q["question"] in corpus for q in kept)

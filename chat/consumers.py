@@ -57,12 +57,6 @@ def _message_for_socket(message_id: int) -> Message | None:
     return Message.objects.select_related("author").filter(pk=message_id).first()
 
 
-def _display_name(user: Any) -> str:
-    if user is None or not user.is_authenticated:
-        return ""
-    return user.get_full_name() or user.get_username()
-
-
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One socket of a customer (own conversation) or an agent (any conversation)."""
 
@@ -222,13 +216,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def frame_typing(self, content: dict[str, Any]) -> None:
         await self.channel_layer.group_send(
             self.group,
-            {
-                "type": "chat.typing",
-                "role": "agent" if self.audience == "agent" else "customer",
-                "author_name": _display_name(self.user),
-                "is_typing": bool(content.get("is_typing", True)),
-                "sender": self.channel_name,
-            },
+            services.typing_event(
+                role="agent" if self.audience == "agent" else "customer",
+                author=self.user,
+                is_typing=bool(content.get("is_typing", True)),
+                sender=self.channel_name,
+            ),
         )
 
     async def frame_request_human(self, content: dict[str, Any]) -> None:
@@ -290,16 +283,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     chat_cancelled = _forward_stream
 
     async def chat_typing(self, event: dict[str, Any]) -> None:
-        if event.get("sender") == self.channel_name:
-            return
-        await self.send_json(
-            {
-                "type": "typing",
-                "role": event.get("role", ""),
-                "author_name": event.get("author_name", ""),
-                "is_typing": bool(event.get("is_typing")),
-            }
-        )
+        if event.get("sender") != self.channel_name:
+            await self.send_json(services.typing_frame(event))
 
     async def chat_conversation(self, event: dict[str, Any]) -> None:
         if self.conversation is not None:

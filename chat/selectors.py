@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import Count, Max, Q, QuerySet
 
 from chat.models import Article, Conversation, Message
+from chat.services import display_name
 
 HISTORY_LIMIT = 20
 HAND_BACK_MARKER = "The agent handed the conversation back to the assistant."
@@ -64,8 +65,7 @@ def conversation_history(
             # The escalation app posts its own markers on takeover / hand-back.
             in_human_part = marker == "human_start"
         elif message.role == Message.Role.AGENT and not in_human_part:
-            author = message.author
-            name = (author.get_full_name() or author.get_username()) if author else "an agent"
+            name = display_name(message.author) or "an agent"
             history.append(
                 {"role": "system", "text": f"A human agent ({name}) joined the conversation."}
             )

@@ -6,6 +6,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from chat.models import Conversation, CustomerFeedback, Message
+from chat.services import display_name
 
 
 class ConversationSerializer(serializers.ModelSerializer):
@@ -29,8 +30,7 @@ class ConversationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_agent_name(self, conversation: Conversation) -> str:
-        agent = conversation.assigned_agent
-        return (agent.get_full_name() or agent.get_username()) if agent else ""
+        return display_name(conversation.assigned_agent)
 
 
 class ConversationCreateSerializer(serializers.Serializer):
@@ -59,8 +59,7 @@ class MessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_author_name(self, message: Message) -> str:
-        author = message.author
-        return (author.get_full_name() or author.get_username()) if author else ""
+        return display_name(message.author)
 
 
 class AgentMessageSerializer(MessageSerializer):

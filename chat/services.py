@@ -26,15 +26,42 @@ def conversation_group(conversation_id: Any) -> str:
     return f"conversation.{conversation_id}"
 
 
+def display_name(user: Any) -> str:
+    """How a person is named to others in chat: full name, else username; "" for nobody."""
+    if user is None or not user.is_authenticated:
+        return ""
+    return user.get_full_name() or user.get_username()
+
+
+def typing_event(*, role: str, author: Any, is_typing: bool, sender: str) -> dict[str, Any]:
+    """Channel-layer event for "someone is typing", from a customer's or an agent's socket."""
+    return {
+        "type": "chat.typing",
+        "role": role,
+        "author_name": display_name(author),
+        "is_typing": is_typing,
+        "sender": sender,
+    }
+
+
+def typing_frame(event: dict[str, Any]) -> dict[str, Any]:
+    """The socket frame for a typing event (the sender's own socket does not get one)."""
+    return {
+        "type": "typing",
+        "role": event.get("role", ""),
+        "author_name": event.get("author_name", ""),
+        "is_typing": bool(event.get("is_typing")),
+    }
+
+
 def message_frame(message: Message, *, audience: str) -> dict[str, Any]:
     """The JSON a socket receives for a message. Customers never see internal fields."""
-    author = message.author
     frame: dict[str, Any] = {
         "id": message.pk,
         "seq": message.seq,
         "client_id": message.client_id,
         "role": message.role,
-        "author_name": (author.get_full_name() or author.get_username()) if author else "",
+        "author_name": display_name(message.author),
         "text": message.text,
         "sources": message.sources,
         "created_at": message.created_at.isoformat(),
@@ -263,12 +290,11 @@ def conversation_state_event(conversation: Conversation) -> dict[str, Any]:
     Whoever changes ``status``/``handling`` (takeover, hand-back, end) sends it after
     commit: ``transaction.on_commit(lambda: conversation_state_broadcast(conversation))``.
     """
-    agent = conversation.assigned_agent
     return {
         "type": "chat.conversation",
         "status": conversation.status,
         "handling": conversation.handling,
-        "agent_name": (agent.get_full_name() or agent.get_username()) if agent else "",
+        "agent_name": display_name(conversation.assigned_agent),
     }
 
 

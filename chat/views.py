@@ -80,7 +80,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "wsPath": "/ws/chat/",
         "provider": settings.ASSISTANT_PROVIDER,
         "maxChars": settings.CHAT_MAX_MESSAGE_CHARS,
-        "userName": (user.get_full_name() or user.get_username()) if user.is_authenticated else "",
+        "userName": services.display_name(user),
     }
     response = render(request, "chat/index.html", {"config": config, "recent": recent})
     _remember_visitor(request, response, visitor_id, token)

@@ -25,6 +25,8 @@ from chat.services import (
     conversation_group,
     conversation_state_event,
     message_frame,
+    typing_event,
+    typing_frame,
 )
 from escalation import selectors, services
 
@@ -200,13 +202,12 @@ class AgentConversationConsumer(AgentSocket):
         # The same event the customer's socket publishes (chat.consumers.ChatConsumer).
         await self.channel_layer.group_send(
             conversation_group(self.conversation.pk),
-            {
-                "type": "chat.typing",
-                "role": "agent",
-                "author_name": self.user.get_full_name() or self.user.get_username(),
-                "is_typing": bool(content.get("is_typing", True)),
-                "sender": self.channel_name,
-            },
+            typing_event(
+                role="agent",
+                author=self.user,
+                is_typing=bool(content.get("is_typing", True)),
+                sender=self.channel_name,
+            ),
         )
 
     # --- events from the channel layer -----------------------------------------------------
@@ -217,16 +218,8 @@ class AgentConversationConsumer(AgentSocket):
             await self._send_message(message)
 
     async def chat_typing(self, event: dict[str, Any]) -> None:
-        if event.get("sender") == self.channel_name:
-            return
-        await self.send_json(
-            {
-                "type": "typing",
-                "role": event.get("role", ""),
-                "author_name": event.get("author_name", ""),
-                "is_typing": bool(event.get("is_typing")),
-            }
-        )
+        if event.get("sender") != self.channel_name:
+            await self.send_json(typing_frame(event))
 
     async def chat_conversation(self, event: dict[str, Any]) -> None:
         await self.send_json(

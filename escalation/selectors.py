@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from chat.models import Conversation, Message
+from chat.services import display_name
 from escalation.models import CannedReply, Decision, Ticket
 
 
@@ -39,7 +40,6 @@ def tickets_for_inbox() -> QuerySet[Ticket]:
 
 def ticket_summary(ticket: Ticket) -> dict[str, Any]:
     """What an inbox row shows (the inbox socket and the API send the same)."""
-    agent = ticket.assigned_agent
     return {
         "id": ticket.pk,
         "conversation_id": str(ticket.conversation_id),
@@ -50,7 +50,7 @@ def ticket_summary(ticket: Ticket) -> dict[str, Any]:
         "status": ticket.status,
         "sentiment": ticket.sentiment,
         "handoff_at": ticket.handoff_at.isoformat(),
-        "assigned_agent": (agent.get_full_name() or agent.get_username()) if agent else "",
+        "assigned_agent": display_name(ticket.assigned_agent),
         "nobody_available": ticket.nobody_available,
         "last_customer_message": ticket.trigger_message.text[:200]
         if ticket.trigger_message

@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from chat.services import display_name
 from escalation.models import DomainEvent, Ticket, Webhook, WebhookDelivery
 
 
@@ -41,8 +42,7 @@ class TicketSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_assigned_agent(self, ticket: Ticket) -> str:
-        agent = ticket.assigned_agent
-        return (agent.get_full_name() or agent.get_username()) if agent else ""
+        return display_name(ticket.assigned_agent)
 
 
 class TicketDetailSerializer(TicketSerializer):

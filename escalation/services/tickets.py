@@ -18,6 +18,7 @@ from chat.models import Conversation, Message
 from chat.services import (
     AGENTS_INBOX_GROUP,
     conversation_state_broadcast,
+    display_name,
     message_append,
     system_notice_post,
 )
@@ -49,10 +50,6 @@ class EscalationError(Exception):
 class TakeoverConflict(EscalationError):
     def __init__(self, message: str) -> None:
         super().__init__(message, code="taken")
-
-
-def display_name(user: Any) -> str:
-    return (user.get_full_name() or user.get_username()) if user else ""
 
 
 def agent_conversation_group(conversation_id: Any) -> str:

@@ -4,7 +4,6 @@ in-memory by default, Redis when REDIS_URL is set."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from channels.db import database_sync_to_async
@@ -492,10 +491,6 @@ async def test_unknown_group_events_from_other_apps_are_ignored(conversation, vi
     await comm.send_json_to({"type": "ping"})
     assert await comm.receive_json_from() == {"type": "pong"}
     await comm.disconnect()
-
-
-def test_frames_are_json_serialisable():
-    json.dumps({"type": "error", "code": "x", "message": "y"})
 
 
 async def test_answer_reaches_the_socket_even_if_its_broadcast_is_lost(

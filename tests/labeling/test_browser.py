@@ -24,6 +24,8 @@ SCORES = [5, 4, 3, 2, 1, 5, 4, 2, 1, 3]
 def log_in(page, base_url: str, username: str) -> None:
     """Through the admin login page, keys only (the username field has autofocus)."""
     page.goto(f"{base_url}/admin/login/?next=/admin/")
+    # Keys typed before autofocus lands go nowhere: wait until the field has the focus.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'id_username'")
     page.keyboard.type(username)
     page.keyboard.press("Tab")
     page.keyboard.type("pw-for-tests")

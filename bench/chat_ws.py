@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -129,9 +130,18 @@ async def run_customer(
             pass
 
 
-def start_daphne(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+def start_daphne(
+    app: str, port: int, env: dict[str, str], log: Path, profile: str = ""
+) -> subprocess.Popen:
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    if profile:
+        # Sampled by py-spy for the whole run (collapsed stacks for flamegraph.pl or
+        # speedscope); stopped with SIGINT so that it writes them.
+        py_spy = str(Path(sys.executable).with_name("py-spy"))
+        command = [py_spy, "record", "--format", "raw", "--rate", "200", "-o", profile, "--"]
+        command += [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+        command,
         cwd=ROOT,
         env=env,
         stdout=log.open("w"),
@@ -199,6 +209,9 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--skip-echo", action="store_true")
+    parser.add_argument(
+        "--profile", default="", help="write py-spy collapsed stacks of the chat server here"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="loopdesk-bench-"))
@@ -255,7 +268,9 @@ def main() -> None:
 
     results = []
     port = free_port()
-    daphne = start_daphne("config.asgi:application", port, env, workdir / "daphne-chat.log")
+    daphne = start_daphne(
+        "config.asgi:application", port, env, workdir / "daphne-chat.log", args.profile
+    )
     try:
         base = f"ws://127.0.0.1:{port}"
         # Warm-up: the first question loads the embedding model in the server process.
@@ -269,8 +284,12 @@ def main() -> None:
         )
         wall = asyncio.run(run_round(base, customers, args, questions))
     finally:
-        daphne.terminate()
-        daphne.wait(timeout=10)
+        if args.profile:
+            daphne.send_signal(signal.SIGINT)
+            daphne.wait(timeout=60)
+        else:
+            daphne.terminate()
+            daphne.wait(timeout=10)
     # The database view: every sent client_id stored once, each answered exactly once.
     ids = [cid for c in customers for cid in c.sent]
     stored = Message.objects.filter(client_id__in=ids, role="customer")

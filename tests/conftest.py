@@ -8,6 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from config import roles
+from tests.assistants import ScriptedAssistant
 from tests.factories import UserFactory
 
 
@@ -197,3 +198,73 @@ def _close_stray_database_sessions(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@pytest.fixture(autouse=True)
+def _default_rules(request):
+    """Transactional tests flush the database after each test, seeded rules included:
+    put the data migration's defaults (the escalation rules every install has) back
+    before such a test."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker and marker.kwargs.get("transaction"):
+        import importlib
+
+        from django.apps import apps
+
+        request.getfixturevalue("transactional_db")
+        seed = importlib.import_module("escalation.migrations.0002_default_rules").seed
+        seed(apps, None)
+
+
+@pytest.fixture
+def scripted(monkeypatch) -> ScriptedAssistant:
+    """The model provider replaced by a script; everything else of the turn is real."""
+    from chat import assistant as assistant_api
+
+    bot = ScriptedAssistant()
+    monkeypatch.setattr(assistant_api, "assistant_prepare", bot.prepare, raising=False)
+    monkeypatch.setattr(assistant_api, "assistant_stream", bot.stream, raising=False)
+    monkeypatch.setattr(assistant_api, "assistant_draft", bot.draft, raising=False)
+    return bot
+
+
+@pytest.fixture
+def pipeline(scripted, settings):
+    """Run customer turns through the real turn pipeline from a plain (sync) test:
+    ``pipeline.ask(conversation, "text")`` stores the message as the chat socket does,
+    runs its turn to the end and returns it. ORM work stays on the test's own thread
+    (``DATABASE_THREADS = 0``), so it works inside a test transaction too."""
+    import asyncio
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from asgiref.sync import async_to_sync
+
+    from chat import services, turns
+
+    settings.DATABASE_THREADS = 0
+
+    def ask(conversation, text: str, *, author=None, client_id: str = ""):
+        received = services.customer_message_receive(
+            conversation=conversation,
+            text=text,
+            client_id=client_id or uuid.uuid4().hex,
+            author=author,
+            rate_subject=f"test:{conversation.pk}",
+        )
+        if received.turn is None:
+            return None
+        run = async_to_sync(turns.turn_await)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return run(turn_id=received.turn.pk, conversation_id=conversation.pk)
+        # A browser test's thread runs Playwright's loop: run the turn from another thread
+        # (such tests are transactional, so that thread sees the rows).
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            return executor.submit(
+                run, turn_id=received.turn.pk, conversation_id=conversation.pk
+            ).result()
+
+    return SimpleNamespace(bot=scripted, ask=ask)

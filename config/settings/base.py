@@ -88,12 +88,32 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
-else:
-    # Django's advice under ASGI: no persistent connections (each of Daphne's database
-    # threads would hold one open); use a pooler such as PgBouncer in front instead.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+    # One connection per thread, kept open: opening SQLite (and registering its
+    # functions) on every call cost a fifth of a turn. Threads are bounded (see
+    # DATABASE_THREADS), and so are connections.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    # psycopg's pool (Django's "pool" option): a connection is borrowed per database
+    # call and returned after it, so the connections of a process are bounded by
+    # DATABASE_POOL_MAX whatever the number of threads; CONN_MAX_AGE must stay 0 with it.
+    # DATABASE_POOL_MAX=0 turns the pool off (then CONN_MAX_AGE applies, e.g. behind
+    # PgBouncer).
+    _pool_max = env.int("DATABASE_POOL_MAX", default=8)
+    if _pool_max > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN", default=1),
+            "max_size": _pool_max,
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Threads that run the sockets' and the turns' ORM work in a server process (chat.events);
+# 0 runs it on Channels' single thread instead.
+DATABASE_THREADS = env.int("DATABASE_THREADS", default=4)
 
 # --- redis: channel layer, cache, task broker --------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
@@ -202,6 +222,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "600/min"},
+    # One error shape for every API error: {code, message} (chat.errors).
+    "EXCEPTION_HANDLER": "chat.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loopdesk API",
@@ -235,7 +257,22 @@ HF_BASE_MODEL_PATH = env("HF_BASE_MODEL_PATH", default=str(VAR_DIR / "models" / 
 HF_MAX_NEW_TOKENS = env.int("HF_MAX_NEW_TOKENS", default=64)
 HF_MAX_LOADED_ADAPTERS = env.int("HF_MAX_LOADED_ADAPTERS", default=4)
 
+# A running turn this long past its deadline belongs to a process that died: the sweep
+# (every minute) fails it and tells the customer.
+TURN_SWEEP_GRACE_SECONDS = env.int("TURN_SWEEP_GRACE_SECONDS", default=15)
+# Stream pieces are sent at most this often (the first at once).
+STREAM_COALESCE_SECONDS = env.float("STREAM_COALESCE_SECONDS", default=0.05)
+# The knowledge index re-checks the database for edited articles at most this often.
+KNOWLEDGE_REFRESH_SECONDS = env.float("KNOWLEDGE_REFRESH_SECONDS", default=2.0)
+# Model inference runs on one thread per process with this many torch threads (0: torch's
+# default, the number of cores). One leaves the other core to the event loop and the
+# database threads.
+ASSISTANT_TORCH_THREADS = env.int("ASSISTANT_TORCH_THREADS", default=1)
+
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
+# Every socket frame: at most this many bytes and this deep (a message frame is flat).
+SOCKET_MAX_FRAME_BYTES = env.int("SOCKET_MAX_FRAME_BYTES", default=64 * 1024)
+SOCKET_MAX_FRAME_DEPTH = env.int("SOCKET_MAX_FRAME_DEPTH", default=8)
 CHAT_RATE_LIMIT_MESSAGES = env("CHAT_RATE_LIMIT_MESSAGES", default="20/min")
 CHAT_RATE_LIMIT_CONVERSATIONS = env("CHAT_RATE_LIMIT_CONVERSATIONS", default="10/hour")
 # Load the assistant's models when the first chat socket of a server process opens.
@@ -252,10 +289,6 @@ ESCALATION_RETRY_BASE_SECONDS = env.int("ESCALATION_RETRY_BASE_SECONDS", default
 ESCALATION_CALLBACK_MAX_SKEW_SECONDS = env.int("ESCALATION_CALLBACK_MAX_SKEW_SECONDS", default=300)
 ESCALATION_TICKET_EXPIRY_HOURS = env.int("ESCALATION_TICKET_EXPIRY_HOURS", default=24)
 ESCALATION_WEBHOOK_TIMEOUT_SECONDS = env.float("ESCALATION_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
-# How long the Step Functions start waits for the turn's withheld draft to be stored.
-ESCALATION_WORKFLOW_DRAFT_WAIT_SECONDS = env.float(
-    "ESCALATION_WORKFLOW_DRAFT_WAIT_SECONDS", default=15.0
-)
 
 # --- labeling / training ------------------------------------------------------------------
 LABELING_REVIEWERS_PER_ITEM = env.int("LABELING_REVIEWERS_PER_ITEM", default=3)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import chat
 from chat import services
 from chat.models import Conversation, Message
 
@@ -17,7 +18,7 @@ ARTICLES = ["changing-email-or-password", "payment-methods", "error-e21-wifi-con
 
 
 def knowledge_base() -> None:
-    demo = json.loads((Path(services.__file__).parent / "demo" / "articles.json").read_text())
+    demo = json.loads((Path(chat.__file__).parent / "demo" / "articles.json").read_text())
     for article in (a for a in demo if a["slug"] in ARTICLES):
         # Embedded in the background on commit (django-q2 runs tasks inline in tests).
         services.article_upsert(

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "config.apps.LoopdeskConfig",
     "chat",
@@ -209,6 +210,18 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc come from drf-spectacular-sidecar's static files: /api/docs/
+    # works without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # One name per choice set where several serializers share a field name.
+    "ENUM_NAME_OVERRIDES": {
+        "TicketStatusEnum": "escalation.models.Ticket.Status",
+        "TicketOutcomeEnum": "escalation.models.Ticket.Outcome",
+        "LabelStatusEnum": "labeling.models.Label.Status",
+        "DomainEventNameEnum": "escalation.models.DomainEvent.Name",
+    },
 }
 
 # --- AWS (never reached unless these are set) -------------------------------------------

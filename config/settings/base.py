@@ -297,8 +297,21 @@ HF_HUB_OFFLINE = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "client_error_without_traceback": {"()": "config.log_filters.ClientErrorWithoutTraceback"}
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        # Only the root handler prints: Django's own console handler (under DEBUG) printed
+        # every request error a second time.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.request": {"filters": ["client_error_without_traceback"]},
+        "django.channels.server": {"level": "WARNING"},
+        # django-q2 logs two lines per task and per scheduled sweep; failures are
+        # warnings or errors. Our tasks log their own summary (e.g. one line per
+        # embedding batch). LOG_LEVEL_TASKS=INFO shows every task again.
+        "django-q": {"level": env("LOG_LEVEL_TASKS", default="WARNING")},
+    },
 }

@@ -18,11 +18,13 @@ def articles_embed_task(article_ids: list[int], force: bool = False) -> int:
     """
     started = time.monotonic()
     stored = articles_embed(article_ids=article_ids, force=force)
+    current = len(article_ids) - stored
     logger.info(
-        "knowledge base: embedded %d of %d article(s) in %.1fs (the rest were current)",
+        "knowledge base: embedded %d of %d article(s) in %.1fs%s",
         stored,
         len(article_ids),
         time.monotonic() - started,
+        f" ({current} already current or deleted)" if current else "",
     )
     return stored
 

@@ -77,6 +77,10 @@ TEMPLATES = [
     },
 ]
 
+# --- the run command (scripts/run, manage.py runplatform) -----------------------------------
+RUN_HOST = env("LOOPDESK_HOST", default="127.0.0.1")
+RUN_PORT = env.int("PORT", default=8000)
+
 # --- database ---------------------------------------------------------------------------
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'loopdesk.sqlite3'}"),

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django_q",
     "config.apps.LoopdeskConfig",
     "chat",
+    "accounts",
     "escalation",
     "labeling",
     "training",
@@ -167,8 +168,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Staff pages (@login_required) send people to the admin login; customers sign in at
+# /accounts/login/ (accounts app), which staff may use too.
 LOGIN_URL = "/admin/login/"
 LOGIN_REDIRECT_URL = "/"
+# Off: customer accounts are made by staff in the admin. On: /accounts/signup/ lets
+# anyone create a customer account from the chat's sign-in page.
+CUSTOMER_SIGNUP_ENABLED = env.bool("CUSTOMER_SIGNUP_ENABLED", default=False)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
 USE_I18N = True

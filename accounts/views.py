@@ -43,6 +43,12 @@ class CustomerLoginView(AccountPageMixin, auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
 
+    def get_redirect_url(self) -> str:
+        # ?next= pointing back here would make Django raise on a signed-in visit
+        # ("Redirection loop"), a 500 for a crafted link: go to the chat instead.
+        wanted = super().get_redirect_url()
+        return "" if wanted.split("?")[0] == self.request.path else wanted
+
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)  # logs in (rotates the session)
         services.customer_signed_in(

@@ -101,8 +101,6 @@ def articles_embedding_progress() -> tuple[int, int]:
     the article's last edit (the background tasks are still working on the others)."""
     agg = Article.objects.filter(is_published=True).aggregate(
         total=Count("id"),
-        embedded=Count(
-            "id", filter=Q(embedding__isnull=False, embedded_at__gte=F("updated_at"))
-        ),
+        embedded=Count("id", filter=Q(embedding__isnull=False, embedded_at__gte=F("updated_at"))),
     )
     return agg["embedded"], agg["total"]

@@ -196,3 +196,16 @@ def test_sign_up_refuses_a_taken_email_and_a_weak_password(client, settings, cus
     assert "An account with this e-mail address already exists." in html
     assert "This password is too short" in html
     assert not get_user_model().objects.filter(username="another").exists()
+
+
+def test_hostile_input_on_the_account_pages_is_refused_not_a_server_error(client, customer):
+    nul = sign_in(client, "casey\x00", password="pw\x00")
+    assert nul.status_code == 200 and "_auth_user_id" not in client.session
+
+    huge_uid = client.get(f"/accounts/reset/{'OTk5' * 1500}/set-password/", follow=True)
+    assert huge_uid.status_code == 200
+    assert "This link no longer works" in huge_uid.content.decode()
+
+    sign_in(client, "casey")
+    loop = client.get("/accounts/login/?next=/accounts/login/")
+    assert loop.status_code == 302 and loop.url == "/"

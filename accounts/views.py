@@ -43,10 +43,10 @@ class CustomerLoginView(AccountPageMixin, auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
 
-    def get_redirect_url(self) -> str:
+    def get_redirect_url(self, *args: Any, **kwargs: Any) -> str:
         # ?next= pointing back here would make Django raise on a signed-in visit
         # ("Redirection loop"), a 500 for a crafted link: go to the chat instead.
-        wanted = super().get_redirect_url()
+        wanted = super().get_redirect_url(*args, **kwargs)
         return "" if wanted.split("?")[0] == self.request.path else wanted
 
     def form_valid(self, form: Any) -> HttpResponse:

@@ -209,3 +209,13 @@ def test_hostile_input_on_the_account_pages_is_refused_not_a_server_error(client
     sign_in(client, "casey")
     loop = client.get("/accounts/login/?next=/accounts/login/")
     assert loop.status_code == 302 and loop.url == "/"
+
+
+def test_a_form_sent_without_its_csrf_token_gets_the_branded_page(db):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    response = strict.post("/accounts/login/", {"username": "casey", "password": PASSWORD})
+
+    assert response.status_code == 403
+    assert "This form has expired" in response.content.decode()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet
 
 from chat.models import Article, Conversation, Message, Turn
 
@@ -127,3 +127,13 @@ def turns_negative(*, since: Any = None) -> QuerySet[Turn]:
     if since is not None:
         turns = turns.filter(created_at__gte=since)
     return turns
+
+
+def articles_embedding_progress() -> tuple[int, int]:
+    """(embedded, total) over published articles: embedded means a vector computed after
+    the article's last edit (the background tasks are still working on the others)."""
+    agg = Article.objects.filter(is_published=True).aggregate(
+        total=Count("id"),
+        embedded=Count("id", filter=Q(embedding__isnull=False, embedded_at__gte=F("updated_at"))),
+    )
+    return agg["embedded"], agg["total"]

@@ -13,6 +13,7 @@ from fnmatch import fnmatch
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
+from accounts.services import CUSTOMERS_GROUP
 from labeling.models import REVIEWERS_GROUP
 
 
@@ -24,7 +25,7 @@ class Role:
     description: str
 
 
-CUSTOMERS = "customers"
+CUSTOMERS = CUSTOMERS_GROUP
 AGENTS = "agents"
 REVIEWERS = REVIEWERS_GROUP
 ML_ENGINEERS = "ml_engineers"

@@ -12,6 +12,7 @@ from chat.services.conversations import (
     conversation_start,
     conversation_state_event,
     conversation_state_publish,
+    conversations_claim,
     customer_message_receive,
     feedback_submit,
     frame_for_audience,
@@ -32,6 +33,7 @@ from chat.services.knowledge import (
     article_save,
     article_upsert,
     articles_embed,
+    articles_embed_queue,
 )
 
 __all__ = [
@@ -47,11 +49,13 @@ __all__ = [
     "article_save",
     "article_upsert",
     "articles_embed",
+    "articles_embed_queue",
     "conversation_end",
     "conversation_group",
     "conversation_start",
     "conversation_state_event",
     "conversation_state_publish",
+    "conversations_claim",
     "customer_message_receive",
     "feedback_submit",
     "frame_for_audience",

@@ -437,3 +437,26 @@ def feedback_submit(
         raise ChatError("A rating is a whole number from 1 to 5.", code="invalid_feedback") from exc
     feedback.save()
     return feedback
+
+
+@transaction.atomic
+def conversations_claim(*, customer: AbstractBaseUser, visitor_id: str) -> int:
+    """Give a customer who just signed in (or signed up) the anonymous conversations
+    their visitor token started on this device; returns how many joined the account.
+
+    Only conversations without an account are taken, under row locks, so two sign-ins
+    racing on one device leave each conversation with exactly one owner. A forged or
+    missing token (empty ``visitor_id``) claims nothing.
+    """
+    if not visitor_id:
+        return 0
+    claimed = 0
+    anonymous = Conversation.objects.select_for_update().filter(
+        visitor_id=visitor_id, customer__isnull=True
+    )
+    for conversation in anonymous:
+        conversation.customer = customer  # type: ignore[assignment]
+        conversation.full_clean()
+        conversation.save(update_fields=["customer"])
+        claimed += 1
+    return claimed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -10,22 +12,35 @@ from chat.models import Article
 
 @transaction.atomic
 def article_upsert(
-    *, slug: str, title: str, body: str, category: str = "", overwrite: bool = False
+    *,
+    slug: str,
+    title: str,
+    body: str,
+    category: str = "",
+    overwrite: bool = False,
+    queue_embedding: bool = True,
 ) -> tuple[Article, bool]:
-    """Create the article, or update it when ``overwrite``; returns (article, changed)."""
+    """Create the article, or update it when ``overwrite``; returns (article, changed).
+
+    A changed article is embedded in the background after commit; a caller importing
+    many articles passes ``queue_embedding=False`` and queues them together with
+    ``articles_embed_queue`` (one task per batch instead of one per article).
+    """
     article = Article.objects.select_for_update().filter(slug=slug).first()
     if article is None:
         article = Article(slug=slug, title=title, body=body, category=category)
         article.full_clean()
         article.save()
-        article_embed_queue(article=article)
+        if queue_embedding:
+            article_embed_queue(article=article)
         return article, True
     if not overwrite or (article.title, article.body, article.category) == (title, body, category):
         return article, False
     article.title, article.body, article.category = title, body, category
     article.full_clean()
     article.save(update_fields=["title", "body", "category", "updated_at"])
-    article_embed_queue(article=article)
+    if queue_embedding:
+        article_embed_queue(article=article)
     return article, True
 
 
@@ -34,12 +49,26 @@ def article_upsert(
 
 def article_embed_queue(*, article: Article, force: bool = False) -> None:
     """After commit, queue the background task that (re-)embeds the article."""
+    articles_embed_queue(article_ids=[article.pk], force=force)
+
+
+def articles_embed_queue(*, article_ids: Iterable[int], force: bool = False) -> int:
+    """After commit, queue the background embedding of these articles: one task per
+    ``EMBED_BATCH_SIZE`` articles (each logs one line). Returns how many tasks."""
     from django_q.tasks import async_task
 
-    article_id = article.pk
-    transaction.on_commit(
-        lambda: async_task("chat.tasks.article_embed_task", article_id, force=force)
-    )
+    ids = sorted(set(article_ids))
+    batches = [
+        ids[start : start + EMBED_BATCH_SIZE] for start in range(0, len(ids), EMBED_BATCH_SIZE)
+    ]
+
+    def queue() -> None:
+        for batch in batches:
+            async_task("chat.tasks.articles_embed_task", batch, force=force)
+
+    if batches:
+        transaction.on_commit(queue)
+    return len(batches)
 
 
 @transaction.atomic

@@ -38,9 +38,11 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "config.apps.LoopdeskConfig",
     "chat",
+    "accounts",
     "escalation",
     "labeling",
     "training",
@@ -75,6 +77,10 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- the run command (scripts/run, manage.py runplatform) -----------------------------------
+RUN_HOST = env("LOOPDESK_HOST", default="127.0.0.1")
+RUN_PORT = env.int("PORT", default=8000)
 
 # --- database ---------------------------------------------------------------------------
 DATABASES = {
@@ -182,8 +188,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Staff pages (@login_required) send people to the admin login; customers sign in at
+# /accounts/login/ (accounts app), which staff may use too.
 LOGIN_URL = "/admin/login/"
 LOGIN_REDIRECT_URL = "/"
+# Off: customer accounts are made by staff in the admin. On: /accounts/signup/ lets
+# anyone create a customer account from the chat's sign-in page.
+CUSTOMER_SIGNUP_ENABLED = env.bool("CUSTOMER_SIGNUP_ENABLED", default=False)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
 USE_I18N = True
@@ -231,6 +242,18 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc come from drf-spectacular-sidecar's static files: /api/docs/
+    # works without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # One name per choice set where several serializers share a field name.
+    "ENUM_NAME_OVERRIDES": {
+        "TicketStatusEnum": "escalation.models.Ticket.Status",
+        "TicketOutcomeEnum": "escalation.models.Ticket.Outcome",
+        "LabelStatusEnum": "labeling.models.Label.Status",
+        "DomainEventNameEnum": "escalation.models.DomainEvent.Name",
+    },
 }
 
 # --- AWS (never reached unless these are set) -------------------------------------------
@@ -317,8 +340,21 @@ HF_HUB_OFFLINE = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "client_error_without_traceback": {"()": "config.log_filters.ClientErrorWithoutTraceback"}
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        # Only the root handler prints: Django's own console handler (under DEBUG) printed
+        # every request error a second time.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.request": {"filters": ["client_error_without_traceback"]},
+        "django.channels.server": {"level": "WARNING"},
+        # django-q2 logs two lines per task and per scheduled sweep; failures are
+        # warnings or errors. Our tasks log their own summary (e.g. one line per
+        # embedding batch). LOG_LEVEL_TASKS=INFO shows every task again.
+        "django-q": {"level": env("LOG_LEVEL_TASKS", default="WARNING")},
+    },
 }

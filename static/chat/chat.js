@@ -371,6 +371,33 @@
     }
   }, 3000);
 
+  // --- layout: the menu (the sidebar as a drawer at phone width) and the notice --------
+  const pageEl = $("page");
+  const menuButton = document.querySelector('[data-action="open-menu"]');
+  const backdrop = document.querySelector(".backdrop");
+  function setMenu(open) {
+    pageEl.classList.toggle("menu-open", open);
+    menuButton.setAttribute("aria-expanded", String(open));
+    backdrop.hidden = !open;
+    if (open) document.querySelector("#chat-menu .new-chat").focus();
+  }
+  menuButton.addEventListener("click", () => setMenu(true));
+  for (const el of document.querySelectorAll('[data-action="close-menu"]')) {
+    el.addEventListener("click", () => { setMenu(false); menuButton.focus(); });
+  }
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && pageEl.classList.contains("menu-open")) { setMenu(false); menuButton.focus(); }
+  });
+  const notice = $("offline-notice");
+  const noticeKey = "loopdesk.notice.offline";
+  if (notice) {
+    if (localStorage.getItem(noticeKey) === "dismissed") notice.hidden = true;
+    notice.querySelector('[data-action="dismiss-notice"]').addEventListener("click", () => {
+      notice.hidden = true;
+      localStorage.setItem(noticeKey, "dismissed");
+    });
+  }
+
   for (const a of document.querySelectorAll(".history a")) {
     if (a.dataset.id === conversationId) a.classList.add("current");
   }

@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
+
+# How often starter_model_build reports (scripts/run prints it while the model trains).
+PROGRESS_EVERY = 100
 
 # The chat template the tokenizer carries: one turn per line, the answer after
 # "Assistant:" and closed by the EOS token (which the PPO/DPO trainers stop on).
@@ -70,11 +74,13 @@ def starter_model_build(
     vocab_size: int = 700,
     batch_size: int = 16,
     max_length: int = 96,
+    progress: Callable[[int, float], None] | None = None,
 ) -> Path:
     """Train a tokenizer and a 2-layer Llama on ``texts`` and save both to ``output_dir``.
 
     ``steps`` of supervised warm-up (AdamW, lr 3e-3) make the model write on-topic, if
-    crude, answers; tests pass a handful of steps. Returns ``output_dir``.
+    crude, answers; tests pass a handful of steps. ``progress(step, loss)`` is called
+    every ``PROGRESS_EVERY`` steps and after the last one. Returns ``output_dir``.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -114,7 +120,7 @@ def starter_model_build(
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     model.train()
     losses: list[float] = []
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         batch = random.sample(encoded, k=min(batch_size, len(encoded)))
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
@@ -129,6 +135,8 @@ def starter_model_build(
         optimizer.step()
         optimizer.zero_grad()
         losses.append(float(loss.detach()))
+        if progress is not None and (step % PROGRESS_EVERY == 0 or step == steps):
+            progress(step, losses[-1])
     model.eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

@@ -27,5 +27,12 @@ class Command(BaseCommand):
         if options["if_missing"] and (Path(output) / "config.json").exists():
             return
         texts = knowledge_base_texts(base_dir=Path(settings.BASE_DIR))
-        path = starter_model_build(output_dir=Path(output), texts=texts, steps=steps, seed=seed)
+        self.stdout.write(f"training a starter model on {len(texts)} texts ({steps} steps)")
+
+        def progress(step: int, loss: float) -> None:
+            self.stdout.write(f"  step {step}/{steps}, loss {loss:.2f}")
+
+        path = starter_model_build(
+            output_dir=Path(output), texts=texts, steps=steps, seed=seed, progress=progress
+        )
         self.stdout.write(self.style.SUCCESS(f"starter model written to {path}"))

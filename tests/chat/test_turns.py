@@ -5,6 +5,7 @@ customer told; a late finish from a process thought dead writes nothing."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import time
 
@@ -69,7 +70,7 @@ def test_two_server_processes_run_one_conversations_turns_one_after_another(
     # the two servers stored the messages in whatever order they arrived (that is the
     # conversation's order, by seq); every one got a turn
     assert sorted(t.customer_message.text for t in turns) == [f"q {i}" for i in range(6)]
-    for earlier, next_turn in zip(turns, turns[1:], strict=False):
+    for earlier, next_turn in itertools.pairwise(turns):
         # one after the other, in the conversation's order: never two running at once
         assert earlier.finished_at <= next_turn.started_at, (earlier, next_turn)
     answers = Message.objects.filter(conversation=conversation, role="assistant")

@@ -268,19 +268,23 @@ def pipeline(scripted, settings):
             client_id=client_id or uuid.uuid4().hex,
             author=author,
             rate_subject=f"test:{conversation.pk}",
+            claim_owner=turns.process_owner(),
         )
         if received.turn is None:
             return None
         run = async_to_sync(turns.turn_await)
+        kwargs = {
+            "turn_id": received.turn.pk,
+            "conversation_id": conversation.pk,
+            "claimed": received.claimed,
+        }
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return run(turn_id=received.turn.pk, conversation_id=conversation.pk)
+            return run(**kwargs)
         # A browser test's thread runs Playwright's loop: run the turn from another thread
         # (such tests are transactional, so that thread sees the rows).
         with ThreadPoolExecutor(max_workers=1) as executor:
-            return executor.submit(
-                run, turn_id=received.turn.pk, conversation_id=conversation.pk
-            ).result()
+            return executor.submit(run, **kwargs).result()
 
     return SimpleNamespace(bot=scripted, ask=ask)

@@ -7,7 +7,9 @@ answer:  retrieve -> prompt -> model -> parse, identical for every provider.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, cast
@@ -145,8 +147,25 @@ async def assistant_prepare(*, question: str, history: list[dict[str, Any]]) -> 
     )
 
 
+_chains: weakref.WeakKeyDictionary[Any, Runnable[dict[str, Any], str]] = weakref.WeakKeyDictionary()
+
+
 def answer_chain(model: Runnable[Any, Any]) -> Runnable[dict[str, Any], str]:
-    """retrieve -> prompt -> model -> parse. Input: {question, history, prepared|None}."""
+    """retrieve -> prompt -> model -> parse. Input: {question, history, prepared|None}.
+
+    Built once per model object (composing the runnables costs more than running them
+    for a quoting model)."""
+    try:
+        return _chains[model]
+    except (KeyError, TypeError):
+        pass
+    chain = _answer_chain(model)
+    with contextlib.suppress(TypeError):  # not weak-referenceable: built per call
+        _chains[model] = chain
+    return chain
+
+
+def _answer_chain(model: Runnable[Any, Any]) -> Runnable[dict[str, Any], str]:
 
     async def retrieve(inputs: dict[str, Any]) -> list[Passage]:
         prepared = inputs.get("prepared")
@@ -156,15 +175,17 @@ def answer_chain(model: Runnable[Any, Any]) -> Runnable[dict[str, Any], str]:
             )
         return list(prepared.passages)
 
+    async def prompt_inputs(x: dict[str, Any]) -> dict[str, Any]:
+        # async: a sync lambda would cost a thread hop per turn in an async chain
+        return {
+            "context": passages_context(x["passages"]),
+            "history": history_messages(x["history"], x["question"]),
+            "question": x["question"],
+        }
+
     return (
         RunnablePassthrough.assign(passages=RunnableLambda(retrieve))
-        | RunnableLambda(
-            lambda x: {
-                "context": passages_context(x["passages"]),
-                "history": history_messages(x["history"], x["question"]),
-                "question": x["question"],
-            }
-        )
+        | RunnableLambda(prompt_inputs)
         | ANSWER_PROMPT
         | model
         | StrOutputParser()

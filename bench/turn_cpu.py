@@ -130,9 +130,9 @@ def main() -> None:
         costs = await measure(socket_turn, "turn", args.turns)
         if args.profile:
             py_spy = str(Path(sys.executable).with_name("py-spy"))
+            command = [py_spy, "record", "--format", "raw", "--rate", "500"]
             spy = subprocess.Popen(
-                [py_spy, "record", "--format", "raw", "--rate", "500", "-o", args.profile]
-                + ["--pid", str(os.getpid())],
+                [*command, "-o", args.profile, "--pid", str(os.getpid())],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

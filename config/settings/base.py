@@ -132,8 +132,17 @@ if REDIS_URL:
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": env("CHANNEL_LAYER_PREFIX", default="loopdesk"),
-                "capacity": 1500,
-                "expiry": 60,
+                # Events waiting for one socket. A turn sends a socket 2-3 events, an
+                # agent's inbox one per ticket change: 500 absorbs a burst of tickets
+                # while bounding what a stalled socket can pile up in Redis.
+                "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=500),
+                # An event nobody read for 30 s is stale: the page's replay and the
+                # socket's catch-up read bring the conversation back from the database.
+                "expiry": env.int("CHANNEL_LAYER_EXPIRY", default=30),
+                # A socket stays in its groups this long without re-joining: longer than
+                # an agent's working day at the console (the default, one day), else a
+                # long-lived socket would silently stop hearing its conversation.
+                "group_expiry": env.int("CHANNEL_LAYER_GROUP_EXPIRY", default=86400),
             },
         }
     }

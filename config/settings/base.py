@@ -234,6 +234,9 @@ BEDROCK_GUARDRAIL_VERSION = env("BEDROCK_GUARDRAIL_VERSION", default="DRAFT")
 HF_BASE_MODEL_PATH = env("HF_BASE_MODEL_PATH", default=str(VAR_DIR / "models" / "starter"))
 HF_MAX_NEW_TOKENS = env.int("HF_MAX_NEW_TOKENS", default=64)
 HF_MAX_LOADED_ADAPTERS = env.int("HF_MAX_LOADED_ADAPTERS", default=4)
+# The offline starter model is a mechanics-only toy (its folder holds TOY_MODEL.txt): the
+# hf provider refuses to answer customers with it unless an operator opts in here.
+HF_ALLOW_TOY_MODEL = env.bool("HF_ALLOW_TOY_MODEL", default=False)
 
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
 CHAT_RATE_LIMIT_MESSAGES = env("CHAT_RATE_LIMIT_MESSAGES", default="20/min")

@@ -124,12 +124,12 @@ def succeeded_run(snapshot, tiny_model_dir, tiny_adapter_dir, ml_engineer):
     from training.services.artifacts import artifacts_store
     from training.services.runs import run_create, run_start, run_succeed
 
-    def make(*, good_after: int = 2, good_before: int = 0, **kwargs):
+    def make(*, good_after: int = 2, good_before: int = 0, base_model: str = "", **kwargs):
         run = run_create(
             snapshot=snapshot,
             created_by=ml_engineer,
             preset="tiny_cpu_dpo",
-            base_model=str(tiny_model_dir),
+            base_model=base_model or str(tiny_model_dir),
             enqueue=False,
             **kwargs,
         )

@@ -183,6 +183,7 @@ def test_the_run_page_refuses_then_an_admin_forces_with_a_reason(
 
     listing = client.get(reverse("admin:training_adapterdeployment_changelist")).content.decode()
     assert "forced" in listing and REASON in listing
+    assert "Toy starter model (mechanics only)" in listing  # the tiny base is a toy
     detail = client.get(
         reverse("admin:training_adapterdeployment_change", args=[deployment.pk])
     ).content.decode()

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from tests.training.conftest import FAST_ONLINE
 from training.models import TrainingRun
@@ -50,7 +51,7 @@ def test_an_online_run_trains_against_the_reward_model_end_to_end(
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_guard_stops_an_online_run_and_says_why(
-    run_in_sync, snapshot, tiny_model_dir, reward_run
+    run_in_sync, snapshot, tiny_model_dir, reward_run, client, ml_engineer
 ):
     run = run_in_sync(
         snapshot=snapshot,
@@ -75,6 +76,42 @@ def test_the_guard_stops_an_online_run_and_says_why(
     tripping = run.metrics.get(name=GUARD_KL, step=stopped_at).value
     assert tripping > 0.01
     assert not run.artifact_prefix  # nothing to approve or deploy
+
+    # the run page says why
+    client.force_login(ml_engineer)
+    page = client.get(reverse("admin:training_trainingrun_change", args=[run.pk])).content.decode()
+    assert "Stopped by a guard" in page
+    assert run.error in page
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_guard_stops_ppo_too_whose_loop_ignores_should_training_stop(
+    run_in_sync, snapshot, tiny_model_dir, reward_run
+):
+    run = run_in_sync(
+        snapshot=snapshot,
+        preset="tiny_cpu_ppo",
+        base_model=str(tiny_model_dir),
+        reward_run=reward_run,
+        hyperparameters={
+            **FAST_ONLINE,
+            "total_episodes": 80,  # 20 PPO steps of 4 episodes
+            "ppo_epochs": 1,
+            "response_length": 8,
+            "learning_rate": 0.3,
+            "guard_max_kl": 0.01,
+        },
+    )
+
+    assert run.status == TrainingRun.Status.FAILED
+    assert run.error.startswith("stopped: KL ")
+    stopped_at = int(run.error.rsplit(" ", 1)[1])
+    assert stopped_at < 20
+    assert run.step == stopped_at
+    # PPO logs no answer length: the guard measured it from the policy's generations
+    lengths = run.metrics.filter(name=GUARD_LENGTH).values_list("value", flat=True)
+    assert lengths and all(1 <= length <= 8 for length in lengths)
 
 
 # --- reward sources ------------------------------------------------------------------------

@@ -261,6 +261,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
             )
         except (deployment_services.DeploymentError, PermissionDenied) as exc:
             self.message_user(request, f"{run}: {exc}", messages.ERROR)
+        except ValidationError as exc:  # e.g. a slot name longer than 100 characters
+            self.message_user(request, f"{run}: {'; '.join(exc.messages)}", messages.ERROR)
         else:
             where = slot or "the default slot"
             forced = " (forced past the deployment gate)" if deployment.forced else ""

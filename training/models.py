@@ -168,10 +168,30 @@ class TrainingRun(models.Model):
             errors["lora_r"] = "LoRA rank must be at least 1."
         if not isinstance(self.hyperparameters, dict):
             errors["hyperparameters"] = "Hyperparameters must be a JSON object."
+        else:
+            problem = _guard_overrides_problem(self.hyperparameters)
+            if problem:
+                errors["hyperparameters"] = problem
         if not isinstance(self.lora_target_modules, list):
             errors["lora_target_modules"] = "Target modules must be a JSON list."
         if errors:
             raise ValidationError(errors)
+
+
+def _guard_overrides_problem(hyperparameters: dict) -> str:
+    """The guards' per-run overrides (training.services.guards) must be numbers or null."""
+    for key in ("guard_max_kl", "guard_max_length_drift"):
+        value = hyperparameters.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+        ):
+            return f"{key} must be a number of at least 0, or null to switch the guard off."
+    warmup = hyperparameters.get("guard_warmup_steps")
+    if warmup is not None and (
+        isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1
+    ):
+        return "guard_warmup_steps must be a whole number of at least 1."
+    return ""
 
 
 class RunMetric(models.Model):

@@ -229,3 +229,20 @@ def test_the_api_refuses_a_hostile_force_reason_without_a_500(api_client, approv
 
     assert response.status_code == 400
     assert not AdapterDeployment.objects.exists()
+
+
+def test_a_hostile_slot_on_the_run_page_is_an_error_message_not_a_500(
+    client, approved, ml_engineer
+):
+    run = approved()
+    client.force_login(ml_engineer)
+
+    response = client.post(
+        reverse("admin:training_trainingrun_act", args=[run.pk]),
+        {"action": "deploy", "slot": "x" * 500},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "at most 100 characters" in response.content.decode()
+    assert not AdapterDeployment.objects.exists()

@@ -280,3 +280,34 @@ def test_answer_lengths_are_recorded_from_a_policy_that_logs_none(tiny_model_dir
 
     assert 1 <= lengths.take() <= 5
     assert lengths.take() is None  # taken once per logged step
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"guard_max_kl": "high"},
+        {"guard_max_kl": -1},
+        {"guard_max_length_drift": True},
+        {"guard_warmup_steps": 0},
+    ],
+)
+def test_a_guard_override_that_is_not_a_number_is_refused_with_a_400(
+    override, api_client, ml_engineer, snapshot, tiny_model_dir, reward_run
+):
+    api_client.force_authenticate(ml_engineer)
+
+    response = api_client.post(
+        "/api/training/runs/",
+        {
+            "snapshot": snapshot.pk,
+            "preset": "tiny_cpu_grpo",
+            "base_model": str(tiny_model_dir),
+            "reward_run": reward_run.pk,
+            "hyperparameters": override,
+        },
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "guard" in str(response.json()["hyperparameters"])
+    assert not TrainingRun.objects.filter(algorithm="grpo").exists()

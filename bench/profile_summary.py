@@ -61,11 +61,11 @@ def category_of(frames: list[str]) -> str:
 def summarise(path: str, top: int) -> dict:
     total = 0
     by_thread: collections.Counter[str] = collections.Counter()
-    by_category: dict[str, collections.Counter[str]] = collections.defaultdict(
-        collections.Counter
-    )
+    by_category: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     self_time: collections.Counter[str] = collections.Counter()
-    for line in open(path, encoding="utf-8", errors="replace"):
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        lines = handle.readlines()
+    for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
         if not stack or not count.isdigit():
             continue

@@ -12,7 +12,7 @@ from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest
 
 from chat.models import Article, Conversation, CustomerFeedback, Message
-from chat.services import article_embed_queue, article_publish_set, article_save
+from chat.services import article_publish_set, article_save, articles_embed_queue
 from chat.transcripts import transcript_export
 
 
@@ -199,8 +199,9 @@ class ArticleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Recompute embeddings in the background", permissions=["change"])
     def recompute_embeddings(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
-        articles = list(queryset)
+        ids = list(queryset.values_list("pk", flat=True))
         with transaction.atomic():
-            for article in articles:
-                article_embed_queue(article=article, force=True)
-        self.message_user(request, f"Queued {len(articles)} embedding task(s).", messages.SUCCESS)
+            tasks = articles_embed_queue(article_ids=ids, force=True)
+        self.message_user(
+            request, f"Queued {len(ids)} article(s) in {tasks} embedding task(s).", messages.SUCCESS
+        )

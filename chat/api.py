@@ -21,10 +21,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from chat import serializers, services, turns
+from chat.access import is_support_staff
 from chat.models import Conversation, Message
 from chat.selectors import conversation_messages_after, conversations_for_customer
 from chat.transcripts import transcript_export
-from chat.visitors import is_agent, rate_subject
+from chat.visitors import rate_subject
 
 
 class ConversationCursor(CursorPagination):
@@ -39,16 +40,6 @@ class MessageCursor(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
-
-
-class ChatErrorResponse(Response):
-    def __init__(self, exc: services.ChatError) -> None:
-        code: int = status.HTTP_400_BAD_REQUEST
-        if isinstance(exc, services.ChatRateLimited):
-            code = status.HTTP_429_TOO_MANY_REQUESTS
-        elif isinstance(exc, services.ConversationClosed):
-            code = status.HTTP_409_CONFLICT
-        super().__init__({"code": exc.code, "message": exc.message}, status=code)
 
 
 def _created_filter(value: str, *, lookup: str) -> dict[str, Any]:
@@ -86,7 +77,7 @@ class ConversationViewSet(
 
     def get_queryset(self) -> QuerySet[Conversation]:
         user = self.request.user
-        if is_agent(user):
+        if is_support_staff(user):
             conversations = Conversation.objects.all()
         else:
             conversations = conversations_for_customer(user=user, visitor_id="")
@@ -126,16 +117,13 @@ class ConversationViewSet(
     def create(self, request: Request) -> Response:
         body = serializers.ConversationCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            conversation = services.conversation_start(
-                customer=request.user,  # type: ignore[arg-type]
-                visitor_id="",
-                rate_subject=rate_subject(user=request.user, visitor_id=""),
-                channel=Conversation.Channel.API,
-                title=body.validated_data["title"],
-            )
-        except services.ChatError as exc:
-            return ChatErrorResponse(exc)
+        conversation = services.conversation_start(
+            customer=request.user,  # type: ignore[arg-type]
+            visitor_id="",
+            rate_subject=rate_subject(user=request.user, visitor_id=""),
+            channel=Conversation.Channel.API,
+            title=body.validated_data["title"],
+        )
         return Response(
             serializers.ConversationSerializer(conversation).data, status=status.HTTP_201_CREATED
         )
@@ -162,7 +150,7 @@ class ConversationViewSet(
         if request.method == "POST":
             return self._message_post(request)
         conversation = self.get_object()
-        agent = is_agent(request.user)
+        agent = is_support_staff(request.user)
         try:
             after = int(request.query_params.get("after_seq", 0))
         except ValueError as exc:
@@ -180,37 +168,35 @@ class ConversationViewSet(
         conversation = self._owned()
         body = serializers.MessageCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            message, created = services.customer_message_receive(
-                conversation=conversation,
-                text=body.validated_data["text"],
-                client_id=body.validated_data["client_id"],
-                author=request.user,  # type: ignore[arg-type]
-                rate_subject=rate_subject(user=request.user, visitor_id=""),
-            )
-        except services.ChatError as exc:
-            return ChatErrorResponse(exc)
-        reply = notice = None
-        if created:
-            outcome = async_to_sync(turns.turn_run)(
-                conversation_id=conversation.pk, customer_message_id=message.pk, stream=False
-            )
-            kind = outcome.kind
-            if outcome.reply is not None and outcome.reply.visibility == Message.Visibility.PUBLIC:
-                reply = outcome.reply
-            notice = outcome.notice
-        else:
+        received = services.customer_message_receive(
+            conversation=conversation,
+            text=body.validated_data["text"],
+            client_id=body.validated_data["client_id"],
+            author=request.user,  # type: ignore[arg-type]
+            rate_subject=rate_subject(user=request.user, visitor_id=""),
+        )
+        message = received.message
+        if not received.created:
             kind = "duplicate"
-            replies = message.replies.filter(visibility=Message.Visibility.PUBLIC).order_by("seq")
-            reply = replies.filter(role=Message.Role.ASSISTANT).first()
-            notice = replies.filter(role=Message.Role.SYSTEM).first()
+        elif received.turn is None:
+            kind = "silent"  # a person handles the conversation
+        else:
+            turn = async_to_sync(turns.turn_await)(
+                turn_id=received.turn.pk, conversation_id=conversation.pk
+            )
+            kind = turn.status
+        replies = message.replies.filter(visibility=Message.Visibility.PUBLIC).order_by("seq")
+        reply = replies.filter(role=Message.Role.ASSISTANT).first()
+        notice = replies.filter(role=Message.Role.SYSTEM).first()
         data = {
             "outcome": kind,
             "message": serializers.MessageSerializer(message).data,
             "reply": serializers.MessageSerializer(reply).data if reply else None,
             "notice": serializers.MessageSerializer(notice).data if notice else None,
         }
-        return Response(data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            data, status=status.HTTP_201_CREATED if received.created else status.HTTP_200_OK
+        )
 
     @extend_schema(
         request=serializers.FeedbackSerializer, responses={201: serializers.FeedbackSerializer}
@@ -230,16 +216,13 @@ class ConversationViewSet(
                 conversation=conversation,
                 visibility=Message.Visibility.PUBLIC,
             )
-        try:
-            feedback = services.feedback_submit(
-                conversation=conversation,
-                score=body.validated_data["score"],
-                better_answer=body.validated_data.get("better_answer", ""),
-                comment=body.validated_data.get("comment", ""),
-                message=message,
-            )
-        except services.ChatError as exc:
-            return ChatErrorResponse(exc)
+        feedback = services.feedback_submit(
+            conversation=conversation,
+            score=body.validated_data["score"],
+            better_answer=body.validated_data.get("better_answer", ""),
+            comment=body.validated_data.get("comment", ""),
+            message=message,
+        )
         return Response(serializers.FeedbackSerializer(feedback).data, status=201)
 
     @extend_schema(request=None, responses=serializers.ConversationSerializer)
@@ -253,7 +236,7 @@ class ConversationViewSet(
     def transcript(self, request: Request, pk: str | None = None) -> Response:
         """Export the conversation as one JSON transcript to the configured storage
         (agents and staff only: it holds internal checks)."""
-        if not is_agent(request.user):
+        if not is_support_staff(request.user):
             raise PermissionDenied("Only support staff export transcripts.")
         path = transcript_export(conversation=self.get_object())
         return Response({"path": path, "url": default_storage.url(path)}, status=201)

@@ -1,31 +1,30 @@
 """The chat WebSocket: /ws/chat/<conversation id>/ (protocol in docs/chat-protocol.md).
 
-Thin on purpose: parse the frame, authorize, call a service, publish. The turn pipeline
-lives in chat.turns, every write in chat.services.
+Thin on purpose: parse the frame (``chat.sockets.JsonFrameConsumer``), authorize, call a
+service, publish. The turn lives in ``chat.turns``, every write in ``chat.services``.
+Group events carry whole message frames, so no socket reads the database per broadcast.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from typing import Any
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from chat import services, turns
+from chat.events import db
 from chat.models import Conversation, Message
 from chat.selectors import conversation_messages_after
+from chat.sockets import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, JsonFrameConsumer
 from chat.visitors import VISITOR_COOKIE, conversation_audience, rate_subject, visitor_id_from_token
 
 logger = logging.getLogger(__name__)
 
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
-# Long enough for the channel layer to deliver the deltas and the answer in order first.
+# If the answer to a message this socket sent has not arrived this long after its turn
+# finished here, read it from the database (a broadcast the channel layer lost).
 CATCH_UP_DELAY_SECONDS = 2.0
 
 # Group events forwarded to every socket as they are, renamed for the client.
@@ -53,12 +52,8 @@ def _conversation_for(
     )
 
 
-def _message_for_socket(message_id: int) -> Message | None:
-    return Message.objects.select_related("author").filter(pk=message_id).first()
-
-
-class ChatConsumer(AsyncJsonWebsocketConsumer):
-    """One socket of a customer (own conversation) or an agent (any conversation)."""
+class ChatConsumer(JsonFrameConsumer):
+    """One socket of a customer (own conversation) or support staff (any conversation)."""
 
     conversation: Conversation | None = None
     audience: str = "customer"
@@ -66,11 +61,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.sent_seqs: set[int] = set()
+        self.answered: set[int] = set()  # customer message ids whose reply was sent
         self.user = self.scope.get("user")
         self.visitor_id = visitor_id_from_token(self.scope.get("cookies", {}).get(VISITOR_COOKIE))
         # Accept first so the close code (4403/4404) reaches the client.
         await self.accept()
-        conversation, audience = await database_sync_to_async(_conversation_for)(
+        conversation, audience = await db(_conversation_for)(
             self.scope["url_route"]["kwargs"]["conversation_id"], self.user, self.visitor_id
         )
         if conversation is None:
@@ -83,7 +79,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if settings.CHAT_WARM_UP_ASSISTANT:
             turns.assistant_warm_up_once()
         self.group = services.conversation_group(conversation.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join(self.group)
+        self.ready = True
         await self.send_json(
             {
                 **services.conversation_state_event(conversation),
@@ -95,55 +92,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             }
         )
 
-    async def disconnect(self, code: int) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Other apps may publish event types this socket does not know: ignore, never crash.
-        if message.get("type", "").startswith("chat.") and not hasattr(
-            self, message["type"].replace(".", "_")
-        ):
-            logger.debug("ignoring unknown event %s", message["type"])
-            return
-        await super().dispatch(message)
-
     # --- frames from the client ------------------------------------------------------------
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.conversation is None:
-            return
-        if text_data is None:
-            await self.error("invalid_frame", "Frames are JSON text.")
-            return
-        if len(text_data) > settings.CHAT_MAX_MESSAGE_CHARS * 6 + 4096:
-            await self.error("frame_too_large", "That frame is too large.")
-            return
-        try:
-            content = json.loads(text_data)
-        except ValueError:
-            await self.error("malformed_json", "That frame is not valid JSON.")
-            return
-        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
-            await self.error("invalid_frame", 'A frame is a JSON object with a "type".')
-            return
-        handler = getattr(self, "frame_" + content["type"].replace(".", "_"), None)
-        if handler is None:
-            await self.error("unknown_type", f"Unknown frame type {content['type'][:40]!r}.")
-            return
-        try:
-            await handler(content)
-        except services.ChatError as exc:
-            await self.error(exc.code, exc.message, client_id=content.get("client_id"))
-
-    async def error(self, code: str, message: str, **extra: Any) -> None:
-        frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
-        frame.update({k: v for k, v in extra.items() if isinstance(v, str | int)})
-        await self.send_json(frame)
-
-    def _customer_only(self) -> None:
+    def _customer_only(self) -> Conversation:
+        """The conversation, for frames only its customer may send."""
         if self.audience != "customer":
             raise services.ChatError("Agents reply from the agent console.", code="forbidden")
+        assert self.conversation is not None  # set before ``ready``
+        return self.conversation
 
     async def frame_ping(self, content: dict[str, Any]) -> None:
         await self.send_json({"type": "pong"})
@@ -152,64 +108,57 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         after = content.get("after_seq", 0)
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
             raise services.ChatError("after_seq is a whole number >= 0.", code="invalid_after_seq")
-        assert self.conversation is not None
-        messages = await database_sync_to_async(
-            lambda: list(
-                conversation_messages_after(
-                    conversation=self.conversation, seq=after, audience=self.audience
-                )
-            )
-        )()
-        for message in messages:
-            await self._send_message(message)
+        await self._send_from_database(after)
         await self.send_json(
             {"type": "replay.done", "after_seq": after, "last_seq": max([after, *self.sent_seqs])}
         )
 
-    async def frame_message(self, content: dict[str, Any]) -> None:
-        self._customer_only()
+    async def _send_from_database(self, after: int) -> None:
         assert self.conversation is not None
-        message, created = await database_sync_to_async(services.customer_message_receive)(
-            conversation=self.conversation,
+        conversation, audience = self.conversation, self.audience
+        messages = await db(
+            lambda: list(
+                conversation_messages_after(
+                    conversation=conversation, seq=after, audience=audience
+                ).select_related("turn")
+            )
+        )()
+        for message in messages:
+            await self._send_frame(services.message_frame(message, audience="agent"))
+
+    async def frame_message(self, content: dict[str, Any]) -> None:
+        conversation = self._customer_only()
+        received = await db(services.customer_message_receive)(
+            conversation=conversation,
             text=content.get("text"),
             client_id=content.get("client_id"),
             author=self.user,
             rate_subject=rate_subject(user=self.user, visitor_id=self.visitor_id),
         )
+        message = received.message
         await self.send_json(
             {
                 "type": "ack",
                 "client_id": message.client_id,
                 "seq": message.seq,
                 "message_id": message.pk,
-                "duplicate": not created,
+                "duplicate": not received.created,
             }
         )
-        if created:
-            task = turns.turn_start(
-                conversation_id=self.conversation.pk, customer_message_id=message.pk
-            )
-            after = message.seq
-            task.add_done_callback(lambda _: turns.task_track(self._catch_up(after)))
+        if received.turn is not None:
+            runner = turns.turns_kick(conversation_id=conversation.pk)
+            message_id, after = message.pk, message.seq
+            runner.add_done_callback(lambda _: turns.task_track(self._catch_up(message_id, after)))
 
-    async def _catch_up(self, after: int) -> None:
-        """Shortly after a turn this socket started has finished, send whatever this
-        socket has not seen yet straight from the database. The channel layer normally
-        delivered it already, in order (then nothing is sent twice); this covers a
+    async def _catch_up(self, message_id: int, after: int) -> None:
+        """Shortly after the turns this socket started have finished, make sure the reply
+        arrived; the channel layer normally delivered it (then nothing is read). Covers a
         broadcast that never arrived, so the customer's answer is never stuck."""
         await asyncio.sleep(CATCH_UP_DELAY_SECONDS)
-        if self.conversation is None or not self.group:
+        if self.conversation is None or not self.group or message_id in self.answered:
             return
         try:
-            messages = await database_sync_to_async(
-                lambda: list(
-                    conversation_messages_after(
-                        conversation=self.conversation, seq=after, audience=self.audience
-                    )
-                )
-            )()
-            for message in messages:
-                await self._send_message(message)
+            await self._send_from_database(after)
         except Exception:  # the socket may have gone meanwhile
             logger.debug("catch-up skipped", exc_info=True)
 
@@ -225,20 +174,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def frame_request_human(self, content: dict[str, Any]) -> None:
-        self._customer_only()
-        await database_sync_to_async(services.human_request)(
-            conversation=self.conversation, requested_by=self.user
-        )
+        conversation = self._customer_only()
+        await db(services.human_request)(conversation=conversation, requested_by=self.user)
         await self.send_json({"type": "request_human.ok"})
 
     async def frame_end(self, content: dict[str, Any]) -> None:
-        self._customer_only()
-        self.conversation = await database_sync_to_async(services.conversation_end)(
-            conversation=self.conversation
-        )
+        conversation = self._customer_only()
+        self.conversation = await db(services.conversation_end)(conversation=conversation)
 
     async def frame_feedback(self, content: dict[str, Any]) -> None:
-        self._customer_only()
+        conversation = self._customer_only()
         score = content.get("score")
         if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
             raise services.ChatError(
@@ -247,32 +192,28 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         better, comment = content.get("better_answer", ""), content.get("comment", "")
         if not isinstance(better, str) or not isinstance(comment, str):
             raise services.ChatError("better_answer and comment are text.", code="invalid_feedback")
-        limit = settings.CHAT_MAX_MESSAGE_CHARS
-        if len(better) > limit or len(comment) > limit:
-            raise services.ChatError("That feedback is too long.", code="invalid_feedback")
-        feedback = await database_sync_to_async(services.feedback_submit)(
-            conversation=self.conversation, score=score, better_answer=better, comment=comment
+        feedback = await db(services.feedback_submit)(
+            conversation=conversation, score=score, better_answer=better, comment=comment
         )
         await self.send_json({"type": "feedback.saved", "score": feedback.score})
 
     # --- events from the channel layer -----------------------------------------------------
 
-    async def _send_message(self, message: Message) -> None:
-        if self.audience != "agent" and message.visibility != Message.Visibility.PUBLIC:
+    async def _send_frame(self, frame: dict[str, Any]) -> None:
+        """Send an agent-level message frame to this socket's audience, once per seq."""
+        if self.audience != "agent" and frame.get("visibility") != Message.Visibility.PUBLIC:
             return
-        if message.seq in self.sent_seqs:
+        if frame["seq"] in self.sent_seqs:
             return  # already replayed: a socket never shows a message twice
-        self.sent_seqs.add(message.seq)
+        self.sent_seqs.add(frame["seq"])
+        if frame.get("reply_to_id") and frame.get("role") != Message.Role.CUSTOMER:
+            self.answered.add(frame["reply_to_id"])
         await self.send_json(
-            {"type": "message", "message": services.message_frame(message, audience=self.audience)}
+            {"type": "message", "message": services.frame_for_audience(frame, self.audience)}
         )
 
     async def chat_message(self, event: dict[str, Any]) -> None:
-        if self.audience != "agent" and event.get("visibility") != Message.Visibility.PUBLIC:
-            return
-        message = await database_sync_to_async(_message_for_socket)(event["message_id"])
-        if message is not None:
-            await self._send_message(message)
+        await self._send_frame(event["frame"])
 
     async def _forward_stream(self, event: dict[str, Any]) -> None:
         frame = {k: v for k, v in event.items() if k != "type"}

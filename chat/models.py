@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+SOURCE_KEYS = {"slug", "title", "score", "passage", "anchor", "kind", "excerpt"}
+
+
+def sources_validate(value: Any) -> None:
+    """Citations are a list of {slug, title, score[, passage, anchor, kind]}."""
+    if not isinstance(value, list):
+        raise ValidationError("Sources are a list.")
+    for item in value:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("slug"), str)
+            or not isinstance(item.get("title"), str)
+            or not isinstance(item.get("score"), int | float)
+        ):
+            raise ValidationError("Each source has a slug, a title and a score.")
+        if set(item) - SOURCE_KEYS:
+            raise ValidationError(f"Unknown source keys: {sorted(set(item) - SOURCE_KEYS)}")
+
+
+def scores_validate(value: Any) -> None:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, int | float) for k, v in value.items()
+    ):
+        raise ValidationError("Scores are a mapping of class name to a number.")
 
 
 class Conversation(models.Model):
@@ -61,6 +88,9 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["status", "handling", "-updated_at"])]
+        permissions = [
+            ("handle_conversation", "Can join customers' conversations as support staff")
+        ]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {str(self.id)[:8]}"
@@ -82,6 +112,18 @@ class Message(models.Model):
         WITHHELD = "withheld", "Withheld draft (agents only)"
         INTERNAL = "internal", "Internal note (agents only)"
 
+    class Marker(models.TextChoices):
+        """What a system message marks in the conversation (read by the history)."""
+
+        NONE = "", "None"
+        HUMAN_START = "human_start", "A person joined"
+        HUMAN_END = "human_end", "Handed back to the assistant"
+        ESCALATED = "escalated", "Escalated to a person"
+        HUMAN_REQUESTED = "human_requested", "The customer asked for a person"
+        TURN_NOTICE = "turn_notice", "Notice from the assistant's turn"
+        TURN_FAILED = "turn_failed", "The assistant's turn failed"
+        ENDED = "ended", "Conversation ended"
+
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
@@ -100,10 +142,14 @@ class Message(models.Model):
         related_name="chat_messages",
     )
     text = models.TextField()
-    # Knowledge-base passages cited under an assistant answer: [{slug, title, score}].
-    sources = models.JSONField(default=list, blank=True)
-    # Internal checks (sentiment, retrieval scores, ...): audit only, never sent to customers.
-    internal = models.JSONField(default=dict, blank=True)
+    # Knowledge-base passages cited under an assistant answer (validated: see Turn).
+    sources = models.JSONField(default=list, blank=True, validators=[sources_validate])
+    marker = models.CharField(max_length=20, choices=Marker.choices, blank=True, default="")
+    # The assistant turn this answer, draft or notice came from (its signals and decision
+    # are on the Turn; customers never see them).
+    turn = models.ForeignKey(
+        "Turn", null=True, blank=True, on_delete=models.SET_NULL, related_name="outputs"
+    )
     provider = models.CharField(max_length=20, blank=True)
     model_name = models.CharField(max_length=200, blank=True)
     adapter = models.CharField(max_length=100, blank=True)
@@ -126,6 +172,112 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.role}: {self.text[:40]}"
+
+
+class Turn(models.Model):
+    """One customer message and what the assistant did about it: the typed record of a
+    turn, written only by the turn pipeline (``chat.turns`` through
+    ``chat.services.turns``) and read by the agent console, labeling and the API through
+    selectors.
+
+    A turn is claimed in the database before it runs: at most one turn of a conversation
+    is ``running`` (a unique constraint), so two server processes never answer the same
+    conversation at once; pending turns run in message order. ``deadline_at`` is when the
+    owner gives up on its own; a running turn past it (plus a grace period) belongs to a
+    process that died, and the sweep finishes it.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to run"
+        RUNNING = "running", "Running"
+        ANSWERED = "answered", "Answered"
+        WITHHELD = "withheld", "Answer withheld (a person took over)"
+        ESCALATED = "escalated", "Escalated to a person"
+        BLOCKED = "blocked", "Blocked"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Not run (a person handles the conversation)"
+
+    FINISHED = (
+        Status.ANSWERED,
+        Status.WITHHELD,
+        Status.ESCALATED,
+        Status.BLOCKED,
+        Status.FAILED,
+        Status.SKIPPED,
+    )
+
+    class Route(models.TextChoices):
+        """Where the turn was routed (conversational routing)."""
+
+        UNDECIDED = "", "Not decided"
+        ANSWER = "answer", "Answer from the knowledge base"
+        SMALL_TALK = "small_talk", "Small talk"
+        OUT_OF_SCOPE = "out_of_scope", "Out of scope"
+        ESCALATE = "escalate", "Escalate to a person"
+        BLOCK = "block", "Block"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    customer_message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, related_name="customer_turn"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    route = models.CharField(max_length=12, choices=Route.choices, blank=True, default="")
+    # host:pid:boot of the process running it.
+    owner = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    # Signals, all computed before any draft is shown.
+    sentiment_label = models.CharField(max_length=10, blank=True)
+    sentiment_score = models.FloatField(null=True, blank=True)
+    sentiment_method = models.CharField(max_length=20, blank=True)
+    intent = models.CharField(max_length=30, blank=True)
+    intent_confidence = models.FloatField(null=True, blank=True)
+    intent_scores = models.JSONField(default=dict, blank=True, validators=[scores_validate])
+    router_version = models.CharField(max_length=80, blank=True)
+    retrieval_top_score = models.FloatField(null=True, blank=True)
+    retrieval_min_score = models.FloatField(null=True, blank=True)
+    no_answer = models.BooleanField(default=False)
+    sources = models.JSONField(default=list, blank=True, validators=[sources_validate])
+
+    # The decision (by the registered reviewer) in plain words for agents.
+    decision_reason = models.CharField(max_length=40, blank=True)
+    decision_category = models.CharField(max_length=40, blank=True)
+    decision_detail = models.CharField(max_length=300, blank=True)
+    decision_priority = models.CharField(max_length=8, blank=True)
+    withheld_reason = models.CharField(max_length=100, blank=True)
+
+    provider = models.CharField(max_length=20, blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    adapter = models.CharField(max_length=100, blank=True)
+    retriever_adapter = models.CharField(max_length=100, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["conversation", "customer_message_id"]
+        indexes = [
+            models.Index(fields=["conversation", "status"]),
+            models.Index(fields=["status", "deadline_at"]),
+            models.Index(fields=["sentiment_label"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(status="running"),
+                name="turn_one_running_per_conversation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Turn {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
 
 
 class Article(models.Model):

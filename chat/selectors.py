@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet
 
-from chat.models import Article, Conversation, Message
-from chat.services import display_name
+from chat.models import Article, Conversation, Message, Turn
 
 HISTORY_LIMIT = 20
+
+
+def display_name(user: Any) -> str:
+    """How a person is named to others in chat: full name, else username; "" for nobody."""
+    if user is None or not user.is_authenticated:
+        return ""
+    return user.get_full_name() or user.get_username()
+
+
 HAND_BACK_MARKER = "The agent handed the conversation back to the assistant."
 
 
@@ -60,10 +68,10 @@ def conversation_history(
     history: list[dict[str, str]] = []
     in_human_part = False
     for message in rows:
-        marker = message.internal.get("marker") if message.role == Message.Role.SYSTEM else None
-        if marker in ("human_start", "human_end"):
+        marker = message.marker if message.role == Message.Role.SYSTEM else ""
+        if marker in (Message.Marker.HUMAN_START, Message.Marker.HUMAN_END):
             # The escalation app posts its own markers on takeover / hand-back.
-            in_human_part = marker == "human_start"
+            in_human_part = marker == Message.Marker.HUMAN_START
         elif message.role == Message.Role.AGENT and not in_human_part:
             name = display_name(message.author) or "an agent"
             history.append(
@@ -94,3 +102,38 @@ def articles_retrievable_signature(*, embedding_model: str) -> tuple[Any, ...]:
         count=Count("id"), updated=Max("updated_at"), embedded=Max("embedded_at")
     )
     return (agg["count"], agg["updated"], agg["embedded"])
+
+
+# --- turns ------------------------------------------------------------------------------
+
+
+def turn_for_message(*, message_id: int) -> Turn | None:
+    """The turn of a customer message (None for agents' conversations and retries)."""
+    return Turn.objects.filter(customer_message_id=message_id).first()
+
+
+def turns_of_conversation(*, conversation: Conversation) -> QuerySet[Turn]:
+    """A conversation's turns in message order, with the customer's message."""
+    return (
+        Turn.objects.filter(conversation=conversation)
+        .select_related("customer_message")
+        .order_by("customer_message__seq")
+    )
+
+
+def turns_negative(*, since: Any = None) -> QuerySet[Turn]:
+    """Turns whose customer message the sentiment check found clearly negative."""
+    turns = Turn.objects.filter(sentiment_label="negative")
+    if since is not None:
+        turns = turns.filter(created_at__gte=since)
+    return turns
+
+
+def articles_embedding_progress() -> tuple[int, int]:
+    """(embedded, total) over published articles: embedded means a vector computed after
+    the article's last edit (the background tasks are still working on the others)."""
+    agg = Article.objects.filter(is_published=True).aggregate(
+        total=Count("id"),
+        embedded=Count("id", filter=Q(embedding__isnull=False, embedded_at__gte=F("updated_at"))),
+    )
+    return agg["embedded"], agg["total"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from chat.models import Conversation, CustomerFeedback, Message
-from chat.services import display_name
+from chat.models import Conversation, CustomerFeedback, Message, Turn
+from chat.selectors import display_name
 
 
 class ConversationSerializer(serializers.ModelSerializer):
@@ -62,14 +62,53 @@ class MessageSerializer(serializers.ModelSerializer):
         return display_name(message.author)
 
 
+class TurnSerializer(serializers.ModelSerializer):
+    """What the assistant's turn saw and decided (support staff only)."""
+
+    class Meta:
+        model = Turn
+        fields = [
+            "id",
+            "status",
+            "route",
+            "decision_reason",
+            "decision_category",
+            "decision_detail",
+            "decision_priority",
+            "sentiment_label",
+            "sentiment_score",
+            "sentiment_method",
+            "intent",
+            "intent_confidence",
+            "router_version",
+            "retrieval_top_score",
+            "no_answer",
+            "withheld_reason",
+            "provider",
+            "model_name",
+            "adapter",
+            "retriever_adapter",
+            "latency_ms",
+            "first_token_ms",
+            "error",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
 class AgentMessageSerializer(MessageSerializer):
-    """Agents also see withheld drafts, internal checks and which model answered."""
+    """Agents also see withheld drafts, the turn behind an answer and which model
+    answered."""
+
+    turn = TurnSerializer(read_only=True, allow_null=True)
 
     class Meta(MessageSerializer.Meta):
         fields = [
             *MessageSerializer.Meta.fields,
             "visibility",
-            "internal",
+            "marker",
+            "turn",
             "provider",
             "model_name",
             "adapter",

@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from chat.models import Conversation, CustomerFeedback, Message
+from chat.services import turn_summary
 
 TRANSCRIPT_FORMAT = "loopdesk.chat-transcript/1"
 
@@ -30,7 +31,7 @@ def transcript_build(*, conversation: Conversation) -> dict[str, Any]:
     internal record for reviewers, never shown to the customer)."""
     messages = (
         Message.objects.filter(conversation=conversation)
-        .select_related("author", "reply_to")
+        .select_related("author", "reply_to", "turn")
         .order_by("seq")
     )
     feedback = CustomerFeedback.objects.filter(conversation=conversation).select_related("message")
@@ -57,7 +58,8 @@ def transcript_build(*, conversation: Conversation) -> dict[str, Any]:
                 "author": m.author.get_username() if m.author else None,
                 "text": m.text,
                 "sources": m.sources,
-                "internal": m.internal,
+                "marker": m.marker,
+                "turn": turn_summary(m.turn) if m.turn_id else None,
                 "provider": m.provider,
                 "model_name": m.model_name,
                 "adapter": m.adapter,

@@ -1,73 +1,156 @@
-"""The turn pipeline: what happens after a customer's message is stored.
+"""The customer turn: everything that happens after a customer's message is stored.
 
-    customer message (stored, acked) -> may the assistant answer? -> retrieve + internal
-    checks (assistant_prepare) -> escalation's turn_review -> block | escalate (draft
-    withheld for agents, notice to the customer) | stream the answer -> store it under
-    the conversation lock (withheld if an agent took over meanwhile).
+    message stored with a pending Turn (chat.services.customer_message_receive)
+      -> claim (one running turn per conversation, across processes)
+      -> prepare: retrieval, sentiment, intent (chat.assistant), no database
+      -> review: the registered reviewer decides the route (chat.review; escalation
+         registers the real one), before any draft is shown
+      -> answer / small talk / out of scope: stream the reply, coalesced, then store it
+         under the conversation lock (withheld if a person took over meanwhile)
+      -> escalate / block: the reviewer records its decision and the customer gets its
+         notice in one transaction; an escalated turn's draft is then written and kept
+         for the agents (and the reviewer hears of it after that commit)
+      -> a provider error or the deadline (ASSISTANT_TIMEOUT_SECONDS from the claim)
+         fails the turn: the customer is told and can reach a person.
 
-A provider error or timeout (``ASSISTANT_TIMEOUT_SECONDS``, measured from the start of
-the turn) flags the conversation, calls escalation's ``turn_failed`` and posts a notice;
-the customer's message stays stored. Consumers start turns with ``turn_start`` (a
-background task, so the socket keeps serving frames); the API awaits ``turn_run``.
+This module owns the turn; its writes are ``chat.services.turns``; its reads
+``chat.selectors``. Turns of one conversation run one after another, in message
+order, even across server processes: each process claims the next pending turn in the
+database and, when it finishes one, runs the next. A turn whose process died is
+finished by the scheduled sweep (``chat.tasks.turns_sweep_task``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-import json
 import logging
+import os
+import socket
 import time
 import uuid
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chat import assistant as assistant_api
-from chat.models import Conversation, Message
-from chat.selectors import conversation_history
-from chat.services import (
-    assistant_reply_store,
-    conversation_group,
-    system_notice_post,
-    turn_failure_record,
+from chat.events import apublish, db
+from chat.models import Turn
+from chat.review import TurnFacts, Verdict, reviewer_current
+from chat.selectors import turn_for_message
+from chat.services import conversation_group
+from chat.services.turns import (
+    ClaimedTurn,
+    stream_event,
+    turn_answer_store,
+    turn_claim_next,
+    turn_draft_store,
+    turn_fail,
+    turn_handoff_store,
 )
 
 logger = logging.getLogger(__name__)
 
-BLOCK_NOTICE = "Sorry, I can't help with that request here."
-ESCALATION_NOTICE = "A person from our team will take it from here. Please stay on this page."
+_boot = uuid.uuid4().hex[:8]
+
+
+def _new_boot() -> None:
+    global _boot
+    _boot = uuid.uuid4().hex[:8]
+
+
+os.register_at_fork(after_in_child=_new_boot)
+
+
+def process_owner() -> str:
+    """Who owns the turns this process runs (host, pid and a per-start id)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_boot}"
+
+
+# --- running turns in this process -------------------------------------------------------------
 
 
 @dataclass
-class TurnOutcome:
-    """``kind``: answered | withheld | escalated | blocked | failed | silent."""
-
-    kind: str
-    reply: Message | None = None
-    notice: Message | None = None
+class _Runner:
+    task: asyncio.Task[None]
+    again: bool = False
 
 
-_running: set[asyncio.Task[Any]] = set()
-_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+_runners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Runner]] = (
+    weakref.WeakKeyDictionary()
+)
+_background: set[asyncio.Task[Any]] = set()
 
 
-def turn_start(*, conversation_id: Any, customer_message_id: int) -> asyncio.Task[TurnOutcome]:
-    """Run the turn in the background of the current event loop.
-
-    The task is not tied to the socket that started it: if the customer disconnects,
-    the answer is still stored and replayed when they come back.
-    """
-    task = asyncio.get_running_loop().create_task(
-        turn_run(conversation_id=conversation_id, customer_message_id=customer_message_id)
-    )
-    _running.add(task)
-    task.add_done_callback(_running.discard)
+def task_track(coro: Any) -> asyncio.Task[Any]:
+    """Keep a reference to background work of a turn (``turns_drain`` waits for it)."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
     return task
+
+
+def turns_kick(*, conversation_id: Any) -> asyncio.Task[None]:
+    """Run the conversation's pending turns in the background of this event loop.
+
+    Not tied to the socket that stored the message: a customer who disconnects still
+    gets the answer stored and replayed. If this process already runs the conversation's
+    turns, that runner is told to look again instead of starting a second one.
+    """
+    loop = asyncio.get_running_loop()
+    runners = _runners.setdefault(loop, {})
+    key = str(conversation_id)
+    runner = runners.get(key)
+    if runner is not None:
+        runner.again = True
+        return runner.task
+    runner = _Runner(task=task_track(_drain(key, runners)))
+    runners[key] = runner
+    return runner.task
+
+
+async def _drain(key: str, runners: dict[str, _Runner]) -> None:
+    owner = process_owner()
+    try:
+        while True:
+            claimed = await db(turn_claim_next)(conversation_id=key, owner=owner)
+            if claimed is None:
+                runner = runners[key]
+                if not runner.again:
+                    return
+                runner.again = False  # a message arrived while claiming: look again
+                continue
+            try:
+                await _run(claimed, owner)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # _run fails turns itself; this is a bug or a database outage. The sweep
+                # finishes the turn if nothing else can.
+                logger.exception("turn %s crashed", claimed.turn.pk)
+    finally:
+        runners.pop(key, None)
+
+
+async def turns_drain() -> None:
+    """Wait for every turn running in this process (tests, graceful shutdown)."""
+    while _background:
+        await asyncio.gather(*list(_background), return_exceptions=True)
+
+
+async def turn_await(*, turn_id: int, conversation_id: Any, poll_seconds: float = 0.05) -> Turn:
+    """Run (or wait for) a turn and return it finished, or as it stands at its deadline
+    plus the sweep's grace (the API's synchronous answer)."""
+    runner = turns_kick(conversation_id=conversation_id)
+    await asyncio.wait({runner})
+    limit = time.monotonic() + float(settings.ASSISTANT_TIMEOUT_SECONDS) + 5
+    while True:
+        turn = await db(Turn.objects.select_related("customer_message").get)(pk=turn_id)
+        if turn.is_finished or time.monotonic() > limit:
+            return turn
+        await asyncio.sleep(poll_seconds)
+        turns_kick(conversation_id=conversation_id)
 
 
 _warmed_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -87,74 +170,10 @@ def assistant_warm_up_once() -> None:
         except Exception:
             logger.exception("assistant warm-up failed; the first question will retry")
 
-    if hasattr(assistant_api, "assistant_warm_up"):
-        task_track(warm())
+    task_track(warm())
 
 
-def task_track(coro: Any) -> asyncio.Task[Any]:
-    """Keep a reference to background work of a turn (``turns_drain`` waits for it)."""
-    task = asyncio.get_running_loop().create_task(coro)
-    _running.add(task)
-    task.add_done_callback(_running.discard)
-    return task
-
-
-async def turns_drain() -> None:
-    """Wait for every turn running in this process (tests, graceful shutdown)."""
-    while _running:
-        await asyncio.gather(*list(_running), return_exceptions=True)
-
-
-async def turn_run(
-    *, conversation_id: Any, customer_message_id: int, stream: bool = True
-) -> TurnOutcome:
-    """Answer one customer message. Turns of one conversation run one at a time."""
-    key = (id(asyncio.get_running_loop()), str(conversation_id))
-    lock = _locks.get(key)
-    if lock is None:
-        lock = asyncio.Lock()
-        _locks[key] = lock
-    async with lock:
-        try:
-            return await _turn(conversation_id, customer_message_id, stream=stream)
-        except Exception:
-            logger.exception("turn pipeline crashed for conversation %s", conversation_id)
-            raise
-
-
-async def _publish(conversation_id: Any, event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(conversation_group(conversation_id), event)
-
-
-def _jsonable(value: Any) -> Any:
-    """Signals may hold numpy numbers; store plain JSON."""
-
-    def default(obj: Any) -> Any:
-        if hasattr(obj, "tolist"):
-            return obj.tolist()
-        if hasattr(obj, "item"):
-            return obj.item()
-        return str(obj)
-
-    return json.loads(json.dumps(value, default=default))
-
-
-def _load(conversation_id: Any, message_id: int) -> tuple[Conversation, Message]:
-    message = Message.objects.select_related("conversation").get(
-        pk=message_id, conversation_id=conversation_id
-    )
-    return message.conversation, message
-
-
-def _review(conversation: Conversation, message: Message, signals: dict[str, Any]) -> Any:
-    # Looked up at call time: the escalation app owns the decision.
-    from escalation import services as escalation_services
-
-    return escalation_services.turn_review(
-        conversation=conversation, customer_message=message, signals=signals
-    )
+# --- one turn -----------------------------------------------------------------------------------
 
 
 def _error_text(exc: BaseException, timeout: float) -> str:
@@ -163,178 +182,151 @@ def _error_text(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
-async def _turn(conversation_id: Any, customer_message_id: int, *, stream: bool) -> TurnOutcome:
-    started = time.monotonic()
-    conversation, message = await database_sync_to_async(_load)(
-        conversation_id, customer_message_id
-    )
-    if not conversation.assistant_may_answer:
-        return TurnOutcome("silent")  # an agent answers, or the customer waits for one
-    await _publish(
-        conversation_id,
-        {"type": "chat.thinking", "reply_to": message.seq, "reply_to_id": message.pk},
-    )
-    history = await database_sync_to_async(conversation_history)(
-        conversation=conversation, before_seq=message.seq
-    )
+class _Coalescer:
+    """Stream pieces as socket frames: the first at once (first token), then at most one
+    frame per ``STREAM_COALESCE_SECONDS`` (a quoting provider produces its whole answer
+    in milliseconds: it has no reason to send it in thirty frames)."""
+
+    def __init__(self, group: str, turn: Turn, stream_id: str) -> None:
+        self.group, self.turn, self.stream_id = group, turn, stream_id
+        self.window = float(settings.STREAM_COALESCE_SECONDS)
+        self.parts: list[str] = []
+        self.buffer: list[str] = []
+        self.sent = 0
+        self.last = 0.0
+        self.first_at: float | None = None
+
+    async def add(self, delta: str) -> None:
+        self.parts.append(delta)
+        self.buffer.append(delta)
+        now = time.monotonic()
+        if self.first_at is None:
+            self.first_at = now
+        if self.sent == 0 or now - self.last >= self.window:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.buffer:
+            return
+        text, self.buffer = "".join(self.buffer), []
+        await apublish(
+            self.group,
+            stream_event(
+                "chat.delta", self.turn, stream_id=self.stream_id, index=self.sent, delta=text
+            ),
+        )
+        self.sent += 1
+        self.last = time.monotonic()
+
+
+async def _run(claimed: ClaimedTurn, owner: str) -> None:
+    turn, message, conversation = claimed.turn, claimed.message, claimed.conversation
+    group = conversation_group(conversation.pk)
+    loop = asyncio.get_running_loop()
     timeout = float(settings.ASSISTANT_TIMEOUT_SECONDS)
-    deadline = asyncio.get_running_loop().time() + timeout
+    started = time.monotonic()
+    deadline = loop.time() + timeout
+    await apublish(group, stream_event("chat.thinking", turn))
 
-    async def fail(exc: BaseException) -> TurnOutcome:
-        logger.warning(
-            "assistant failed on conversation %s: %s", conversation_id, _error_text(exc, timeout)
-        )
-        notice = await database_sync_to_async(turn_failure_record)(
-            conversation=conversation,
-            customer_message=message,
-            error=_error_text(exc, timeout),
-        )
-        return TurnOutcome("failed", notice=notice)
+    async def fail(exc: BaseException, prepared: Any = None) -> None:
+        error = _error_text(exc, timeout)
+        logger.warning("turn %s failed: %s", turn.pk, error)
+        await db(turn_fail)(turn_id=turn.pk, error=error, owner=owner, prepared=prepared)
 
     try:
         async with asyncio.timeout_at(deadline):
-            prepared = await assistant_api.assistant_prepare(question=message.text, history=history)
-    except Exception as exc:
-        return await fail(exc)
-    signals = _jsonable(prepared.signals)
-    sources = _jsonable(prepared.sources)
-    try:
-        verdict = await database_sync_to_async(_review)(conversation, message, signals)
-    except Exception as exc:
-        return await fail(exc)
-    review = {
-        "escalate": verdict.escalate,
-        "block": verdict.block,
-        "reason": verdict.reason,
-        "details": _jsonable(verdict.details),
-    }
-    internal: dict[str, Any] = {
-        "signals": signals,
-        "no_answer": bool(prepared.no_answer),
-        "review": review,
-    }
-
-    if verdict.block:
-        notice = await database_sync_to_async(system_notice_post)(
-            conversation=conversation,
-            text=verdict.customer_notice or BLOCK_NOTICE,
-            reply_to=message,
-            review=review,
-        )
-        return TurnOutcome("blocked", notice=notice)
-
-    if verdict.escalate:
-        # The blog's decision workflow: the draft is never shown; a person is called in.
-        notice = await database_sync_to_async(system_notice_post)(
-            conversation=conversation,
-            text=verdict.customer_notice or ESCALATION_NOTICE,
-            reply_to=message,
-            review=review,
-        )
-        reply = None
-        try:
-            async with asyncio.timeout_at(deadline):
-                text, info = await assistant_api.assistant_draft(
-                    question=message.text,
-                    history=history,
-                    prepared=prepared,
-                    adapter_name=conversation.adapter_name,
-                )
-            reply, _ = await database_sync_to_async(assistant_reply_store)(
-                conversation=conversation,
-                customer_message=message,
-                text=text,
-                provider=info.provider,
-                model_name=info.model_name,
-                adapter=info.adapter,
-                sources=sources,
-                internal=internal,
-                latency_ms=int((time.monotonic() - started) * 1000),
-                withhold=True,
+            prepared = await assistant_api.assistant_prepare(
+                question=message.text, history=claimed.history
             )
-        except Exception:
-            # The customer already has a person coming; a missing draft only costs agents.
-            logger.exception("withheld draft failed for conversation %s", conversation_id)
-        return TurnOutcome("escalated", reply=reply, notice=notice)
-
-    stream_id = uuid.uuid4().hex
-    first_token_ms: int | None = None
-    parts: list[str] = []
-    try:
-        async with asyncio.timeout_at(deadline):
-            if stream:
-                result = assistant_api.assistant_stream(
-                    question=message.text,
-                    history=history,
-                    prepared=prepared,
-                    adapter_name=conversation.adapter_name,
-                )
-                if inspect.isawaitable(result):
-                    result = await result
-                deltas, info = result
-                async for delta in deltas:
-                    if not delta:
-                        continue
-                    if first_token_ms is None:
-                        first_token_ms = int((time.monotonic() - started) * 1000)
-                    await _publish(
-                        conversation_id,
-                        {
-                            "type": "chat.delta",
-                            "reply_to": message.seq,
-                            "reply_to_id": message.pk,
-                            "stream_id": stream_id,
-                            "index": len(parts),
-                            "delta": delta,
-                        },
-                    )
-                    parts.append(delta)
-                text = "".join(parts)
-            else:
-                text, info = await assistant_api.assistant_draft(
-                    question=message.text,
-                    history=history,
-                    prepared=prepared,
-                    adapter_name=conversation.adapter_name,
-                )
-        if not text.strip():
-            raise ValueError("the assistant returned an empty answer")
     except Exception as exc:
-        if parts:
-            await _publish(
-                conversation_id,
-                {
-                    "type": "chat.cancelled",
-                    "reply_to": message.seq,
-                    "reply_to_id": message.pk,
-                    "stream_id": stream_id,
-                    "reason": "failed",
-                },
-            )
-        return await fail(exc)
-
-    internal.update(stream_id=stream_id, time_to_first_token_ms=first_token_ms)
-    reply, shown = await database_sync_to_async(assistant_reply_store)(
+        await fail(exc)
+        return
+    facts = TurnFacts(
         conversation=conversation,
         customer_message=message,
-        text=text,
-        provider=info.provider,
-        model_name=info.model_name,
-        adapter=info.adapter,
-        sources=sources,
-        internal=internal,
-        latency_ms=int((time.monotonic() - started) * 1000),
+        sentiment=prepared.sentiment,
+        retrieval=prepared.retrieval,
+        intent=prepared.intent,
+        earlier_turns=claimed.earlier_turns,
     )
-    if not shown:
-        await _publish(
-            conversation_id,
-            {
-                "type": "chat.cancelled",
-                "reply_to": message.seq,
-                "reply_to_id": message.pk,
-                "stream_id": stream_id,
-                "reason": "agent_took_over",
-            },
+    try:
+        verdict: Verdict = await db(reviewer_current().review)(facts)
+    except Exception as exc:
+        await fail(exc, prepared)
+        return
+
+    if verdict.route in (Turn.Route.ESCALATE, Turn.Route.BLOCK):
+        stored = await db(turn_handoff_store)(
+            turn_id=turn.pk, owner=owner, prepared=prepared, verdict=verdict
         )
-        return TurnOutcome("withheld", reply=reply)
-    return TurnOutcome("answered", reply=reply)
+        if stored is not None and verdict.route == Turn.Route.ESCALATE:
+            await _draft_for_agents(claimed, prepared, timeout)
+        return
+
+    stream = _Coalescer(group, turn, uuid.uuid4().hex)
+    try:
+        async with asyncio.timeout_at(deadline):
+            deltas, info = assistant_api.assistant_stream(
+                question=message.text,
+                history=claimed.history,
+                prepared=prepared,
+                adapter_name=conversation.adapter_name,
+                route=verdict.route or Turn.Route.ANSWER,
+            )
+            async for delta in deltas:
+                if delta:
+                    await stream.add(delta)
+            await stream.flush()
+        text = "".join(stream.parts).strip()
+        if not text:
+            raise ValueError("the assistant returned an empty answer")
+    except Exception as exc:
+        if stream.sent:
+            await apublish(
+                group,
+                stream_event("chat.cancelled", turn, stream_id=stream.stream_id, reason="failed"),
+            )
+        await fail(exc, prepared)
+        return
+    first_token_ms = (
+        int((stream.first_at - started) * 1000) if stream.first_at is not None else None
+    )
+    await db(turn_answer_store)(
+        turn_id=turn.pk,
+        owner=owner,
+        prepared=prepared,
+        verdict=verdict,
+        text=text,
+        info=info,
+        first_token_ms=first_token_ms,
+        stream_id=stream.stream_id,
+    )
+
+
+async def _draft_for_agents(claimed: ClaimedTurn, prepared: Any, timeout: float) -> None:
+    """The blog's decision workflow: the draft is written but never shown; agents see it
+    beside the conversation. The customer already has a person coming, so a failed draft
+    only costs the agents a suggestion."""
+    text, info = "", None
+    try:
+        async with asyncio.timeout(timeout):
+            text, info = await assistant_api.assistant_draft(
+                question=claimed.message.text,
+                history=claimed.history,
+                prepared=prepared,
+                adapter_name=claimed.conversation.adapter_name,
+            )
+    except Exception:
+        logger.exception("withheld draft failed for turn %s", claimed.turn.pk)
+    await db(turn_draft_store)(turn_id=claimed.turn.pk, text=text, info=info)
+
+
+__all__ = [
+    "assistant_warm_up_once",
+    "process_owner",
+    "task_track",
+    "turn_await",
+    "turn_for_message",
+    "turns_drain",
+    "turns_kick",
+]

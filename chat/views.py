@@ -5,7 +5,6 @@ Everything else the page does goes over the WebSocket (docs/chat-protocol.md).
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from django.conf import settings
@@ -16,7 +15,9 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import services
-from chat.selectors import conversations_for_customer
+from chat.errors import ApplicationError, error_body
+from chat.payloads import json_loads_bounded
+from chat.selectors import conversations_for_customer, display_name
 from chat.visitors import (
     VISITOR_COOKIE,
     VISITOR_MAX_AGE,
@@ -26,6 +27,9 @@ from chat.visitors import (
 )
 
 VISITOR_SESSION_KEY = "chat_visitor_id"
+# The start call carries at most a title.
+START_MAX_BYTES = 16 * 1024
+START_MAX_DEPTH = 4
 
 
 def _visitor(request: HttpRequest) -> tuple[str, str | None]:
@@ -80,7 +84,10 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "wsPath": "/ws/chat/",
         "provider": settings.ASSISTANT_PROVIDER,
         "maxChars": settings.CHAT_MAX_MESSAGE_CHARS,
-        "userName": services.display_name(user),
+        "userName": display_name(user),
+        # The page stops showing "thinking" this long after a turn started (the server
+        # normally says sooner that the turn failed).
+        "turnTimeoutMs": int((settings.ASSISTANT_TIMEOUT_SECONDS + 5) * 1000),
     }
     response = render(request, "chat/index.html", {"config": config, "recent": recent})
     _remember_visitor(request, response, visitor_id, token)
@@ -91,22 +98,20 @@ def chat_page(request: HttpRequest) -> HttpResponse:
 def conversation_start_view(request: HttpRequest) -> JsonResponse:
     """POST {"title"?} -> {"id"}: a new conversation owned by this visitor / customer."""
     visitor_id, token = _visitor(request)
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        return JsonResponse({"code": "malformed_json", "message": "Send JSON."}, status=400)
-    title = body.get("title", "") if isinstance(body, dict) else ""
     user = request.user if request.user.is_authenticated else None
     try:
+        body = json_loads_bounded(
+            request.body or b"{}", max_bytes=START_MAX_BYTES, max_depth=START_MAX_DEPTH
+        )
+        title = body.get("title", "") if isinstance(body, dict) else ""
         conversation = services.conversation_start(
             customer=user,
             visitor_id=visitor_id,
             rate_subject=rate_subject(user=request.user, visitor_id=visitor_id),
             title=title if isinstance(title, str) else "",
         )
-    except services.ChatError as exc:
-        status = 429 if isinstance(exc, services.ChatRateLimited) else 400
-        return JsonResponse({"code": exc.code, "message": exc.message}, status=status)
+    except ApplicationError as exc:
+        return JsonResponse(error_body(exc.code, exc.message), status=exc.status)
     response = JsonResponse({"id": str(conversation.pk)}, status=201)
     _remember_visitor(request, response, visitor_id, token)
     return response

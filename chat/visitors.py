@@ -8,12 +8,12 @@ from typing import Any
 
 from django.core import signing
 
+from chat.access import is_support_staff
 from chat.models import Conversation
 
 VISITOR_COOKIE = "loopdesk_visitor"
 VISITOR_SALT = "chat.visitor"
 VISITOR_MAX_AGE = 365 * 24 * 3600
-AGENT_PERMISSION = "chat.view_conversation"
 
 
 def visitor_token_issue(visitor_id: str | None = None) -> tuple[str, str]:
@@ -33,10 +33,6 @@ def visitor_id_from_token(token: str | None) -> str:
     return value if isinstance(value, str) else ""
 
 
-def is_agent(user: Any) -> bool:
-    return bool(user is not None and user.is_authenticated and user.has_perm(AGENT_PERMISSION))
-
-
 def rate_subject(*, user: Any, visitor_id: str) -> str:
     """The identity rate limits count against: the account, else the visitor."""
     if user is not None and user.is_authenticated:
@@ -48,13 +44,13 @@ def conversation_audience(*, conversation: Conversation, user: Any, visitor_id: 
     """ "customer" if this is the caller's own conversation, "agent" for agents, else None.
 
     A conversation belongs to its logged-in customer or to the visitor whose signed
-    token started it. Agents (permission ``chat.view_conversation``) may join any.
+    token started it. Support staff (``chat.access``) may join any.
     """
     authenticated = user is not None and user.is_authenticated
     if authenticated and conversation.customer_id == user.pk:
         return "customer"
     if visitor_id and conversation.visitor_id == visitor_id and conversation.customer_id is None:
         return "customer"
-    if is_agent(user):
+    if is_support_staff(user):
         return "agent"
     return None

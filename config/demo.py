@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from chat.services import article_upsert
+from chat.services import article_upsert, articles_embed_queue
 from config import roles
 from escalation.services.presence import agent_presence_ensure
 
@@ -70,12 +70,18 @@ def demo_load() -> dict[str, int]:
                 agent_presence_ensure(agent=user, on_duty=True)
             users_created += 1
     articles_created = 0
+    changed_ids = []
     for article in demo_articles():
-        _, changed = article_upsert(
+        row, changed = article_upsert(
             slug=article["slug"],
             title=article["title"],
             body=article["body"],
             category=article.get("category", ""),
+            queue_embedding=False,
         )
-        articles_created += int(changed)
+        if changed:
+            changed_ids.append(row.pk)
+            articles_created += 1
+    # Embedded in the background after commit, a batch per task (one log line each).
+    articles_embed_queue(article_ids=changed_ids)
     return {"users": users_created, "articles": articles_created}

@@ -13,6 +13,9 @@ from fnmatch import fnmatch
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
+from accounts.services import CUSTOMERS_GROUP
+from labeling.models import REVIEWERS_GROUP
+
 
 @dataclass(frozen=True)
 class Role:
@@ -24,9 +27,9 @@ class Role:
     excluded: tuple[str, ...] = ()
 
 
-CUSTOMERS = "customers"
+CUSTOMERS = CUSTOMERS_GROUP
 AGENTS = "agents"
-REVIEWERS = "reviewers"
+REVIEWERS = REVIEWERS_GROUP
 ML_ENGINEERS = "ml_engineers"
 ADMINS = "admins"
 
@@ -42,6 +45,8 @@ ROLES: dict[str, Role] = {
         staff=True,
         permissions=(
             "chat.view_*",
+            # Support staff: joins customers' conversations (chat.access).
+            "chat.handle_conversation",
             # Agents keep the assistant's knowledge base current (Article admin).
             "chat.add_article",
             "chat.change_article",

@@ -105,6 +105,14 @@ class Decision(models.Model):
         on_delete=models.SET_NULL,
         related_name="escalation_decisions",
     )
+    # The turn the decision was made on (None for the button and agents stepping in).
+    turn = models.ForeignKey(
+        "chat.Turn",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="escalation_decisions",
+    )
     rule = models.ForeignKey(
         EscalationRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -7,16 +7,15 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from chat.access import is_support_staff
 from chat.models import Conversation, Message
-from chat.services import display_name
+from chat.selectors import display_name
 from escalation.models import CannedReply, Decision, Ticket
 
 
 def is_agent(user: Any) -> bool:
-    """May use the agent console (agents and admins)."""
-    return bool(
-        user is not None and user.is_authenticated and user.has_perm("escalation.view_ticket")
-    )
+    """May use the agent console: support staff (``chat.access``, agents and admins)."""
+    return is_support_staff(user)
 
 
 def tickets_for_inbox() -> QuerySet[Ticket]:
@@ -70,7 +69,7 @@ def ticket_summary_by_id(ticket_id: int) -> dict[str, Any] | None:
 
 def conversation_timeline(*, conversation: Conversation) -> QuerySet[Message]:
     """Every message of the conversation for agents: public, withheld drafts and notes."""
-    return conversation.messages.select_related("author").order_by("seq")
+    return conversation.messages.select_related("author", "turn").order_by("seq")
 
 
 def conversation_decisions(*, conversation: Conversation) -> QuerySet[Decision]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from chat.services import display_name
+from chat.selectors import display_name
 from escalation.models import DomainEvent, Ticket, Webhook, WebhookDelivery
 
 

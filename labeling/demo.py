@@ -77,9 +77,8 @@ def _reviewer_score(true: int, index: int, reviewer_no: int) -> int:
 
 
 def demo_labels_load(*, judge: bool = True) -> DemoLabelsResult:
-    from config.demo import demo_load
-
-    demo_load()  # users (three reviewers) and articles
+    """Needs the demo users and articles (``config.demo.demo_load``, run by the
+    ``load_demo_labels`` command first)."""
     result = DemoLabelsResult()
     questions = json.loads(QUESTIONS_FILE.read_text())[:DEMO_QUESTIONS]
     user_model = get_user_model()
@@ -165,7 +164,6 @@ def _demo_item(
             text=question["question"],
             client_id="demo-question",
             broadcast=False,
-            internal={"sentiment": {"negative": 1 if question.get("tone") == "angry" else 0}},
         )
         message_append(
             conversation=conversation,
@@ -180,7 +178,9 @@ def _demo_item(
                     "title": titles.get(question["article"], question["article"]),
                     "score": 0.62,
                 }
-            ],
+            ]
+            if question.get("article")
+            else [],
             provider="local",
             model_name="minilm-retrieval",
         )

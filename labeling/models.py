@@ -7,6 +7,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+# Members of this group are assigned items to label (``config.roles`` creates it).
+REVIEWERS_GROUP = "reviewers"
+
 
 class DatasetSnapshot(models.Model):
     """An immutable, versioned training set frozen from labels.

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from chat.models import CustomerFeedback, Message
+from chat.selectors import turns_negative
 from labeling.models import DatasetSnapshot, Label, LabelingBatch, LabelingItem, SnapshotRow
 
 # Judge-human agreement needs at least this many items before it counts.
@@ -45,9 +46,10 @@ def answers_unsampled(*, low_rating_max: int | None = None) -> QuerySet[Message]
     """Public assistant answers (with the question they reply to) not yet sampled.
 
     Annotated with the sampling patterns: ``is_escalated`` (the conversation holds a
-    withheld assistant draft or agent messages), ``is_negative`` (the answer or the
-    question has ``internal.sentiment.negative == 1``) and ``is_low_rated`` (the
-    customer rated the conversation at or below ``low_rating_max``).
+    withheld assistant draft or agent messages), ``is_negative`` (the turn's sentiment
+    check found the question clearly negative, ``chat.selectors.turns_negative``) and
+    ``is_low_rated`` (the customer rated the conversation at or below
+    ``low_rating_max``).
     """
     escalated = Message.objects.filter(conversation_id=OuterRef("conversation_id")).filter(
         Q(role=Message.Role.AGENT)
@@ -57,7 +59,7 @@ def answers_unsampled(*, low_rating_max: int | None = None) -> QuerySet[Message]
         conversation_id=OuterRef("conversation_id"),
         score__lte=low_rating_max if low_rating_max is not None else 0,
     )
-    negative = Q(internal__sentiment__negative=1) | Q(reply_to__internal__sentiment__negative=1)
+    negative = turns_negative().filter(customer_message_id=OuterRef("reply_to_id"))
     return Message.objects.filter(
         role=Message.Role.ASSISTANT,
         visibility=Message.Visibility.PUBLIC,
@@ -66,7 +68,7 @@ def answers_unsampled(*, low_rating_max: int | None = None) -> QuerySet[Message]
     ).annotate(
         is_escalated=Exists(escalated),
         is_low_rated=Exists(low_rated),
-        is_negative=Exists(Message.objects.filter(pk=OuterRef("pk")).filter(negative)),
+        is_negative=Exists(negative),
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from config import roles
+from tests.assistants import ScriptedAssistant
 from tests.factories import UserFactory
 
 
@@ -69,14 +70,17 @@ def chromium_path() -> str:
 
 
 @pytest.fixture
-def asgi_live_server(transactional_db, settings):
-    """The real ASGI app (HTTP + WebSockets) served by Daphne in a child process.
+def live_servers(transactional_db, settings):
+    """Start real ASGI servers (HTTP + WebSockets, Daphne) in child processes on demand:
+    ``url, process = live_servers.start()``; all are stopped after the test.
 
-    Yields the base URL. The child shares the test database, so the database must be a
-    file or a server (the test settings make SQLite a file).
+    Each child is forked from the test process, so it shares the test database (a file
+    or a server: the test settings make SQLite a file) and whatever the test patched
+    before starting it (a scripted model provider, settings).
     """
     import os
     from functools import partial
+    from types import SimpleNamespace
 
     from channels.testing.live import make_application, set_database_connection
     from daphne.testing import DaphneProcess
@@ -84,6 +88,7 @@ def asgi_live_server(transactional_db, settings):
 
     settings.ALLOWED_HOSTS = ["*"]
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    started: list = []
 
     def child_database_setup():
         # The child is forked after the test database exists, so NAME already is the
@@ -109,20 +114,32 @@ def asgi_live_server(transactional_db, settings):
             # parent, the forked server hangs on its first multi-threaded op.
             sys.modules["torch"].set_num_threads(1)
 
-    process = DaphneProcess(
-        "127.0.0.1",
-        partial(make_application, static_wrapper=ASGIStaticFilesHandler),
-        setup=child_database_setup,
-    )
-    process.start()
-    if not process.ready.wait(timeout=30):
-        process.terminate()
-        raise RuntimeError("Daphne did not start")
+    def start():
+        process = DaphneProcess(
+            "127.0.0.1",
+            partial(make_application, static_wrapper=ASGIStaticFilesHandler),
+            setup=child_database_setup,
+        )
+        process.start()
+        started.append(process)
+        if not process.ready.wait(timeout=30):
+            raise RuntimeError("Daphne did not start")
+        return f"http://127.0.0.1:{process.port.value}", process
+
     try:
-        yield f"http://127.0.0.1:{process.port.value}"
+        yield SimpleNamespace(start=start)
     finally:
-        process.terminate()
-        process.join(timeout=10)
+        for process in started:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=10)
+
+
+@pytest.fixture
+def asgi_live_server(live_servers):
+    """One real ASGI server in a child process (see ``live_servers``); yields its URL."""
+    url, _ = live_servers.start()
+    return url
 
 
 @pytest.fixture
@@ -197,3 +214,73 @@ def _close_stray_database_sessions(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@pytest.fixture(autouse=True)
+def _default_rules(request):
+    """Transactional tests flush the database after each test, seeded rules included:
+    put the data migration's defaults (the escalation rules every install has) back
+    before such a test."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker and marker.kwargs.get("transaction"):
+        import importlib
+
+        from django.apps import apps
+
+        request.getfixturevalue("transactional_db")
+        seed = importlib.import_module("escalation.migrations.0002_default_rules").seed
+        seed(apps, None)
+
+
+@pytest.fixture
+def scripted(monkeypatch) -> ScriptedAssistant:
+    """The model provider replaced by a script; everything else of the turn is real."""
+    from chat import assistant as assistant_api
+
+    bot = ScriptedAssistant()
+    monkeypatch.setattr(assistant_api, "assistant_prepare", bot.prepare, raising=False)
+    monkeypatch.setattr(assistant_api, "assistant_stream", bot.stream, raising=False)
+    monkeypatch.setattr(assistant_api, "assistant_draft", bot.draft, raising=False)
+    return bot
+
+
+@pytest.fixture
+def pipeline(scripted, settings):
+    """Run customer turns through the real turn pipeline from a plain (sync) test:
+    ``pipeline.ask(conversation, "text")`` stores the message as the chat socket does,
+    runs its turn to the end and returns it. ORM work stays on the test's own thread
+    (``DATABASE_THREADS = 0``), so it works inside a test transaction too."""
+    import asyncio
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from asgiref.sync import async_to_sync
+
+    from chat import services, turns
+
+    settings.DATABASE_THREADS = 0
+
+    def ask(conversation, text: str, *, author=None, client_id: str = ""):
+        received = services.customer_message_receive(
+            conversation=conversation,
+            text=text,
+            client_id=client_id or uuid.uuid4().hex,
+            author=author,
+            rate_subject=f"test:{conversation.pk}",
+        )
+        if received.turn is None:
+            return None
+        run = async_to_sync(turns.turn_await)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return run(turn_id=received.turn.pk, conversation_id=conversation.pk)
+        # A browser test's thread runs Playwright's loop: run the turn from another thread
+        # (such tests are transactional, so that thread sees the rows).
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            return executor.submit(
+                run, turn_id=received.turn.pk, conversation_id=conversation.pk
+            ).result()
+
+    return SimpleNamespace(bot=scripted, ask=ask)

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
 
+from chat.assistant.adapters import GENERATOR, AdapterRef
 from training.models import AdapterDeployment, RunMetric, TrainingRun
 from training.services.guards import GuardLimits, guard_limits_resolve
 from training.services.logs import log_lines_clean
-
-
-@dataclass(frozen=True)
-class AdapterRef:
-    name: str
-    path: Path
 
 
 def _ref(deployment: AdapterDeployment) -> AdapterRef:
@@ -53,6 +47,13 @@ def adapter_live(*, adapter_name: str = "") -> AdapterRef | None:
                 )
     deployment = active.filter(slot="").first()
     return _ref(deployment) if deployment is not None else None
+
+
+def adapter_for_assistant(*, kind: str, slot: str) -> AdapterRef | None:
+    """The resolver the assistant calls (registered in ``TrainingConfig.ready``)."""
+    if kind != GENERATOR:
+        return None
+    return adapter_live(adapter_name=slot)
 
 
 def run_metric_series(*, run: TrainingRun, after_id: int = 0) -> dict[str, list[list[float]]]:

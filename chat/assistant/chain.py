@@ -12,16 +12,16 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, cast
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
-from chat.assistant.contract import AssistantError, DraftInfo, Passage, Prepared
-from chat.assistant.knowledge import passages_search
+from chat.assistant.contract import AssistantError, DraftInfo, Passage, Prepared, Retrieval
+from chat.assistant.knowledge import knowledge_index_current, passages_search
 from chat.assistant.providers import Provider, provider_current
+from chat.assistant.replies import OUT_OF_SCOPE, small_talk_reply
 
 NO_ANSWER_TEXT = (
     "I'm sorry, I don't know the answer to that, and I'd rather not guess. "
@@ -91,9 +91,10 @@ def retrieval_query(question: str, history: list[dict[str, Any]]) -> str:
 
 async def _retrieve(provider: Provider, query: str) -> tuple[list[Passage], float]:
     vector = await provider.embedder.embed_query(query)
-    return await database_sync_to_async(passages_search)(
+    index = await knowledge_index_current(embedding_model=provider.embedder.name)
+    return passages_search(
+        index=index,
         query_vector=vector,
-        embedding_model=provider.embedder.name,
         top_k=settings.ASSISTANT_TOP_K,
         min_score=settings.ASSISTANT_MIN_RETRIEVAL_SCORE,
         query_text=query,
@@ -112,7 +113,7 @@ async def assistant_warm_up() -> None:
 
 
 async def assistant_prepare(*, question: str, history: list[dict[str, Any]]) -> Prepared:
-    """Retrieve passages and run the internal sentiment check, concurrently.
+    """Retrieve passages and run the internal checks (sentiment), concurrently.
 
     Raises ``AssistantError`` when the provider fails. Nothing here is customer-facing.
     """
@@ -133,16 +134,14 @@ async def assistant_prepare(*, question: str, history: list[dict[str, Any]]) -> 
     assert not isinstance(retrieved, BaseException)
     assert not isinstance(sentiment, BaseException)
     passages, top_score = retrieved
-    min_score = float(settings.ASSISTANT_MIN_RETRIEVAL_SCORE)
-    no_answer = not passages
     return Prepared(
         passages=passages,
-        sources=[{"slug": p.slug, "title": p.title, "score": p.score} for p in passages],
-        signals={
-            "sentiment": sentiment,
-            "retrieval": {"top_score": top_score, "no_answer": no_answer, "min_score": min_score},
-        },
-        no_answer=no_answer,
+        sentiment=sentiment,
+        retrieval=Retrieval(
+            top_score=top_score,
+            min_score=float(settings.ASSISTANT_MIN_RETRIEVAL_SCORE),
+            no_answer=not passages,
+        ),
     )
 
 
@@ -177,21 +176,34 @@ def _text_chunks(text: str, words: int = 3) -> list[str]:
     return ["".join(parts[i : i + words]) for i in range(0, len(parts), words)]
 
 
+async def _chunks_of(text: str) -> AsyncIterator[str]:
+    for chunk in _text_chunks(text):
+        yield chunk
+
+
 def assistant_stream(
     *,
     question: str,
     history: list[dict[str, Any]],
     prepared: Prepared,
     adapter_name: str = "",
+    route: str = "answer",
 ) -> tuple[AsyncIterator[str], DraftInfo]:
-    """Text deltas of the answer (token by token when the model streams) and its origin.
+    """Text deltas of the reply for ``route`` (token by token when the model streams)
+    and its origin.
 
-    With ``prepared.no_answer`` the deltas are an honest "I don't know, I can connect
-    you with a person". Provider failures raise ``AssistantError`` from the iterator;
-    the caller applies the timeout. ``info.adapter`` is filled in when streaming starts.
+    ``answer``: from the knowledge base, or with ``prepared.no_answer`` an honest "I
+    don't know, I can connect you with a person". ``small_talk``: a short friendly
+    reply. ``out_of_scope``: a polite refusal that offers a person. Provider failures
+    raise ``AssistantError`` from the iterator; the caller applies the timeout.
+    ``info.adapter`` is filled in when streaming starts.
     """
     provider = provider_current()
     info = DraftInfo(provider=provider.name, model_name=provider.model_name, adapter="")
+    if route == "small_talk":
+        return _chunks_of(small_talk_reply(question)), info
+    if route == "out_of_scope":
+        return _chunks_of(OUT_OF_SCOPE), info
 
     async def deltas() -> AsyncIterator[str]:
         if prepared.no_answer:

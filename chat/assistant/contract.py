@@ -1,8 +1,12 @@
-"""The shapes the assistant hands to its callers (the chat consumer, the API, tests)."""
+"""The shapes the assistant hands to its callers (the turn pipeline, the API, tests).
+
+Everything here is typed: the turn stores these values in real columns of ``Turn``
+(``chat.services.turns``), so nothing downstream reads a free-form dict.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # A base-model folder holding this file is a mechanics-only toy (the offline starter model
@@ -17,29 +21,78 @@ class AssistantError(Exception):
 
 @dataclass
 class Passage:
-    """A knowledge-base article retrieved for a question, with its cosine score."""
+    """A knowledge-base passage retrieved for a question, with its relevance score.
+
+    ``anchor`` locates the passage in its article's help page (``/help/<slug>/#anchor``);
+    ``kind`` is "article" for help articles and "answer" for answers from the team."""
 
     slug: str
     title: str
     text: str
     score: float
+    anchor: str = ""
+    kind: str = "article"
+
+    def source(self) -> dict[str, Any]:
+        """The citation stored with the answer and shown under it."""
+        cited: dict[str, Any] = {"slug": self.slug, "title": self.title, "score": self.score}
+        if self.anchor:
+            cited["anchor"] = self.anchor
+        if self.kind != "article":
+            cited["kind"] = self.kind
+        return cited
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    """The blog's internal sentiment check. ``score`` follows VADER's compound sign
+    (-1 negative .. +1 positive); the bedrock 0/1 answer maps to -1 / +1."""
+
+    label: str  # "negative" | "neutral" | "positive"
+    score: float
+    method: str  # "vader" | "bedrock"
+    raw: str = ""
+
+    @property
+    def negative(self) -> bool:
+        return self.label == "negative"
+
+
+@dataclass(frozen=True)
+class Intent:
+    """The router's class for a customer message, with every class's probability."""
+
+    label: str
+    confidence: float
+    scores: dict[str, float] = field(default_factory=dict)
+    model_version: str = ""
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    top_score: float
+    min_score: float
+    no_answer: bool
 
 
 @dataclass
 class Prepared:
-    """What the assistant knows before drafting: passages, citations and internal signals.
-
-    ``signals`` is stored on the message for audit and never shown to the customer::
-
-        {"sentiment": {"label": "negative"|"positive"|"neutral", "negative": 0|1,
-                       "score": float, "method": "vader"|"bedrock"},
-         "retrieval": {"top_score": float, "no_answer": bool, "min_score": float}}
-    """
+    """What the assistant knows before drafting: passages, citations and the internal
+    signals (sentiment, intent, retrieval). Never shown to the customer."""
 
     passages: list[Passage]
-    sources: list[dict[str, Any]]
-    signals: dict[str, Any]
-    no_answer: bool
+    sentiment: Sentiment
+    retrieval: Retrieval
+    intent: Intent | None = None
+    retriever_adapter: str = ""
+
+    @property
+    def no_answer(self) -> bool:
+        return self.retrieval.no_answer
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        return [p.source() for p in self.passages]
 
 
 @dataclass

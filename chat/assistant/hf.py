@@ -21,15 +21,15 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
+from chat.assistant.adapters import GENERATOR, AdapterRef, adapter_resolve
 from chat.assistant.contract import TOY_MODEL_MARKER, AssistantError, DraftInfo
-from training.selectors import AdapterRef, adapter_live
+from chat.events import db
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 _STREAM_TIMEOUT_SECONDS = 120.0
@@ -258,7 +258,7 @@ class HFChatModel(BaseChatModel):
 async def hf_chat_model(*, adapter_name: str, info: DraftInfo) -> HFChatModel:
     """Resolve the adapter (the named one, else the live one, else none), load the base
     model in a thread on first use, and record the adapter used in ``info``."""
-    ref = await database_sync_to_async(adapter_live)(adapter_name=adapter_name)
+    ref = await db(adapter_resolve)(kind=GENERATOR, slot=adapter_name)
     runtime = await asyncio.to_thread(hf_runtime)
     info.adapter = ref.name if ref is not None else ""
     return HFChatModel(runtime=runtime, adapter=ref, max_new_tokens=int(settings.HF_MAX_NEW_TOKENS))

@@ -1,20 +1,24 @@
 """Cosine retrieval over the knowledge base's stored article embeddings.
 
 The matrix of published, embedded articles is cached per process and rebuilt only
-when the cheap signature query (count, max updated_at, max embedded_at) changes.
-Articles not embedded yet are simply not retrievable until the worker embeds them.
+when the cheap signature query (count, max updated_at, max embedded_at) changes; in a
+server the signature is checked at most every ``KNOWLEDGE_REFRESH_SECONDS``, not per
+question. Articles not embedded yet are not retrievable until the worker embeds them.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from chat.assistant.contract import Passage
+from chat.events import db
 from chat.models import Article
 from chat.selectors import articles_retrievable, articles_retrievable_signature
 
@@ -67,6 +71,24 @@ def knowledge_index(*, embedding_model: str) -> _Index:
         return index
 
 
+_checked: dict[str, float] = {}
+
+
+async def knowledge_index_current(*, embedding_model: str) -> _Index:
+    """The index for ``embedding_model``, re-checked against the database at most every
+    ``KNOWLEDGE_REFRESH_SECONDS`` (an edit or a publication shows within that time)."""
+    index = _indexes.get(embedding_model)
+    now = time.monotonic()
+    if (
+        index is not None
+        and now - _checked.get(embedding_model, 0.0) < settings.KNOWLEDGE_REFRESH_SECONDS
+    ):
+        return index
+    index = await db(knowledge_index)(embedding_model=embedding_model)
+    _checked[embedding_model] = now
+    return index
+
+
 # Codes like "E21" or "E52": sentence embeddings barely tell them apart, titles name them.
 _CODE = re.compile(r"\b(?=\w*\d)(?=\w*[a-z])\w{2,8}\b")
 CODE_BOOST = 0.2
@@ -90,19 +112,18 @@ def article_scores(
 
 def passages_search(
     *,
+    index: _Index,
     query_vector: np.ndarray,
-    embedding_model: str,
     top_k: int,
     min_score: float,
     query_text: str = "",
 ) -> tuple[list[Passage], float]:
-    """The best ``top_k`` articles scoring at least ``min_score``, and the top score.
+    """The best ``top_k`` articles of ``index`` scoring at least ``min_score``, and the
+    top score. No database access.
 
     The score is the cosine similarity, plus ``CODE_BOOST`` when the question names a
     code (an error code such as E21) that the article's title names too.
-    Runs ORM queries: call from sync code (or through ``database_sync_to_async``).
     """
-    index = knowledge_index(embedding_model=embedding_model)
     if not index.slugs or index.matrix.shape[1] != query_vector.shape[-1]:
         return [], 0.0
     scores = article_scores(

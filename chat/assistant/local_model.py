@@ -12,7 +12,6 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from chat.assistant.embeddings import MODEL_NAME, embed_query, embed_texts
+from chat.assistant.embeddings import MODEL_NAME, embed_query, embed_texts, inference_run
 
 PASSAGE_HEADER = re.compile(r"^\[(\d+)\] (.+) \(([\w-]+)\)$", re.MULTILINE)
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
@@ -51,10 +50,29 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_SPLIT.split(text) if len(s.strip()) > 2]
 
 
-@lru_cache(maxsize=512)
+_SENTENCES: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+_SENTENCES_MAX = 4096
+
+
 def _sentence_vectors(text: str) -> tuple[tuple[str, ...], np.ndarray]:
-    parts = tuple(sentences(text))
-    return parts, embed_texts(list(parts))
+    """A passage's sentences and their vectors (computed once per passage text)."""
+    found = _SENTENCES.get(text)
+    if found is None:
+        parts = tuple(sentences(text))
+        found = (parts, embed_texts(list(parts)))
+        if len(_SENTENCES) >= _SENTENCES_MAX:
+            _SENTENCES.pop(next(iter(_SENTENCES)))
+        _SENTENCES[text] = found
+    return found
+
+
+async def _passage_vectors(
+    passages: list[PromptPassage],
+) -> list[tuple[tuple[str, ...], np.ndarray]]:
+    """Sentence vectors of the passages: from the cache, else on the inference thread."""
+    if all(p.text in _SENTENCES for p in passages):
+        return [_SENTENCES[p.text] for p in passages]
+    return await inference_run(lambda: [_sentence_vectors(p.text) for p in passages])
 
 
 def answer_compose(
@@ -154,7 +172,7 @@ class ExtractiveAnswerModel(BaseChatModel):
         if not passages:
             return
         question_vector = await embed_query(question)
-        vectors = await asyncio.to_thread(lambda: [_sentence_vectors(p.text) for p in passages])
+        vectors = await _passage_vectors(passages)
         text = answer_compose(
             question_vector=question_vector, passages=passages, sentence_vectors=vectors
         )

@@ -7,7 +7,7 @@ chain in ``chat.assistant.chain`` is the same for all of them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from asgiref.sync import sync_to_async
@@ -15,8 +15,8 @@ from django.conf import settings
 from langchain_core.language_models import BaseChatModel
 
 from chat.assistant import bedrock
-from chat.assistant.contract import DraftInfo
-from chat.assistant.embeddings import MODEL_NAME, embed_query, embed_texts
+from chat.assistant.contract import DraftInfo, Sentiment
+from chat.assistant.embeddings import MODEL_NAME, embed_query, embed_texts, inference_run
 from chat.assistant.sentiment import sentiment_chain, sentiment_vader
 
 
@@ -63,7 +63,7 @@ class Provider(Protocol):
     @property
     def model_name(self) -> str: ...
 
-    async def sentiment(self, text: str) -> dict[str, Any]: ...
+    async def sentiment(self, text: str) -> Sentiment: ...
 
     async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel: ...
 
@@ -85,8 +85,9 @@ class LocalProvider:
 
         return ExtractiveAnswerModel().model_name
 
-    async def sentiment(self, text: str) -> dict[str, Any]:
-        return await asyncio.to_thread(sentiment_vader, text)
+    async def sentiment(self, text: str) -> Sentiment:
+        # VADER is a fraction of a millisecond of pure Python: no thread hop.
+        return sentiment_vader(text)
 
     async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel:
         from chat.assistant.local_model import ExtractiveAnswerModel
@@ -94,7 +95,7 @@ class LocalProvider:
         return ExtractiveAnswerModel()
 
     async def warm_up(self) -> None:
-        await asyncio.to_thread(_load_local_models)
+        await inference_run(_load_local_models)
 
 
 class BedrockProvider:
@@ -105,10 +106,10 @@ class BedrockProvider:
     def model_name(self) -> str:
         return str(settings.BEDROCK_MODEL_ID)
 
-    async def sentiment(self, text: str) -> dict[str, Any]:
+    async def sentiment(self, text: str) -> Sentiment:
         # The blog's internal prompt on the same model; a short, deterministic answer.
         model = await sync_to_async(bedrock.chat_model)(max_tokens=5, temperature=0.0)
-        result: dict[str, Any] = await sentiment_chain(model).ainvoke({"text": text})
+        result: Sentiment = await sentiment_chain(model).ainvoke({"text": text})
         return result
 
     async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel:
@@ -127,8 +128,8 @@ class HFProvider:
     def model_name(self) -> str:
         return str(settings.HF_BASE_MODEL_PATH)
 
-    async def sentiment(self, text: str) -> dict[str, Any]:
-        return await asyncio.to_thread(sentiment_vader, text)
+    async def sentiment(self, text: str) -> Sentiment:
+        return sentiment_vader(text)
 
     async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel:
         from chat.assistant.hf import hf_chat_model
@@ -138,7 +139,7 @@ class HFProvider:
     async def warm_up(self) -> None:
         from chat.assistant.hf import hf_runtime
 
-        await asyncio.to_thread(_load_local_models)
+        await inference_run(_load_local_models)
         await asyncio.to_thread(hf_runtime)
 
 

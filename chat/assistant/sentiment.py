@@ -2,7 +2,7 @@
 
 ``local``/``hf``: VADER's compound score. ``bedrock``: the blog's prompt ("find the
 sentiment ..., respond 0 if positive and respond 1 if negative") on the chat model.
-Results go into the message's internal signals, never to the customer.
+Results are stored on the turn (``Turn.sentiment_*``), never shown to the customer.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from django.conf import settings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import PromptTemplate
+
+from chat.assistant.contract import Sentiment
 
 # The blog's prompt, verbatim apart from the variable name.
 SENTIMENT_PROMPT = PromptTemplate.from_template(
@@ -36,7 +38,7 @@ def _shouting(text: str) -> bool:
     return bool(_SHOUTING.search(text))
 
 
-def sentiment_vader(text: str) -> dict[str, Any]:
+def sentiment_vader(text: str) -> Sentiment:
     """VADER compound in [-1, 1]; "negative" only for clearly negative text.
 
     The cut-off (``ASSISTANT_NEGATIVE_SENTIMENT_BELOW``, default -0.5) is stricter than
@@ -52,28 +54,22 @@ def sentiment_vader(text: str) -> dict[str, Any]:
         label = "positive"
     else:
         label = "neutral"
-    return {
-        "label": label,
-        "negative": int(label == "negative"),
-        "score": round(compound, 4),
-        "method": "vader",
-    }
+    return Sentiment(label=label, score=round(compound, 4), method="vader")
 
 
-def sentiment_parse(output: str) -> dict[str, Any]:
+def sentiment_parse(output: str) -> Sentiment:
     """Read the model's 0/1 answer; anything else counts as not negative (and is kept)."""
     match = re.search(r"[01]", output)
     negative = bool(match and match.group() == "1")
-    return {
-        "label": "negative" if negative else ("positive" if match else "neutral"),
-        "negative": int(negative),
+    return Sentiment(
+        label="negative" if negative else ("positive" if match else "neutral"),
         # Same sign convention as VADER's compound: -1 negative, +1 positive.
-        "score": -1.0 if negative else (1.0 if match else 0.0),
-        "method": "bedrock",
-        "raw": output.strip()[:200],
-    }
+        score=-1.0 if negative else (1.0 if match else 0.0),
+        method="bedrock",
+        raw=output.strip()[:200],
+    )
 
 
 def sentiment_chain(model: BaseChatModel) -> Any:
-    """prompt -> model -> text -> {label, negative, score, method}."""
+    """prompt -> model -> text -> ``Sentiment``."""
     return SENTIMENT_PROMPT | model | StrOutputParser() | sentiment_parse

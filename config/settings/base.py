@@ -38,9 +38,11 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "config.apps.LoopdeskConfig",
     "chat",
+    "accounts",
     "escalation",
     "labeling",
     "training",
@@ -76,6 +78,10 @@ TEMPLATES = [
     },
 ]
 
+# --- the run command (scripts/run, manage.py runplatform) -----------------------------------
+RUN_HOST = env("LOOPDESK_HOST", default="127.0.0.1")
+RUN_PORT = env.int("PORT", default=8000)
+
 # --- database ---------------------------------------------------------------------------
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'loopdesk.sqlite3'}"),
@@ -88,12 +94,32 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
-else:
-    # Django's advice under ASGI: no persistent connections (each of Daphne's database
-    # threads would hold one open); use a pooler such as PgBouncer in front instead.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+    # One connection per thread, kept open: opening SQLite (and registering its
+    # functions) on every call cost a fifth of a turn. Threads are bounded (see
+    # DATABASE_THREADS), and so are connections.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    # psycopg's pool (Django's "pool" option): a connection is borrowed per database
+    # call and returned after it, so the connections of a process are bounded by
+    # DATABASE_POOL_MAX whatever the number of threads; CONN_MAX_AGE must stay 0 with it.
+    # DATABASE_POOL_MAX=0 turns the pool off (then CONN_MAX_AGE applies, e.g. behind
+    # PgBouncer).
+    _pool_max = env.int("DATABASE_POOL_MAX", default=8)
+    if _pool_max > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN", default=1),
+            "max_size": _pool_max,
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Threads that run the sockets' and the turns' ORM work in a server process (chat.events);
+# 0 runs it on Channels' single thread instead.
+DATABASE_THREADS = env.int("DATABASE_THREADS", default=4)
 
 # --- redis: channel layer, cache, task broker --------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
@@ -162,8 +188,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Staff pages (@login_required) send people to the admin login; customers sign in at
+# /accounts/login/ (accounts app), which staff may use too.
 LOGIN_URL = "/admin/login/"
 LOGIN_REDIRECT_URL = "/"
+# Off: customer accounts are made by staff in the admin. On: /accounts/signup/ lets
+# anyone create a customer account from the chat's sign-in page.
+CUSTOMER_SIGNUP_ENABLED = env.bool("CUSTOMER_SIGNUP_ENABLED", default=False)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
 USE_I18N = True
@@ -202,6 +233,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "600/min"},
+    # One error shape for every API error: {code, message} (chat.errors).
+    "EXCEPTION_HANDLER": "chat.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loopdesk API",
@@ -209,6 +242,18 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc come from drf-spectacular-sidecar's static files: /api/docs/
+    # works without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # One name per choice set where several serializers share a field name.
+    "ENUM_NAME_OVERRIDES": {
+        "TicketStatusEnum": "escalation.models.Ticket.Status",
+        "TicketOutcomeEnum": "escalation.models.Ticket.Outcome",
+        "LabelStatusEnum": "labeling.models.Label.Status",
+        "DomainEventNameEnum": "escalation.models.DomainEvent.Name",
+    },
 }
 
 # --- AWS (never reached unless these are set) -------------------------------------------
@@ -238,7 +283,22 @@ HF_MAX_LOADED_ADAPTERS = env.int("HF_MAX_LOADED_ADAPTERS", default=4)
 # hf provider refuses to answer customers with it unless an operator opts in here.
 HF_ALLOW_TOY_MODEL = env.bool("HF_ALLOW_TOY_MODEL", default=False)
 
+# A running turn this long past its deadline belongs to a process that died: the sweep
+# (every minute) fails it and tells the customer.
+TURN_SWEEP_GRACE_SECONDS = env.int("TURN_SWEEP_GRACE_SECONDS", default=15)
+# Stream pieces are sent at most this often (the first at once).
+STREAM_COALESCE_SECONDS = env.float("STREAM_COALESCE_SECONDS", default=0.05)
+# The knowledge index re-checks the database for edited articles at most this often.
+KNOWLEDGE_REFRESH_SECONDS = env.float("KNOWLEDGE_REFRESH_SECONDS", default=2.0)
+# Model inference runs on one thread per process with this many torch threads (0: torch's
+# default, the number of cores). One leaves the other core to the event loop and the
+# database threads.
+ASSISTANT_TORCH_THREADS = env.int("ASSISTANT_TORCH_THREADS", default=1)
+
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
+# Every socket frame: at most this many bytes and this deep (a message frame is flat).
+SOCKET_MAX_FRAME_BYTES = env.int("SOCKET_MAX_FRAME_BYTES", default=64 * 1024)
+SOCKET_MAX_FRAME_DEPTH = env.int("SOCKET_MAX_FRAME_DEPTH", default=8)
 CHAT_RATE_LIMIT_MESSAGES = env("CHAT_RATE_LIMIT_MESSAGES", default="20/min")
 CHAT_RATE_LIMIT_CONVERSATIONS = env("CHAT_RATE_LIMIT_CONVERSATIONS", default="10/hour")
 # Load the assistant's models when the first chat socket of a server process opens.
@@ -255,10 +315,6 @@ ESCALATION_RETRY_BASE_SECONDS = env.int("ESCALATION_RETRY_BASE_SECONDS", default
 ESCALATION_CALLBACK_MAX_SKEW_SECONDS = env.int("ESCALATION_CALLBACK_MAX_SKEW_SECONDS", default=300)
 ESCALATION_TICKET_EXPIRY_HOURS = env.int("ESCALATION_TICKET_EXPIRY_HOURS", default=24)
 ESCALATION_WEBHOOK_TIMEOUT_SECONDS = env.float("ESCALATION_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
-# How long the Step Functions start waits for the turn's withheld draft to be stored.
-ESCALATION_WORKFLOW_DRAFT_WAIT_SECONDS = env.float(
-    "ESCALATION_WORKFLOW_DRAFT_WAIT_SECONDS", default=15.0
-)
 
 # --- labeling / training ------------------------------------------------------------------
 LABELING_REVIEWERS_PER_ITEM = env.int("LABELING_REVIEWERS_PER_ITEM", default=3)
@@ -294,8 +350,21 @@ HF_HUB_OFFLINE = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "client_error_without_traceback": {"()": "config.log_filters.ClientErrorWithoutTraceback"}
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        # Only the root handler prints: Django's own console handler (under DEBUG) printed
+        # every request error a second time.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.request": {"filters": ["client_error_without_traceback"]},
+        "django.channels.server": {"level": "WARNING"},
+        # django-q2 logs two lines per task and per scheduled sweep; failures are
+        # warnings or errors. Our tasks log their own summary (e.g. one line per
+        # embedding batch). LOG_LEVEL_TASKS=INFO shows every task again.
+        "django-q": {"level": env("LOG_LEVEL_TASKS", default="WARNING")},
+    },
 }

@@ -1,8 +1,8 @@
-"""Developer machine: embedded defaults, DEBUG on, a fixed development key."""
+"""The embedded platform (``scripts/run``, ``manage.py``): embedded defaults and a fixed
+development key. DEBUG stays off (plain error pages, nothing disclosed) unless a developer
+asks for it with ``DJANGO_DEBUG=true``; WhiteNoise serves the static files either way."""
 
 from .base import *
-from .base import env
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-loopdesk-not-for-production"
 WHITENOISE_USE_FINDERS = True

@@ -37,6 +37,12 @@ Q_CLUSTER = {**Q_CLUSTER, "sync": True, "name": f"test-{uuid.uuid4().hex[:8]}"}
 ASSISTANT_TIMEOUT_SECONDS = 10.0
 CHAT_WARM_UP_ASSISTANT = False
 
+if "pool" in DATABASES["default"].get("OPTIONS", {}):
+    # Browser tests fork a Daphne child: it must not inherit the parent's pool (its
+    # threads do not survive the fork and its sockets are the parent's).
+    del DATABASES["default"]["OPTIONS"]["pool"]
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: browser tests serve the app from a separate Daphne process.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{uuid.uuid4().hex[:8]}.sqlite3")}

@@ -1,14 +1,11 @@
-"""Escalation services. The chat turn pipeline calls ``turn_review`` before any draft is
-shown, ``turn_failed`` when the assistant fails and ``escalation_request_human`` for the
-"Talk to a person" button; each returns a ``TurnVerdict``."""
+"""Escalation services. The chat turn asks ``EscalationReviewer`` (registered with
+``chat.review`` at start-up) whether a person is needed; the rest are the agents' and the
+integrations' moves."""
 
 from escalation.services.decisions import (
-    TurnVerdict,
-    escalation_request_human,
+    EscalationReviewer,
     rules_evaluate,
     toxicity_band,
-    turn_failed,
-    turn_review,
 )
 from escalation.services.events import (
     event_record,
@@ -30,8 +27,10 @@ from escalation.services.tickets import (
     ticket_claim,
     ticket_close,
     ticket_notify_agents,
+    ticket_publish,
     ticket_resolve,
     tickets_expire,
+    workflow_start_queue,
 )
 from escalation.services.workflows import (
     workflow_callback_answer,
@@ -41,8 +40,8 @@ from escalation.services.workflows import (
 
 __all__ = [
     "EscalationError",
+    "EscalationReviewer",
     "TakeoverConflict",
-    "TurnVerdict",
     "agent_conversation_group",
     "agent_message_send",
     "agent_presence_set",
@@ -51,7 +50,6 @@ __all__ = [
     "conversation_hand_back",
     "conversation_take_over",
     "escalation_open",
-    "escalation_request_human",
     "event_record",
     "knowledge_draft_create",
     "knowledge_draft_review",
@@ -62,13 +60,13 @@ __all__ = [
     "ticket_claim",
     "ticket_close",
     "ticket_notify_agents",
+    "ticket_publish",
     "ticket_resolve",
     "tickets_expire",
     "toxicity_band",
-    "turn_failed",
-    "turn_review",
     "webhook_delivery_attempt",
     "workflow_callback_answer",
     "workflow_callback_register",
     "workflow_start",
+    "workflow_start_queue",
 ]

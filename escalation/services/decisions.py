@@ -1,9 +1,13 @@
-"""The decision workflow the blog chains before a draft is shown: should a person step in?
+"""The decision the blog chains before a draft is shown: should a person step in?
+
+``EscalationReviewer`` is the ``chat.review.TurnReviewer`` this app registers at
+start-up; the chat turn calls it and never imports this module.
 
 Every enabled rule is evaluated on each customer turn and stored as a ``Decision`` with
-its inputs, score, threshold and outcome, so thresholds can later be tuned against what
-agents decided. A harmful message (toxicity above the upper band) blocks the turn; any
-other rule that fires escalates; the rule with the lowest priority number names the reason.
+its inputs, score, threshold and outcome (and the turn it was made on), so thresholds
+can later be tuned against what agents decided. A harmful message (toxicity above the
+upper band) blocks the turn; any other rule that fires escalates; the rule with the
+lowest priority number names the reason.
 """
 
 from __future__ import annotations
@@ -14,32 +18,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 
-from chat.models import Conversation, Message
-from escalation.models import Decision, DomainEvent, EscalationRule, Priority
+from chat.models import Conversation, Message, Turn
+from chat.review import TurnFacts, Verdict
+from escalation.models import Decision, DomainEvent, EscalationRule, Priority, Ticket
 from escalation.services.events import event_record
-from escalation.services.tickets import customer_notice_for, escalation_open
+from escalation.services.tickets import (
+    customer_notice_for,
+    escalation_open,
+    workflow_start_queue,
+)
 
 logger = logging.getLogger(__name__)
 
 Kind = EscalationRule.Kind
 Outcome = Decision.Outcome
 
-NOTICE_WITH_HUMAN = "A person from our support team is handling this conversation now."
 NOTICE_HARMFUL = (
     "We can't respond to this message. Please keep the conversation respectful; "
     "we're glad to help with your question."
 )
-
-
-@dataclass(frozen=True)
-class TurnVerdict:
-    escalate: bool = False  # withhold the draft and hand the conversation to a person
-    block: bool = False  # harmful content: no draft is generated or shown at all
-    reason: str = ""
-    customer_notice: str = ""  # shown to the customer instead of the draft
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,43 +67,48 @@ def patterns_match(patterns: list[str], text: str) -> str:
     return ""
 
 
-def _negative_sentiment(rule: EscalationRule, sentiment: dict[str, Any]) -> Evaluation:
-    method = sentiment.get("method", "vader")
-    inputs = {"sentiment": sentiment}
-    if method == "bedrock":
+def _negative_sentiment(rule: EscalationRule, facts: TurnFacts) -> Evaluation:
+    sentiment = facts.sentiment
+    inputs = {"label": sentiment.label, "score": sentiment.score, "method": sentiment.method}
+    if sentiment.method == "bedrock":
         # The blog's chain: the model answers 1 for negative, 0 for positive.
-        negative = int(sentiment.get("negative") or 0)
         return Evaluation(
             rule,
-            Outcome.ESCALATE if negative == 1 else Outcome.PROCEED,
-            score=float(negative),
+            Outcome.ESCALATE if sentiment.negative else Outcome.PROCEED,
+            score=1.0 if sentiment.negative else 0.0,
             threshold=1.0,
             inputs=inputs,
-            detail="model answered 1 (negative)" if negative else "",
+            detail="The sentiment check found the message clearly negative."
+            if sentiment.negative
+            else "",
         )
-    score = sentiment.get("score")
-    if score is None:
-        return Evaluation(rule, Outcome.PROCEED, inputs=inputs, detail="no sentiment score")
-    fired = float(score) <= float(rule.threshold if rule.threshold is not None else -0.5)
+    threshold = rule.threshold if rule.threshold is not None else -0.5
+    fired = sentiment.score <= threshold
     return Evaluation(
         rule,
         Outcome.ESCALATE if fired else Outcome.PROCEED,
-        score=float(score),
-        threshold=rule.threshold,
+        score=sentiment.score,
+        threshold=threshold,
         inputs=inputs,
-        detail=f"VADER compound {score} <= {rule.threshold}" if fired else "",
+        detail=(
+            f"The customer sounds very unhappy (sentiment {sentiment.score:+.2f}, "
+            f"escalates at {threshold:+.2f} or below)."
+        )
+        if fired
+        else "",
     )
 
 
 def _patterns(rule: EscalationRule, text: str) -> Evaluation:
     found = patterns_match(rule.pattern_lines(), text)
+    what = "asked for a person" if rule.kind == Kind.HUMAN_REQUEST else "used a watched phrase"
     return Evaluation(
         rule,
         Outcome.ESCALATE if found else Outcome.PROCEED,
         score=1.0 if found else 0.0,
         threshold=1.0,
         inputs={"matched": found, "source": "words"},
-        detail=f"matched {found!r}" if found else "",
+        detail=f"The customer {what}: \u201c{found}\u201d." if found else "",
     )
 
 
@@ -139,28 +142,24 @@ def _toxicity(rule: EscalationRule, text: str) -> Evaluation | None:
         score=toxicity,
         threshold=harmful if outcome == Outcome.BLOCK else hold,
         inputs={"labels": result["labels"], "hold": hold, "harmful": harmful},
-        detail={"block": "harmful", "hold": "needs a human review"}.get(outcome, ""),
+        detail={
+            "block": f"The message is harmful (toxicity {toxicity:.2f}).",
+            "hold": f"The message may be toxic (toxicity {toxicity:.2f}): a person reviews it.",
+        }.get(outcome, ""),
     )
 
 
-def _no_answer_streak(conversation: Conversation) -> int:
-    """Earlier turns in a row without an answer, since the last escalation by this rule."""
+def _repeated_no_answer(rule: EscalationRule, facts: TurnFacts) -> Evaluation:
+    """ "I don't know" this turn and on the turns right before it (since the last
+    escalation)."""
+    no_answer = facts.retrieval.no_answer
     streak = 0
-    earlier = Decision.objects.filter(
-        conversation=conversation, rule_kind=Kind.REPEATED_NO_ANSWER
-    ).values_list("inputs", "outcome")[:50]
-    for inputs, outcome in earlier:
-        if outcome == Outcome.ESCALATE or not inputs.get("no_answer"):
-            break
-        streak += 1
-    return streak
-
-
-def _repeated_no_answer(
-    rule: EscalationRule, conversation: Conversation, retrieval: dict[str, Any]
-) -> Evaluation:
-    no_answer = bool(retrieval.get("no_answer"))
-    streak = _no_answer_streak(conversation) + 1 if no_answer else 0
+    if no_answer:
+        streak = 1
+        for earlier in facts.earlier_turns:
+            if earlier.route == Turn.Route.ESCALATE or not earlier.no_answer:
+                break
+            streak += 1
     needed = rule.count or 2
     fired = streak >= needed
     return Evaluation(
@@ -168,39 +167,42 @@ def _repeated_no_answer(
         Outcome.ESCALATE if fired else Outcome.PROCEED,
         score=float(streak),
         threshold=float(needed),
-        inputs={"no_answer": no_answer, "retrieval": retrieval},
-        detail=f"{streak} turns in a row without an answer" if fired else "",
+        inputs={"no_answer": no_answer, "top_score": facts.retrieval.top_score},
+        detail=f"The assistant could not answer {streak} questions in a row." if fired else "",
     )
 
 
-def rules_evaluate(
-    *, conversation: Conversation, text: str, signals: dict[str, Any]
-) -> list[Evaluation]:
+def rules_evaluate(*, facts: TurnFacts) -> list[Evaluation]:
     """Run every enabled per-turn rule (no writes; Comprehend is called here)."""
     evaluations: list[Evaluation] = []
     for rule in EscalationRule.objects.filter(enabled=True).order_by("priority", "pk"):
         evaluation: Evaluation | None
         if rule.kind == Kind.NEGATIVE_SENTIMENT:
-            evaluation = _negative_sentiment(rule, signals.get("sentiment") or {})
+            evaluation = _negative_sentiment(rule, facts)
         elif rule.kind in (Kind.HUMAN_REQUEST, Kind.KEYWORD):
-            evaluation = _patterns(rule, text)
+            evaluation = _patterns(rule, facts.text)
         elif rule.kind == Kind.TOXICITY:
-            evaluation = _toxicity(rule, text)
+            evaluation = _toxicity(rule, facts.text)
         elif rule.kind == Kind.REPEATED_NO_ANSWER:
-            evaluation = _repeated_no_answer(rule, conversation, signals.get("retrieval") or {})
+            evaluation = _repeated_no_answer(rule, facts)
         else:
-            evaluation = None  # provider failures are decided in turn_failed
+            evaluation = None  # provider failures are decided in ``failed``
         if evaluation is not None:
             evaluations.append(evaluation)
     return evaluations
 
 
-def _store(
-    evaluation: Evaluation, *, conversation: Conversation, message: Message | None
+def _decision(
+    evaluation: Evaluation,
+    *,
+    conversation: Conversation,
+    message: Message | None,
+    turn: Turn | None,
 ) -> Decision:
-    decision = Decision(
+    return Decision(
         conversation=conversation,
         message=message,
+        turn=turn,
         rule=evaluation.rule,
         rule_kind=evaluation.rule.kind,
         inputs=evaluation.inputs,
@@ -209,159 +211,149 @@ def _store(
         outcome=evaluation.outcome,
         detail=evaluation.detail[:300],
     )
-    decision.save()
-    return decision
 
 
-def _sentiment_summary(signals: dict[str, Any]) -> dict[str, Any]:
-    sentiment = signals.get("sentiment") or {}
-    return {k: sentiment.get(k) for k in ("label", "score", "method") if k in sentiment}
+def _sentiment_summary(turn: Turn) -> dict[str, Any]:
+    if not turn.sentiment_label:
+        return {}
+    return {
+        "label": turn.sentiment_label,
+        "score": turn.sentiment_score,
+        "method": turn.sentiment_method,
+    }
 
 
-def _escalate(
-    *,
-    conversation: Conversation,
-    message: Message | None,
-    evaluation: Evaluation,
-    decision: Decision,
-    signals: dict[str, Any],
-) -> TurnVerdict:
-    ticket, _ = escalation_open(
-        conversation=conversation,
-        reason=evaluation.rule.kind,
-        reason_detail=evaluation.detail,
-        priority=evaluation.rule.ticket_priority,
-        decision=decision,
-        trigger_message=message,
-        sentiment=_sentiment_summary(signals),
-    )
-    if evaluation.outcome == Outcome.HOLD:
-        event_record(
-            name=DomainEvent.Name.HUMAN_REVIEW_REQUESTED,
-            conversation=conversation,
-            ticket=ticket,
-            payload={"toxicity": evaluation.score, "message_id": message.pk if message else None},
-        )
-    return TurnVerdict(
-        escalate=True,
-        reason=evaluation.rule.kind,
-        customer_notice=customer_notice_for(ticket),
-        details={
-            "ticket_id": ticket.pk,
-            "decision_id": decision.pk,
-            "rule": evaluation.rule.name,
-            "detail": evaluation.detail,
-        },
-    )
+class EscalationReviewer:
+    """Decides every customer turn by the enabled rules (see ``chat.review``)."""
 
-
-def turn_review(
-    *, conversation: Conversation, customer_message: Message, signals: dict[str, Any]
-) -> TurnVerdict:
-    """Decide before the draft is shown. ``signals``: {"sentiment": {...}, "retrieval": {...}}.
-
-    - a person handles (or is awaited in) the conversation: ``escalate`` without a new
-      ticket (the draft stays withheld);
-    - toxicity above the harmful band: ``block`` and HARMFUL_CONTENT_DETECTED;
-    - any other rule fires: ``escalate`` (ticket opened, conversation waiting for a person).
-    """
-    conversation.refresh_from_db(fields=["handling", "status"])
-    if conversation.handling != Conversation.Handling.ASSISTANT:
-        # Only reachable in a race (the pipeline checks before it prepares): a person
-        # took over meanwhile. The draft, if any, stays withheld; no new ticket.
-        return TurnVerdict(
-            escalate=True,
-            reason="with_human",
-            customer_notice=NOTICE_WITH_HUMAN,
-            details={"handling": conversation.handling},
-        )
-    evaluations = rules_evaluate(
-        conversation=conversation, text=customer_message.text, signals=signals
-    )
-    with transaction.atomic():
-        stored = [
-            (e, _store(e, conversation=conversation, message=customer_message)) for e in evaluations
-        ]
-        blocking = next(((e, d) for e, d in stored if e.outcome == Outcome.BLOCK), None)
+    def review(self, facts: TurnFacts) -> Verdict:
+        evaluations = rules_evaluate(facts=facts)
+        blocking = next((e for e in evaluations if e.outcome == Outcome.BLOCK), None)
         if blocking is not None:
-            evaluation, decision = blocking
+            return Verdict(
+                route=Turn.Route.BLOCK,
+                reason="harmful_content",
+                detail=blocking.detail,
+                customer_notice=NOTICE_HARMFUL,
+                audit=evaluations,
+            )
+        firing = next((e for e in evaluations if e.fired), None)
+        if firing is not None:
+            return Verdict(
+                route=Turn.Route.ESCALATE,
+                reason=firing.rule.kind,
+                category=firing.rule.kind,
+                detail=firing.detail,
+                priority=firing.rule.ticket_priority,
+                audit=evaluations,
+            )
+        route = facts.intent.label if facts.intent else Turn.Route.ANSWER
+        if route not in (Turn.Route.ANSWER, Turn.Route.SMALL_TALK, Turn.Route.OUT_OF_SCOPE):
+            route = Turn.Route.ANSWER
+        return Verdict(route=route, audit=evaluations)
+
+    def record(self, *, turn: Turn, verdict: Verdict) -> Verdict:
+        """Store the audit rows; block: HARMFUL_CONTENT_DETECTED; escalate: open the
+        ticket (its workflow starts once the turn's draft is settled)."""
+        conversation, message = turn.conversation, turn.customer_message
+        evaluations: list[Evaluation] = verdict.audit or []
+        decisions = Decision.objects.bulk_create(
+            [
+                _decision(e, conversation=conversation, message=message, turn=turn)
+                for e in evaluations
+            ]
+        )
+        by_evaluation = dict(zip(map(id, evaluations), decisions, strict=True))
+        if verdict.route == Turn.Route.BLOCK:
+            blocking = next(e for e in evaluations if e.outcome == Outcome.BLOCK)
             event_record(
                 name=DomainEvent.Name.HARMFUL_CONTENT_DETECTED,
                 conversation=conversation,
                 payload={
-                    "message_id": customer_message.pk,
-                    "toxicity": evaluation.score,
-                    "labels": evaluation.inputs.get("labels", {}),
+                    "message_id": message.pk,
+                    "toxicity": blocking.score,
+                    "labels": blocking.inputs.get("labels", {}),
                 },
             )
-            return TurnVerdict(
-                block=True,
-                reason="harmful_content",
-                customer_notice=NOTICE_HARMFUL,
-                details={"decision_id": decision.pk, "toxicity": evaluation.score},
-            )
-        firing = next(((e, d) for e, d in stored if e.fired), None)
-        if firing is None:
-            return TurnVerdict(details={"decisions": [d.pk for _, d in stored]})
-        evaluation, decision = firing
-        return _escalate(
+            return verdict
+        if verdict.route != Turn.Route.ESCALATE:
+            return verdict
+        firing = next(e for e in evaluations if e.fired)
+        ticket, _ = escalation_open(
             conversation=conversation,
-            message=customer_message,
-            evaluation=evaluation,
-            decision=decision,
-            signals=signals,
+            reason=verdict.reason,
+            reason_detail=verdict.detail,
+            priority=verdict.priority or Priority.NORMAL,
+            decision=by_evaluation[id(firing)],
+            trigger_message=message,
+            sentiment=_sentiment_summary(turn),
+            draft_follows=True,
+        )
+        if firing.outcome == Outcome.HOLD:
+            event_record(
+                name=DomainEvent.Name.HUMAN_REVIEW_REQUESTED,
+                conversation=conversation,
+                ticket=ticket,
+                payload={"toxicity": firing.score, "message_id": message.pk},
+            )
+        return verdict.but(
+            customer_notice=customer_notice_for(ticket), extra={"ticket_id": ticket.pk}
         )
 
-
-def turn_failed(
-    *, conversation: Conversation, customer_message: Message, error: str
-) -> TurnVerdict:
-    """The assistant failed on this turn (provider error or timeout).
-
-    RESPONSE_GENERATION_FAILED is always recorded; the enabled provider-failure rule
-    hands the conversation to a person."""
-    rule = (
-        EscalationRule.objects.filter(enabled=True, kind=Kind.PROVIDER_FAILURE)
-        .order_by("priority", "pk")
-        .first()
-    )
-    with transaction.atomic():
+    def failed(self, *, turn: Turn, error: str) -> Verdict:
+        """RESPONSE_GENERATION_FAILED is always recorded; the enabled provider-failure
+        rule hands the conversation to a person."""
+        conversation, message = turn.conversation, turn.customer_message
         event_record(
             name=DomainEvent.Name.RESPONSE_GENERATION_FAILED,
             conversation=conversation,
-            payload={"message_id": customer_message.pk, "error": error[:500]},
+            payload={"message_id": message.pk, "error": error[:500]},
+        )
+        rule = (
+            EscalationRule.objects.filter(enabled=True, kind=Kind.PROVIDER_FAILURE)
+            .order_by("priority", "pk")
+            .first()
         )
         if rule is None:
-            return TurnVerdict(reason="provider_failure")
+            return Verdict(route="", reason=Kind.PROVIDER_FAILURE)
         evaluation = Evaluation(
             rule,
             Outcome.ESCALATE,
             score=1.0,
             threshold=1.0,
             inputs={"error": error[:500]},
-            detail=f"assistant failed: {error}"[:300],
+            detail=f"The assistant could not answer ({error})."[:300],
         )
-        decision = _store(evaluation, conversation=conversation, message=customer_message)
-        conversation.refresh_from_db(fields=["handling"])
-        return _escalate(
+        decision = _decision(evaluation, conversation=conversation, message=message, turn=turn)
+        decision.save()
+        ticket, _ = escalation_open(
             conversation=conversation,
-            message=customer_message,
-            evaluation=evaluation,
+            reason=rule.kind,
+            reason_detail=evaluation.detail,
+            priority=rule.ticket_priority,
             decision=decision,
-            signals={},
+            trigger_message=message,
+            sentiment=_sentiment_summary(turn),
+        )
+        return Verdict(
+            route=Turn.Route.ESCALATE,
+            reason=rule.kind,
+            category=rule.kind,
+            detail=evaluation.detail,
+            priority=rule.ticket_priority,
+            customer_notice=customer_notice_for(ticket),
+            extra={"ticket_id": ticket.pk},
         )
 
-
-def escalation_request_human(
-    *, conversation: Conversation, customer_message: Message | None
-) -> TurnVerdict:
-    """The customer pressed "Talk to a person": always honoured, and audited."""
-    rule = (
-        EscalationRule.objects.filter(kind=Kind.HUMAN_REQUEST)
-        .order_by("-enabled", "priority")
-        .first()
-    )
-    with transaction.atomic():
+    def human_requested(
+        self, *, conversation: Conversation, customer_message: Message | None
+    ) -> Verdict:
+        """The customer pressed "Talk to a person": always honoured, and audited."""
+        rule = (
+            EscalationRule.objects.filter(kind=Kind.HUMAN_REQUEST)
+            .order_by("-enabled", "priority")
+            .first()
+        )
         decision = Decision(
             conversation=conversation,
             message=customer_message,
@@ -371,7 +363,7 @@ def escalation_request_human(
             score=1.0,
             threshold=1.0,
             outcome=Outcome.ESCALATE,
-            detail="customer pressed Talk to a person",
+            detail="The customer pressed \u201cTalk to a person\u201d.",
         )
         decision.save()
         ticket, _ = escalation_open(
@@ -382,9 +374,22 @@ def escalation_request_human(
             decision=decision,
             trigger_message=customer_message,
         )
-    return TurnVerdict(
-        escalate=True,
-        reason=Kind.HUMAN_REQUEST,
-        customer_notice=customer_notice_for(ticket),
-        details={"ticket_id": ticket.pk, "decision_id": decision.pk},
-    )
+        return Verdict(
+            route=Turn.Route.ESCALATE,
+            reason=Kind.HUMAN_REQUEST,
+            customer_notice=customer_notice_for(ticket),
+            extra={"ticket_id": ticket.pk},
+        )
+
+    def draft_stored(self, *, turn: Turn) -> None:
+        """The escalated turn's draft is settled: start the human-review workflow now,
+        with the draft in its input."""
+        ticket = (
+            Ticket.objects.filter(
+                conversation_id=turn.conversation_id, trigger_message_id=turn.customer_message_id
+            )
+            .order_by("-pk")
+            .first()
+        )
+        if ticket is not None:
+            workflow_start_queue(ticket_id=ticket.pk)

@@ -7,18 +7,18 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from chat.errors import ApplicationError, Conflict
+from chat.events import publish_on_commit
 from chat.models import Conversation, Message
+from chat.selectors import display_name
 from chat.services import (
     AGENTS_INBOX_GROUP,
-    conversation_state_broadcast,
-    display_name,
+    conversation_state_publish,
     message_append,
     system_notice_post,
 )
@@ -38,18 +38,12 @@ NOTICE_NOBODY_AVAILABLE = (
 )
 
 
-class EscalationError(Exception):
+class EscalationError(ApplicationError):
     """A move the escalation workflow refuses; the message is shown to the agent."""
 
-    def __init__(self, message: str, *, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
-
-class TakeoverConflict(EscalationError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="taken")
+class TakeoverConflict(Conflict, EscalationError):
+    code = "taken"
 
 
 def agent_conversation_group(conversation_id: Any) -> str:
@@ -57,37 +51,28 @@ def agent_conversation_group(conversation_id: Any) -> str:
     return f"agent.conversation.{conversation_id}"
 
 
-def _group_send(group: str, event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(group, event)
+def ticket_publish(ticket: Ticket, *, change: str) -> None:
+    """After commit, tell every open inbox and the agents on the conversation.
 
-
-def ticket_broadcast(ticket: Ticket, *, change: str) -> None:
-    """Tell every open inbox and the agents on the conversation (call after commit).
-
-    The event carries the inbox row, so no socket has to query the database for it (the
-    consumers' database calls share one thread: a burst of tickets would queue there)."""
+    The event carries the inbox row (read at commit time), so no socket has to query
+    the database for it."""
     from escalation.selectors import ticket_summary_by_id
 
-    event = {
-        "type": "escalation.ticket",
-        "ticket_id": ticket.pk,
-        "change": change,
-        "ticket": ticket_summary_by_id(ticket.pk),
-    }
-    _group_send(AGENTS_INBOX_GROUP, event)
-    _group_send(agent_conversation_group(ticket.conversation_id), event)
+    ticket_id, conversation_id = ticket.pk, ticket.conversation_id
+    summary: dict[str, Any] = {}
 
+    def event() -> dict[str, Any]:
+        if not summary:
+            summary.update(ticket_summary_by_id(ticket_id) or {})
+        return {
+            "type": "escalation.ticket",
+            "ticket_id": ticket_id,
+            "change": change,
+            "ticket": summary or None,
+        }
 
-def _state_broadcast_after_commit(conversation: Conversation) -> None:
-    pk = conversation.pk
-
-    def send() -> None:
-        fresh = Conversation.objects.select_related("assigned_agent").get(pk=pk)
-        conversation_state_broadcast(fresh)
-
-    transaction.on_commit(send)
+    publish_on_commit(AGENTS_INBOX_GROUP, event)
+    publish_on_commit(agent_conversation_group(conversation_id), event)
 
 
 def _lock(conversation: Conversation) -> Conversation:
@@ -109,13 +94,16 @@ def escalation_open(
     decision: Any = None,
     trigger_message: Message | None = None,
     sentiment: dict[str, Any] | None = None,
+    draft_follows: bool = False,
 ) -> tuple[Ticket, bool]:
     """Hand the conversation to people: open a ticket unless one is active.
 
     Locks the conversation row; the assistant stops answering (``waiting_for_human``)
     and the customer's later messages wait for an agent. After commit: every open inbox
     hears of the ticket, on-duty agents get an e-mail, and the Step Functions workflow
-    starts when a state machine is configured. Returns (ticket, created).
+    starts when a state machine is configured: at once, or, with ``draft_follows`` (an
+    escalated turn whose withheld draft is still being written), when the turn reports
+    its draft stored (``EscalationReviewer.draft_stored``). Returns (ticket, created).
     """
     locked = _lock(conversation)
     active = (
@@ -128,7 +116,7 @@ def escalation_open(
             # Handed back earlier but the ticket stayed open: the person is needed again.
             locked.handling = Conversation.Handling.WAITING_FOR_HUMAN
             locked.save(update_fields=["handling", "updated_at"])
-            _state_broadcast_after_commit(locked)
+            conversation_state_publish(locked)
         _sync(conversation, locked)
         return active, False
     ticket = Ticket(
@@ -146,14 +134,14 @@ def escalation_open(
     if locked.handling == Conversation.Handling.ASSISTANT:
         locked.handling = Conversation.Handling.WAITING_FOR_HUMAN
         locked.save(update_fields=["handling", "updated_at"])
-        _state_broadcast_after_commit(locked)
+        conversation_state_publish(locked)
     message_append(
         conversation=locked,
         role=Message.Role.SYSTEM,
         text=f"Escalated to a person: {reason.replace('_', ' ')}"
         + (f" ({reason_detail})" if reason_detail else ""),
         visibility=Message.Visibility.INTERNAL,
-        internal={"marker": "escalated", "ticket_id": ticket.pk, "reason": reason},
+        marker=Message.Marker.ESCALATED,
     )
     _sync(conversation, locked)
     event_record(
@@ -167,19 +155,27 @@ def escalation_open(
             "nobody_available": ticket.nobody_available,
         },
     )
-    transaction.on_commit(lambda: _after_open(ticket))
+    ticket_publish(ticket, change="created")
+    transaction.on_commit(lambda: _after_open(ticket, start_workflow=not draft_follows))
     return ticket, True
 
 
-def _after_open(ticket: Ticket) -> None:
+def _after_open(ticket: Ticket, *, start_workflow: bool) -> None:
+    from django_q.tasks import async_task
+
+    async_task("escalation.tasks.ticket_notify_agents_task", ticket.pk)
+    if start_workflow:
+        workflow_start_queue(ticket_id=ticket.pk)
+
+
+def workflow_start_queue(*, ticket_id: int) -> None:
+    """Start the Step Functions workflow in the background, when one is configured."""
     from django_q.tasks import async_task
 
     from escalation import stepfunctions
 
-    ticket_broadcast(ticket, change="created")
-    async_task("escalation.tasks.ticket_notify_agents_task", ticket.pk)
     if stepfunctions.workflow_configured():
-        async_task("escalation.tasks.workflow_start_task", ticket.pk)
+        async_task("escalation.tasks.workflow_start_task", ticket_id)
 
 
 def customer_notice_for(ticket: Ticket) -> str:
@@ -193,7 +189,7 @@ def conversation_take_over(*, conversation: Conversation, agent: User) -> Ticket
     Locks the conversation row, then re-checks who handles it: of two agents racing,
     the second waits for the lock, sees the first one's takeover and gets
     ``TakeoverConflict``. An assistant answer in flight re-checks ``handling`` under the
-    same lock before it is published (``chat.services.assistant_reply_store``), so it
+    same lock before it is published (``chat.services.turns.turn_answer_store``), so it
     ends up withheld. Opens a ticket when none is active (an agent stepping in).
     """
     locked = _lock(conversation)
@@ -223,9 +219,7 @@ def conversation_take_over(*, conversation: Conversation, agent: User) -> Ticket
     system_notice_post(
         conversation=locked,
         text=f"{display_name(agent)} from our support team joined the conversation.",
-        marker="human_start",
-        agent_id=agent.pk,
-        ticket_id=ticket.pk,
+        marker=Message.Marker.HUMAN_START,
     )
     _sync(conversation, locked)
     event_record(
@@ -237,8 +231,8 @@ def conversation_take_over(*, conversation: Conversation, agent: User) -> Ticket
             "waited_seconds": (now - ticket.handoff_at).total_seconds(),
         },
     )
-    _state_broadcast_after_commit(locked)
-    transaction.on_commit(lambda: ticket_broadcast(ticket, change="assigned"))
+    conversation_state_publish(locked)
+    ticket_publish(ticket, change="assigned")
     return ticket
 
 
@@ -298,7 +292,7 @@ def note_add(*, conversation: Conversation, agent: User, text: str) -> Message:
     return message
 
 
-def _hand_back(locked: Conversation, *, agent: User | None, why: str) -> None:
+def _hand_back(locked: Conversation, *, agent: User | None) -> None:
     name = display_name(agent) if agent else "Our support team"
     locked.handling = Conversation.Handling.ASSISTANT
     locked.assigned_agent = None
@@ -306,11 +300,9 @@ def _hand_back(locked: Conversation, *, agent: User | None, why: str) -> None:
     system_notice_post(
         conversation=locked,
         text=f"{name} handed the conversation back to the assistant.",
-        marker="human_end",
-        agent_id=agent.pk if agent else None,
-        why=why,
+        marker=Message.Marker.HUMAN_END,
     )
-    _state_broadcast_after_commit(locked)
+    conversation_state_publish(locked)
 
 
 @transaction.atomic
@@ -321,7 +313,7 @@ def conversation_hand_back(*, conversation: Conversation, agent: User) -> Conver
     """
     locked = _lock(conversation)
     _require_owner(locked, agent)
-    _hand_back(locked, agent=agent, why="hand_back")
+    _hand_back(locked, agent=agent)
     ticket = Ticket.objects.filter(conversation=locked, status__in=Ticket.ACTIVE).first()
     event_record(
         name=DomainEvent.Name.HANDED_BACK,
@@ -330,7 +322,7 @@ def conversation_hand_back(*, conversation: Conversation, agent: User) -> Conver
         payload={"agent": agent.get_username()},
     )
     if ticket is not None:
-        transaction.on_commit(lambda: ticket_broadcast(ticket, change="handed_back"))
+        ticket_publish(ticket, change="handed_back")
     _sync(conversation, locked)
     return locked
 
@@ -364,7 +356,7 @@ def _finish(ticket: Ticket, *, status: str, outcome: str, note: str, agent: User
         ]
     )
     if locked.handling != Conversation.Handling.ASSISTANT:
-        _hand_back(locked, agent=agent, why=status)
+        _hand_back(locked, agent=agent)
     _sync(ticket.conversation, locked)
     return fresh
 
@@ -423,7 +415,7 @@ def ticket_resolve(*, ticket: Ticket, agent: User, outcome: str, note: str = "")
         payload=payload,
     )
     _answer_callbacks(fresh, action=WorkflowCallback.Action.SUCCESS, output=payload)
-    transaction.on_commit(lambda: ticket_broadcast(fresh, change="resolved"))
+    ticket_publish(fresh, change="resolved")
     return fresh
 
 
@@ -443,7 +435,7 @@ def ticket_close(
         payload=payload,
     )
     _answer_callbacks(fresh, action=WorkflowCallback.Action.FAILURE, output=payload)
-    transaction.on_commit(lambda: ticket_broadcast(fresh, change="closed"))
+    ticket_publish(fresh, change="closed")
     return fresh
 
 

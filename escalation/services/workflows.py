@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from django.conf import settings
@@ -45,37 +44,17 @@ def workflow_input(ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def _draft_expected(ticket: Ticket) -> bool:
-    """The chat pipeline stores a withheld draft right after escalating a customer turn
-    (not for provider failures, the button or an agent stepping in)."""
-    return (
-        ticket.trigger_message_id is not None
-        and ticket.reason not in ("provider_failure", "agent_takeover")
-        and ticket.reason_detail != "button"
-    )
-
-
-def _wait_for_draft(ticket: Ticket) -> None:
-    """Give the pipeline a moment to store the draft (workers only: with django-q2 in
-    sync mode this runs inside the request that escalates and would only delay it)."""
-    if settings.Q_CLUSTER.get("sync") or not _draft_expected(ticket):
-        return
-    deadline = time.monotonic() + settings.ESCALATION_WORKFLOW_DRAFT_WAIT_SECONDS
-    while withheld_draft_for(ticket) is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-
-
 def workflow_start(*, ticket_id: int) -> str:
     """Start the configured state machine for the ticket, once (idempotent by name).
 
-    The input carries the withheld draft; the start waits up to
-    ESCALATION_WORKFLOW_DRAFT_WAIT_SECONDS for the pipeline to store it."""
+    Queued when the ticket opens, or, for an escalated turn, once the turn's withheld
+    draft is settled (``EscalationReviewer.draft_stored``): the input carries the draft
+    without waiting for it."""
     if not stepfunctions.workflow_configured():
         return ""
     ticket = Ticket.objects.select_related("trigger_message").get(pk=ticket_id)
     if ticket.workflow_execution_arn:
         return ticket.workflow_execution_arn
-    _wait_for_draft(ticket)
     arn = stepfunctions.execution_start(
         name=f"loopdesk-ticket-{ticket.pk}", payload=workflow_input(ticket)
     )

@@ -11,8 +11,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from config import roles
-from labeling.models import Label, LabelingBatch, LabelingItem
+from labeling.models import REVIEWERS_GROUP, Label, LabelingBatch, LabelingItem
 from labeling.selectors import batch_agreement
 
 
@@ -31,7 +30,7 @@ def item_assign_reviewers(*, item: LabelingItem) -> list[Label]:
     user_model = get_user_model()
     reviewer_ids = list(
         user_model.objects.select_for_update(of=("self",))
-        .filter(groups__name=roles.REVIEWERS, is_active=True)
+        .filter(groups__name=REVIEWERS_GROUP, is_active=True)
         .order_by("pk")
         .values_list("pk", flat=True)
     )

@@ -127,7 +127,10 @@
       streams.get(m.reply_to_id).el.remove();
       streams.delete(m.reply_to_id);
     }
-    if (m.role === "assistant" || m.role === "system" || m.role === "agent") setThinking(false);
+    if (m.role === "assistant" || m.role === "system" || m.role === "agent") {
+      setThinking(false);
+      $("stalled").hidden = true;
+    }
     shown.set(m.seq, li);
     place(li, m.seq);
     lastSeq = Math.max(lastSeq, m.seq);
@@ -144,7 +147,25 @@
     scrollDown();
   }
 
-  function setThinking(on) { $("thinking").hidden = !on; if (on) scrollDown(); }
+  // "Thinking" never lasts forever: if neither an answer nor the server's failure notice
+  // arrives within the turn's time limit, say so and offer a person.
+  let thinkingTimer = null;
+  function setThinking(on) {
+    $("thinking").hidden = !on;
+    clearTimeout(thinkingTimer);
+    if (on) {
+      $("stalled").hidden = true;
+      thinkingTimer = setTimeout(turnStalled, config.turnTimeoutMs || 35000);
+      scrollDown();
+    }
+  }
+  function turnStalled() {
+    if ($("thinking").hidden) return;
+    $("thinking").hidden = true;
+    $("stalled").hidden = false;
+    send({ type: "resume", after_seq: lastSeq }); // the failure notice may be waiting
+    scrollDown();
+  }
 
   function setStatus(state) {
     const status = $("status");
@@ -345,6 +366,10 @@
   });
 
   humanButton.addEventListener("click", () => { send({ type: "request_human" }); humanButton.disabled = true; });
+  document.querySelector('[data-action="human-stalled"]').addEventListener("click", () => {
+    $("stalled").hidden = true;
+    humanButton.click();
+  });
   endButton.addEventListener("click", () => { send({ type: "end" }); });
   document.querySelector('[data-action="new"]').addEventListener("click", () => { location.href = location.pathname; });
 
@@ -370,6 +395,33 @@
       send({ type: "resume", after_seq: lastSeq });
     }
   }, 3000);
+
+  // --- layout: the menu (the sidebar as a drawer at phone width) and the notice --------
+  const pageEl = $("page");
+  const menuButton = document.querySelector('[data-action="open-menu"]');
+  const backdrop = document.querySelector(".backdrop");
+  function setMenu(open) {
+    pageEl.classList.toggle("menu-open", open);
+    menuButton.setAttribute("aria-expanded", String(open));
+    backdrop.hidden = !open;
+    if (open) document.querySelector("#chat-menu .new-chat").focus();
+  }
+  menuButton.addEventListener("click", () => setMenu(true));
+  for (const el of document.querySelectorAll('[data-action="close-menu"]')) {
+    el.addEventListener("click", () => { setMenu(false); menuButton.focus(); });
+  }
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && pageEl.classList.contains("menu-open")) { setMenu(false); menuButton.focus(); }
+  });
+  const notice = $("offline-notice");
+  const noticeKey = "loopdesk.notice.offline";
+  if (notice) {
+    if (localStorage.getItem(noticeKey) === "dismissed") notice.hidden = true;
+    notice.querySelector('[data-action="dismiss-notice"]').addEventListener("click", () => {
+      notice.hidden = true;
+      localStorage.setItem(noticeKey, "dismissed");
+    });
+  }
 
   for (const a of document.querySelectorAll(".history a")) {
     if (a.dataset.id === conversationId) a.classList.add("current");

@@ -78,7 +78,7 @@ def test_post_message_runs_the_assistant_turn_and_dedups(customer_client, custom
     assert body["message"]["seq"] == 1 and body["message"]["role"] == "customer"
     assert body["reply"]["text"] == scripted.answer
     assert body["reply"]["sources"][0]["slug"] == "reset-password"
-    assert "internal" not in body["reply"]
+    assert "turn" not in body["reply"] and "visibility" not in body["reply"]
     assert retry.status_code == 200
     assert retry.json()["outcome"] == "duplicate"
     assert retry.json()["reply"]["id"] == body["reply"]["id"]
@@ -145,7 +145,7 @@ def test_messages_cursor_on_seq_and_audiences(customer_client, customer, agent, 
 
     assert [m["seq"] for m in page1["results"] + page2["results"]] == [1, 2, 3, 4]
     assert [m["seq"] for m in after] == [4, 5]  # the withheld draft (6) is not for customers
-    assert as_agent[-1]["visibility"] == "withheld" and "internal" in as_agent[-1]
+    assert as_agent[-1]["visibility"] == "withheld" and "turn" in as_agent[-1]
 
 
 def test_feedback_and_end(customer_client, customer):

@@ -19,6 +19,7 @@ from chat.assistant import (
     bedrock,
 )
 from chat.assistant.chain import ANSWER_SYSTEM
+from chat.assistant.contract import Sentiment
 from chat.models import Article
 from chat.services import article_upsert
 
@@ -135,13 +136,7 @@ async def test_prepare_retrieves_with_bedrock_embeddings_and_asks_the_blogs_sent
 
     assert [s["slug"] for s in prepared.sources] == [WIFI[0], BILLS[0]]
     assert prepared.sources[0]["score"] == pytest.approx(0.8)
-    assert prepared.signals["sentiment"] == {
-        "label": "negative",
-        "negative": 1,
-        "score": -1.0,
-        "method": "bedrock",
-        "raw": "1",
-    }
+    assert prepared.sentiment == Sentiment(label="negative", score=-1.0, method="bedrock", raw="1")
 
 
 async def test_positive_sentiment_answer_zero_is_not_negative(
@@ -153,8 +148,8 @@ async def test_positive_sentiment_answer_zero_is_not_negative(
 
     prepared = await assistant_prepare(question=question, history=[])
 
-    assert prepared.signals["sentiment"]["negative"] == 0
-    assert prepared.signals["sentiment"]["label"] == "positive"
+    assert not prepared.sentiment.negative
+    assert prepared.sentiment.label == "positive"
     assert prepared.no_answer  # nothing in the knowledge base is close
 
 

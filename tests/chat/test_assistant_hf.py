@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from chat.assistant import Passage, Prepared, assistant_draft, assistant_stream
+from chat.assistant import Passage, Prepared, adapters, assistant_draft, assistant_stream
 from chat.assistant import hf as hf_provider
-from training.selectors import AdapterRef
+from chat.assistant.adapters import AdapterRef
+from chat.assistant.contract import Retrieval, Sentiment
 from training.services.starter import qa_text, starter_model_build
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,13 +61,13 @@ def hf_settings(settings, tiny_models, monkeypatch):
     settings.HF_ALLOW_TOY_MODEL = True  # a starter-built toy: these tests check mechanics
     hf_provider._runtimes.clear()
 
-    def adapter_live(*, adapter_name: str = ""):
+    def resolve(*, kind: str, slot: str = ""):
         # The training app's deployments decide this; here each name is "deployed".
-        if adapter_name in tiny_models and adapter_name != "base":
-            return AdapterRef(name=adapter_name, path=tiny_models[adapter_name])
+        if kind == adapters.GENERATOR and slot in tiny_models and slot != "base":
+            return AdapterRef(name=slot, path=tiny_models[slot])
         return None
 
-    monkeypatch.setattr(hf_provider, "adapter_live", adapter_live)
+    monkeypatch.setattr(adapters, "_resolver", resolve)
     yield
     hf_provider._runtimes.clear()
 
@@ -80,9 +81,8 @@ PREPARED = Prepared(
             score=0.7,
         )
     ],
-    sources=[{"slug": "connecting-the-hub-to-wifi", "title": "Wi-Fi", "score": 0.7}],
-    signals={},
-    no_answer=False,
+    sentiment=Sentiment(label="neutral", score=0.0, method="vader"),
+    retrieval=Retrieval(top_score=0.7, min_score=0.3, no_answer=False),
 )
 QUESTION = "Does the hub work on 5 GHz wifi?"
 

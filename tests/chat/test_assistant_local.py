@@ -28,7 +28,7 @@ async def test_wifi_question_retrieves_and_cites_the_wifi_article(knowledge_base
 
     assert not prepared.no_answer
     assert prepared.sources[0]["slug"] == "connecting-the-hub-to-wifi"
-    assert prepared.signals["retrieval"]["top_score"] >= prepared.signals["retrieval"]["min_score"]
+    assert prepared.retrieval.top_score >= prepared.retrieval.min_score
     assert "2.4 GHz" in answer
     assert "[1]" in answer
     assert info.provider == "local"
@@ -43,7 +43,7 @@ async def test_off_topic_question_gives_an_honest_no_answer(knowledge_base):
 
     assert prepared.no_answer
     assert prepared.sources == []
-    assert prepared.signals["retrieval"]["no_answer"] is True
+    assert prepared.retrieval.no_answer is True
     assert "don't know" in answer
     assert "person" in answer
 
@@ -55,11 +55,10 @@ async def test_angry_message_is_flagged_negative_and_a_question_is_not(knowledge
     )
     calm = await assistant_prepare(question="How do I submit a meter reading?", history=[])
 
-    assert angry.signals["sentiment"]["label"] == "negative"
-    assert angry.signals["sentiment"]["negative"] == 1
-    assert angry.signals["sentiment"]["method"] == "vader"
-    assert angry.signals["sentiment"]["score"] < 0
-    assert calm.signals["sentiment"]["negative"] == 0
+    assert angry.sentiment.label == "negative" and angry.sentiment.negative
+    assert angry.sentiment.method == "vader"
+    assert angry.sentiment.score < 0
+    assert not calm.sentiment.negative
 
 
 async def test_answer_streams_in_several_chunks(knowledge_base):

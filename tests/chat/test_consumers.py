@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 
 from chat import services, turns
-from chat.models import Conversation, CustomerFeedback, Message
+from chat.models import Conversation, CustomerFeedback, Message, Turn
 from tests.chat.conftest import open_socket, receive_until, session_cookie_for, socket
 from tests.factories import ConversationFactory
 
@@ -67,7 +67,14 @@ async def test_customer_message_is_acked_streamed_and_answered_with_sources(
     assert reply.visibility == "public" and reply.reply_to_id == customer_msg.pk
     assert (reply.provider, reply.model_name) == ("fake", "scripted")
     assert reply.latency_ms is not None
-    assert reply.internal["signals"]["sentiment"]["negative"] == 0
+    # the typed turn record behind the answer
+    turn = await db(lambda: Turn.objects.get(customer_message=customer_msg))()
+    assert (turn.status, turn.route) == ("answered", "answer")
+    assert turn.sentiment_method == "vader" and turn.sentiment_label != "negative"
+    assert turn.sources[0]["slug"] == "reset-password"
+    assert reply.turn_id == turn.pk and turn.owner == turns.process_owner()
+    assert turn.started_at <= turn.finished_at and turn.latency_ms is not None
+    assert "turn" not in answer  # customers never see the turn
 
 
 async def test_retried_client_id_creates_one_message_and_one_answer(
@@ -224,17 +231,8 @@ async def test_logged_in_customer_opens_own_conversation(customer, scripted):
 
 
 async def test_provider_error_gives_a_notice_flags_the_conversation_and_keeps_the_message(
-    conversation, visitor, scripted, monkeypatch
+    conversation, visitor, scripted
 ):
-    failed = []
-    from escalation import services as escalation_services
-
-    original = escalation_services.turn_failed
-    monkeypatch.setattr(
-        escalation_services,
-        "turn_failed",
-        lambda **kw: failed.append(kw["error"]) or original(**kw),
-    )
     scripted.fail_on_prepare = RuntimeError("Bedrock throttled")
     comm = await open_socket(conversation.pk, visitor_token=visitor[1])
     await send_message(comm, "Is my order shipped?", "f1")
@@ -246,8 +244,14 @@ async def test_provider_error_gives_a_notice_flags_the_conversation_and_keeps_th
     await db(conversation.refresh_from_db)()
     assert conversation.needs_attention is True
     assert "Bedrock throttled" in conversation.attention_reason
-    assert failed == ["RuntimeError: Bedrock throttled"]
-    assert [m.role for m in await db(stored)(conversation)] == ["customer", "system"]
+    # the failure is recorded on the turn, and escalation hands the conversation on
+    turn = await db(Turn.objects.get)(conversation=conversation)
+    assert turn.status == "failed" and turn.error == "RuntimeError: Bedrock throttled"
+    assert conversation.handling == "waiting_for_human"
+    assert [m.role for m in await db(stored)(conversation, visibility="public")] == [
+        "customer",
+        "system",
+    ]
 
 
 async def test_failure_mid_stream_cancels_the_partial_answer(conversation, visitor, scripted):
@@ -262,7 +266,8 @@ async def test_failure_mid_stream_cancels_the_partial_answer(conversation, visit
     types = [f["type"] for f in frames]
     assert "assistant.delta" in types
     assert types.index("assistant.cancelled") < len(types) - 1
-    assert [m.role for m in await db(stored)(conversation)] == ["customer", "system"]
+    public = await db(stored)(conversation, visibility="public")
+    assert [m.role for m in public] == ["customer", "system"]
 
 
 async def test_timeout_answers_within_the_limit_and_other_conversations_keep_working(
@@ -295,7 +300,7 @@ async def test_timeout_answers_within_the_limit_and_other_conversations_keep_wor
     assert "could not answer" in notice[-1]["message"]["text"]
     await db(slow.refresh_from_db)()
     assert slow.needs_attention and "timeout" in slow.attention_reason
-    assert [m.role for m in await db(stored)(slow)] == ["customer", "system"]
+    assert [m.role for m in await db(stored)(slow, visibility="public")] == ["customer", "system"]
 
 
 async def test_bot_stays_silent_while_an_agent_handles_the_conversation(visitor, scripted):
@@ -312,20 +317,11 @@ async def test_bot_stays_silent_while_an_agent_handles_the_conversation(visitor,
 
 
 async def test_escalate_verdict_withholds_the_draft_and_shows_the_notice(
-    conversation, visitor, scripted, monkeypatch, agent
+    conversation, visitor, scripted, agent
 ):
-    from escalation import services as escalation_services
-
-    monkeypatch.setattr(
-        escalation_services,
-        "turn_review",
-        lambda **kw: escalation_services.TurnVerdict(
-            escalate=True, reason="negative sentiment", customer_notice="A person will join you."
-        ),
-    )
     comm = await open_socket(conversation.pk, visitor_token=visitor[1])
     watcher = await open_socket(conversation.pk, cookie=await db(session_cookie_for)(agent))
-    await send_message(comm, "This is terrible!!", "e1")
+    await send_message(comm, "This is terrible, the worst service ever, I hate it!!", "e1")
     notice = await receive_until(comm, "message", role="system")
     agent_frames = await receive_until(watcher, "message", role="assistant")
     await turns.turns_drain()
@@ -333,20 +329,29 @@ async def test_escalate_verdict_withholds_the_draft_and_shows_the_notice(
     await comm.disconnect()
     await watcher.disconnect()
 
-    assert notice[-1]["message"]["text"] == "A person will join you."
+    assert "person" in notice[-1]["message"]["text"]
     assert not any(f["type"] == "assistant.delta" for f in notice)
     draft = agent_frames[-1]["message"]
     assert draft["visibility"] == "withheld" and draft["text"] == scripted.answer
-    assert draft["internal"]["review"]["reason"] == "negative sentiment"
+    assert draft["turn"]["status"] == "escalated"
+    assert draft["turn"]["reason"] == "negative_sentiment"
+    assert "unhappy" in draft["turn"]["detail"]
 
 
 async def test_block_verdict_generates_no_draft(conversation, visitor, scripted, monkeypatch):
-    from escalation import services as escalation_services
+    from chat.review import Verdict
+    from escalation.services.decisions import EscalationReviewer
 
+    # Comprehend's harmful band is the only way to block; its client is AWS's.
     monkeypatch.setattr(
-        escalation_services,
-        "turn_review",
-        lambda **kw: escalation_services.TurnVerdict(block=True, customer_notice="Not here."),
+        EscalationReviewer,
+        "review",
+        lambda self, facts: Verdict(route="block", reason="harmful_content", audit=[]),
+    )
+    monkeypatch.setattr(
+        EscalationReviewer,
+        "record",
+        lambda self, *, turn, verdict: verdict.but(customer_notice="Not here."),
     )
     comm = await open_socket(conversation.pk, visitor_token=visitor[1])
     await send_message(comm, "something harmful", "b1")
@@ -356,6 +361,8 @@ async def test_block_verdict_generates_no_draft(conversation, visitor, scripted,
 
     assert frames[-1]["message"]["text"] == "Not here."
     assert [m.role for m in await db(stored)(conversation)] == ["customer", "system"]
+    assert (await db(Turn.objects.get)(conversation=conversation)).status == "blocked"
+    assert scripted.questions == ["something harmful"]  # prepared, but never drafted
 
 
 async def test_agent_takeover_during_streaming_withholds_the_answer(
@@ -406,18 +413,11 @@ async def test_history_marks_where_the_human_part_began_and_ended(
     assert history[3]["role"] == "system" and "handed the conversation back" in history[3]["text"]
 
 
-async def test_talk_to_a_person_calls_escalation_and_posts_its_notice(
-    conversation, visitor, scripted, monkeypatch
+async def test_talk_to_a_person_opens_a_ticket_and_posts_its_notice(
+    conversation, visitor, scripted
 ):
-    from escalation import services as escalation_services
+    from escalation.models import Ticket
 
-    calls = []
-
-    def request_human(*, conversation, customer_message):
-        calls.append(customer_message.text if customer_message else None)
-        return escalation_services.TurnVerdict(escalate=True, customer_notice="Finding someone.")
-
-    monkeypatch.setattr(escalation_services, "escalation_request_human", request_human)
     comm = await open_socket(conversation.pk, visitor_token=visitor[1])
     await send_message(comm, "my router is broken", "p1")
     await receive_until(comm, "message", role="assistant")
@@ -426,8 +426,11 @@ async def test_talk_to_a_person_calls_escalation_and_posts_its_notice(
     await turns.turns_drain()
     await comm.disconnect()
 
-    assert calls == ["my router is broken"]
-    assert frames[-1]["message"]["text"] == "Finding someone."
+    ticket = await db(Ticket.objects.select_related("trigger_message").get)(
+        conversation=conversation
+    )
+    assert ticket.reason == "human_request" and ticket.trigger_message.text == "my router is broken"
+    assert "support team" in frames[-1]["message"]["text"]
 
 
 async def test_agent_typing_reaches_the_customer(conversation, visitor, agent):
@@ -496,13 +499,15 @@ async def test_unknown_group_events_from_other_apps_are_ignored(conversation, vi
 async def test_answer_reaches_the_socket_even_if_its_broadcast_is_lost(
     conversation, visitor, scripted, monkeypatch
 ):
-    original = services._broadcast_message
+    from chat import events
 
-    def lossy(message):
-        if message.role != "assistant":  # the channel layer drops the answer's event
-            original(message)
+    original = events.apublish
 
-    monkeypatch.setattr(services, "_broadcast_message", lossy)
+    async def lossy(group, event):
+        if event.get("frame", {}).get("role") != "assistant":  # the layer drops the answer
+            await original(group, event)
+
+    monkeypatch.setattr(events, "apublish", lossy)
     comm = await open_socket(conversation.pk, visitor_token=visitor[1])
     await send_message(comm, "Still there?", "lost-1")
     frames = await receive_until(comm, "message", role="assistant")

@@ -29,7 +29,10 @@ def wifi_article(db, django_capture_on_commit_callbacks) -> Article:
 def _search(text: str, min_score: float = 0.3):
     vector = embedder_current().embed_documents([text])[0]
     return passages_search(
-        query_vector=vector, embedding_model=MODEL_NAME, top_k=3, min_score=min_score
+        index=knowledge_index(embedding_model=MODEL_NAME),
+        query_vector=vector,
+        top_k=3,
+        min_score=min_score,
     )
 
 

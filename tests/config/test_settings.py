@@ -44,11 +44,17 @@ def test_nothing_set_gives_the_embedded_defaults(tmp_path):
         "layer": "channels.layers.InMemoryChannelLayer",
         "broker": "orm",
         "cache": "django.core.cache.backends.db.DatabaseCache",
-        "debug": True,
+        "debug": False,
         "email": "django.core.mail.backends.console.EmailBackend",
         "storage": "django.core.files.storage.FileSystemStorage",
         "provider": "local",
     }
+
+
+def test_debug_is_an_explicit_developer_choice(tmp_path):
+    result = load("config.settings.local", LOOPDESK_VAR_DIR=str(tmp_path), DJANGO_DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["debug"] is True
 
 
 def test_database_and_redis_urls_switch_to_real_services(tmp_path):

@@ -1,8 +1,6 @@
-"""Escalation fixtures: a conversation with a customer message, signals, on-duty agents."""
+"""Escalation fixtures: a conversation, customer messages, on-duty agents, a ticket."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
@@ -10,20 +8,6 @@ from chat.models import Conversation, Message
 from chat.services import message_append
 from escalation import services
 from tests.factories import ConversationFactory
-
-
-def signals(
-    *, compound: float = 0.3, method: str = "vader", negative: int = 0, no_answer: bool = False
-) -> dict[str, Any]:
-    label = "negative" if (negative or compound <= -0.5) else "neutral"
-    return {
-        "sentiment": {"label": label, "negative": negative, "score": compound, "method": method},
-        "retrieval": {
-            "top_score": 0.1 if no_answer else 0.8,
-            "no_answer": no_answer,
-            "min_score": 0.35,
-        },
-    }
 
 
 @pytest.fixture
@@ -53,24 +37,10 @@ def on_duty(agent):
 @pytest.fixture
 def escalated(conversation, say, on_duty):
     """A conversation escalated by the button, waiting for a person."""
-    message = say("I need help with my invoice")
-    verdict = services.escalation_request_human(conversation=conversation, customer_message=message)
-    conversation.refresh_from_db()
+    from chat.services import human_request
     from escalation.models import Ticket
 
-    return Ticket.objects.get(pk=verdict.details["ticket_id"])
-
-
-@pytest.fixture(autouse=True)
-def _default_rules(request):
-    """Transactional tests flush the database after each test, seeded rules included:
-    put the data migration's defaults back before such a test."""
-    marker = request.node.get_closest_marker("django_db")
-    if marker and marker.kwargs.get("transaction"):
-        import importlib
-
-        from django.apps import apps
-
-        request.getfixturevalue("transactional_db")
-        seed = importlib.import_module("escalation.migrations.0002_default_rules").seed
-        seed(apps, None)
+    say("I need help with my invoice")
+    human_request(conversation=conversation, requested_by=None)
+    conversation.refresh_from_db()
+    return Ticket.objects.get(conversation=conversation)

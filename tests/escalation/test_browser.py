@@ -112,7 +112,7 @@ def test_angry_customer_to_agent_takeover_live_talk_and_resolve(
     customer_page.wait_for_timeout(1500)  # time for any (wrong) assistant answer to show
 
     # the assistant stayed silent after the takeover
-    took_over = conversation.messages.get(internal__marker="human_start").seq
+    took_over = conversation.messages.get(marker="human_start").seq
     assert not conversation.messages.filter(
         role=Message.Role.ASSISTANT, visibility=Message.Visibility.PUBLIC, seq__gt=took_over
     ).exists()

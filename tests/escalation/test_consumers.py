@@ -10,7 +10,6 @@ from channels.testing import WebsocketCommunicator
 from config.routing import websocket_urlpatterns
 from escalation import services
 from escalation.models import Ticket
-from tests.escalation.conftest import signals
 from tests.factories import ConversationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,30 +32,31 @@ async def frames_until(communicator, frame_type: str, limit: int = 20) -> dict:
     raise AssertionError(f"no {frame_type} frame")
 
 
-@database_sync_to_async
-def escalate_by_words(conversation, text):
-    from chat.models import Message
-    from chat.services import message_append
+async def escalate_by_words(conversation, text):
+    """A customer turn through the real pipeline (the model provider is scripted)."""
+    from chat import turns
+    from chat.services import customer_message_receive
 
-    message, _ = message_append(conversation=conversation, role=Message.Role.CUSTOMER, text=text)
-    return services.turn_review(
-        conversation=conversation, customer_message=message, signals=signals(compound=-0.9)
+    received = await database_sync_to_async(customer_message_receive)(
+        conversation=conversation, text=text, client_id="w1", author=None, rate_subject="t"
     )
+    return await turns.turn_await(turn_id=received.turn.pk, conversation_id=conversation.pk)
 
 
-async def test_new_ticket_appears_in_an_open_inbox(agent, customer):
+async def test_new_ticket_appears_in_an_open_inbox(agent, customer, scripted):
     conversation = await database_sync_to_async(ConversationFactory)(customer=customer)
     inbox = socket("/ws/agent/inbox/", agent)
     connected, _ = await inbox.connect()
     assert connected
     snapshot = await inbox.receive_json_from(timeout=5)
     assert snapshot == {"type": "inbox.snapshot", "tickets": []}
-    verdict = await escalate_by_words(conversation, "This is the worst service ever, I'm furious")
+    turn = await escalate_by_words(conversation, "This is the worst service ever, I'm furious")
     frame = await frames_until(inbox, "ticket")
+    ticket = await database_sync_to_async(Ticket.objects.get)(conversation=conversation)
     assert frame["change"] == "created"
-    assert frame["ticket"]["id"] == verdict.details["ticket_id"]
+    assert frame["ticket"]["id"] == ticket.pk
     assert frame["ticket"]["reason"] == "negative_sentiment"
-    assert frame["ticket"]["sentiment"]["score"] == -0.9
+    assert frame["ticket"]["sentiment"]["score"] == turn.sentiment_score < -0.5
     assert frame["ticket"]["last_customer_message"].startswith("This is the worst")
     await inbox.disconnect()
 
@@ -129,72 +129,59 @@ async def test_live_talk_typing_and_notes_between_agent_and_customer(agent, cust
     assert ticket.first_response_at is not None
 
 
-async def test_agent_conversation_socket_shows_withheld_drafts(agent, customer):
-    from chat.models import Message
-    from chat.services import message_append
-
+async def test_agent_conversation_socket_shows_withheld_drafts(agent, customer, scripted):
+    scripted.answer = "draft answer"
     conversation = await database_sync_to_async(ConversationFactory)(customer=customer)
-    await escalate_by_words(conversation, "terrible, awful")
-    await database_sync_to_async(message_append)(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        text="draft answer",
-        visibility=Message.Visibility.WITHHELD,
-    )
+    turn = await escalate_by_words(conversation, "terrible, awful, I hate this")
+    assert turn.status == "escalated"
     agent_ws = socket(f"/ws/agent/conversations/{conversation.pk}/", agent)
     await agent_ws.connect()
-    frame = await frames_until(agent_ws, "message")
-    texts = [frame["message"]["text"]]
-    for _ in range(3):
-        texts.append((await frames_until(agent_ws, "message"))["message"]["text"])
-        if "draft answer" in texts:
-            break
-    assert "draft answer" in texts
+    frames = [await frames_until(agent_ws, "message") for _ in range(4)]
     await agent_ws.disconnect()
 
+    draft = next(f["message"] for f in frames if f["message"]["role"] == "assistant")
+    assert (draft["text"], draft["visibility"]) == ("draft answer", "withheld")
+    assert draft["turn"]["reason"] == "negative_sentiment" and draft["turn"]["detail"]
 
-async def test_answer_streaming_when_the_agent_takes_over_is_never_shown(
-    agent, customer, monkeypatch
-):
+
+async def test_answer_streaming_when_the_agent_takes_over_is_never_shown(agent, customer, scripted):
     """The chat pipeline streams an answer; mid-stream an agent takes over. The answer is
     stored withheld, the customer's stream is cancelled and no assistant message arrives."""
-    from chat import assistant, turns
-    from chat.assistant.contract import DraftInfo, Prepared
+    import asyncio
+
+    from chat import turns
     from chat.models import Message
-    from chat.services import message_append
+    from chat.services import customer_message_receive
 
     conversation = await database_sync_to_async(ConversationFactory)(customer=customer)
-
-    async def prepare(**kwargs):
-        return Prepared(passages=[], sources=[], signals=signals(compound=0.4), no_answer=False)
-
-    async def deltas():
-        yield "Hello "
-        await database_sync_to_async(services.conversation_take_over)(
-            conversation=conversation, agent=agent
-        )
-        yield "from the bot"
-
-    def stream(**kwargs):
-        return deltas(), DraftInfo(provider="local", model_name="fake")
-
-    monkeypatch.setattr(assistant, "assistant_prepare", prepare)
-    monkeypatch.setattr(assistant, "assistant_stream", stream)
+    scripted.answer = "Hello from the bot"
+    scripted.gate = asyncio.Event()
     customer_ws = socket(f"/ws/chat/{conversation.pk}/", customer)
     await customer_ws.connect()
-    message, _ = await database_sync_to_async(message_append)(
-        conversation=conversation, role=Message.Role.CUSTOMER, text="How do I reset my router?"
+    received = await database_sync_to_async(customer_message_receive)(
+        conversation=conversation,
+        text="How do I reset my router?",
+        client_id="r1",
+        author=customer,
+        rate_subject="t",
     )
-    outcome = await turns.turn_run(conversation_id=conversation.pk, customer_message_id=message.pk)
-    assert outcome.kind == "withheld"
-    assert outcome.reply.visibility == Message.Visibility.WITHHELD
-
+    waiting = asyncio.ensure_future(
+        turns.turn_await(turn_id=received.turn.pk, conversation_id=conversation.pk)
+    )
     seen = []
-    while True:
-        frame = await customer_ws.receive_json_from(timeout=5)
-        seen.append(frame)
-        if frame["type"] == "assistant.cancelled":
-            break
+    while not any(f["type"] == "assistant.delta" for f in seen):
+        seen.append(await customer_ws.receive_json_from(timeout=5))
+    await database_sync_to_async(services.conversation_take_over)(
+        conversation=conversation, agent=agent
+    )
+    scripted.gate.set()
+    turn = await waiting
+    assert turn.status == "withheld"
+    reply = await database_sync_to_async(turn.outputs.get)(role="assistant")
+    assert reply.visibility == Message.Visibility.WITHHELD
+
+    while seen[-1]["type"] != "assistant.cancelled":
+        seen.append(await customer_ws.receive_json_from(timeout=5))
     assert seen[-1]["reason"] == "agent_took_over"
     assert not [f for f in seen if f["type"] == "message" and f["message"]["role"] == "assistant"]
     assert await customer_ws.receive_nothing(timeout=0.3)

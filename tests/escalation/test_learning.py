@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import pytest
 
-from chat.models import Article, Message
+from chat.models import Article
 from chat.services import message_append
 from escalation import services
 from escalation.models import KnowledgeDraft
 from escalation.selectors import takeover_pairs
-from tests.escalation.conftest import signals
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def resolved(conversation, say, agent, on_duty):
-    question = say("My router keeps dropping Wi-Fi every evening, I'm furious")
-    verdict = services.turn_review(
-        conversation=conversation, customer_message=question, signals=signals(compound=-0.8)
+def resolved(conversation, pipeline, agent, on_duty):
+    pipeline.bot.answer = "Please restart your router."
+    turn = pipeline.ask(
+        conversation, "My router keeps dropping Wi-Fi every evening, I'm furious, this is awful"
     )
-    message_append(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        text="Please restart your router.",
-        visibility=Message.Visibility.WITHHELD,
-        reply_to=question,
-    )
+    assert turn.status == "escalated"
     from escalation.models import Ticket
 
-    ticket = Ticket.objects.get(pk=verdict.details["ticket_id"])
+    ticket = Ticket.objects.get(trigger_message=turn.customer_message)
     services.ticket_claim(ticket=ticket, agent=agent)
     services.agent_message_send(
         conversation=conversation,
@@ -44,7 +37,7 @@ def test_takeover_pairs(resolved, conversation):
     pairs = list(takeover_pairs())
     assert pairs == [
         {
-            "prompt": "My router keeps dropping Wi-Fi every evening, I'm furious",
+            "prompt": "My router keeps dropping Wi-Fi every evening, I'm furious, this is awful",
             "chosen": "Switch the router to channel 6; evening congestion on channel 11 drops it.",
             "rejected": "Please restart your router.",
             "conversation_id": str(conversation.pk),

@@ -8,10 +8,9 @@ import pytest
 from django.db import close_old_connections, connection
 
 from chat.models import Conversation, Message
-from chat.services import assistant_reply_store
+from chat.services import human_request
 from escalation import services
 from escalation.models import DomainEvent, Ticket
-from tests.escalation.conftest import signals
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +22,7 @@ def test_take_over_assigns_and_marks_the_human_part(escalated, conversation, age
     assert conversation.handling == Conversation.Handling.HUMAN
     assert conversation.assigned_agent == agent
     marker = conversation.messages.filter(role="system", visibility="public").last()
-    assert marker.internal["marker"] == "human_start"
+    assert marker.marker == Message.Marker.HUMAN_START
     assert "Alex Agent" in marker.text
     assert DomainEvent.objects.filter(name="TAKEOVER_STARTED", ticket=ticket).exists()
 
@@ -80,35 +79,53 @@ def test_takeover_race_has_exactly_one_winner(make_user, customer):
         conversation.refresh_from_db()
         assert f"won:{ticket.assigned_agent_id}" == winners[0]
         assert conversation.assigned_agent_id == ticket.assigned_agent_id
-        starts = conversation.messages.filter(internal__marker="human_start").count()
+        starts = conversation.messages.filter(marker=Message.Marker.HUMAN_START).count()
         assert starts == 1, round_
 
 
-def test_answer_in_flight_at_takeover_is_withheld(escalated, conversation, agent, say):
-    """The answer was being written when the agent took over: stored, never shown."""
-    services.conversation_hand_back  # noqa: B018 - (import check)
-    services.ticket_claim(ticket=escalated, agent=agent)
-    message = say("are you there?")
-    reply, shown = assistant_reply_store(
+def test_answer_in_flight_at_takeover_is_withheld(conversation, agent, scripted):
+    """The answer was being written when the agent took over: stored, never shown.
+
+    The turn's own steps in the order the race produces them: the message and its turn
+    are stored, the turn is claimed and its answer written, an agent takes over, then
+    the turn stores the answer."""
+    from chat.assistant.contract import DraftInfo, Prepared, Retrieval, Sentiment
+    from chat.review import Verdict
+    from chat.services import customer_message_receive
+    from chat.services.turns import turn_answer_store, turn_claim_next
+
+    received = customer_message_receive(
         conversation=conversation,
-        customer_message=message,
+        text="are you there?",
+        client_id="q1",
+        author=None,
+        rate_subject="t",
+    )
+    claimed = turn_claim_next(conversation_id=conversation.pk, owner="web-1")
+    assert claimed.turn == received.turn
+    services.conversation_take_over(conversation=conversation, agent=agent)
+    stored = turn_answer_store(
+        turn_id=claimed.turn.pk,
+        owner="web-1",
+        prepared=Prepared(
+            passages=[],
+            sentiment=Sentiment(label="neutral", score=0.0, method="vader"),
+            retrieval=Retrieval(top_score=0.8, min_score=0.3, no_answer=False),
+        ),
+        verdict=Verdict(route="answer"),
         text="Here is an answer from the bot",
-        provider="local",
-        model_name="test",
-        adapter="",
-        sources=[],
-        internal={},
-        latency_ms=5,
+        info=DraftInfo(provider="local", model_name="test"),
+        first_token_ms=3,
+        stream_id="s1",
     )
-    assert not shown and reply.visibility == Message.Visibility.WITHHELD
+    assert not stored.shown and stored.message.visibility == Message.Visibility.WITHHELD
+    assert (stored.turn.status, stored.turn.withheld_reason) == ("withheld", "handling=human")
 
 
-def test_assistant_stays_silent_after_takeover(escalated, conversation, agent, say):
+def test_assistant_stays_silent_after_takeover(escalated, conversation, agent, pipeline):
     services.ticket_claim(ticket=escalated, agent=agent)
-    verdict = services.turn_review(
-        conversation=conversation, customer_message=say("hello?"), signals=signals()
-    )
-    assert verdict.escalate and verdict.reason == "with_human"  # any draft stays withheld
+    assert pipeline.ask(conversation, "hello?") is None  # no turn: the agent answers
+    assert pipeline.bot.questions == []
     conversation.refresh_from_db()
     assert not conversation.assistant_may_answer
 
@@ -137,7 +154,7 @@ def test_private_notes_stay_internal(escalated, conversation, second_agent):
     assert note.visibility == Message.Visibility.INTERNAL
 
 
-def test_hand_back_lets_the_assistant_answer_again(escalated, conversation, agent, say):
+def test_hand_back_lets_the_assistant_answer_again(escalated, conversation, agent, pipeline):
     services.ticket_claim(ticket=escalated, agent=agent)
     services.agent_message_send(conversation=conversation, agent=agent, text="Fixed it for you.")
     services.conversation_hand_back(conversation=conversation, agent=agent)
@@ -145,17 +162,10 @@ def test_hand_back_lets_the_assistant_answer_again(escalated, conversation, agen
     assert conversation.handling == Conversation.Handling.ASSISTANT
     assert conversation.assigned_agent is None
     end = conversation.messages.filter(role="system").order_by("-seq").first()
-    assert end.internal["marker"] == "human_end"
-    verdict = services.turn_review(
-        conversation=conversation,
-        customer_message=say("thanks, one more question"),
-        signals=signals(),
-    )
-    assert not verdict.block and not verdict.escalate
-    from chat.selectors import conversation_history
-
-    history = conversation_history(conversation=conversation, before_seq=conversation.last_seq + 1)
-    texts = [h["text"] for h in history]
+    assert end.marker == Message.Marker.HUMAN_END
+    turn = pipeline.ask(conversation, "thanks, one more question")
+    assert turn.status == "answered"
+    texts = [h["text"] for h in pipeline.bot.histories[-1]]
     assert "Fixed it for you." in texts
     assert any("handed the conversation back" in t for t in texts)
     assert DomainEvent.objects.filter(name="HANDED_BACK").exists()
@@ -202,15 +212,14 @@ def test_on_duty_agents_get_one_email(
     conversation, say, on_duty, second_agent, mailoutbox, django_capture_on_commit_callbacks
 ):
     services.agent_presence_set(agent=second_agent, on_duty=False)
+    say("I want a person")
     with django_capture_on_commit_callbacks(execute=True):
-        verdict = services.escalation_request_human(
-            conversation=conversation, customer_message=say("I want a person")
-        )
+        human_request(conversation=conversation, requested_by=None)
     assert len(mailoutbox) == 1
     assert mailoutbox[0].to == [on_duty.email]
     assert "New escalation" in mailoutbox[0].subject
     assert "I want a person" in mailoutbox[0].body
-    assert services.ticket_notify_agents(ticket_id=verdict.details["ticket_id"]) == 0  # once
+    assert services.ticket_notify_agents(ticket_id=Ticket.objects.get().pk) == 0  # once
     assert len(mailoutbox) == 1
 
 
@@ -238,9 +247,8 @@ def test_on_duty_agent_not_seen_recently_is_not_available(conversation, say, on_
     AgentPresence.objects.filter(agent=on_duty).update(
         last_seen_at=timezone.now() - timedelta(minutes=10)
     )
-    verdict = services.escalation_request_human(
-        conversation=conversation, customer_message=say("hi")
-    )
-    assert "No one from our support team is available" in verdict.customer_notice
+    say("hi")
+    notice = human_request(conversation=conversation, requested_by=None)
+    assert "No one from our support team is available" in notice.text
     services.agent_presence_touch(agent=on_duty)  # the console socket reconnects
     assert services.agents_available().filter(agent=on_duty).exists()

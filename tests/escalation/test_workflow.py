@@ -12,8 +12,6 @@ from botocore.stub import ANY, Stubber
 from django.urls import reverse
 from django_q.models import Schedule
 
-from chat.models import Message
-from chat.services import message_append
 from escalation import services, stepfunctions, tasks
 from escalation.api import callback_signature
 from escalation.models import WorkflowCallback
@@ -49,40 +47,43 @@ def post_callback(client, payload, *, secret=SECRET, timestamp=None, raw=None):
 
 
 def test_escalation_starts_an_execution_with_the_withheld_draft(
-    sfn, conversation, say, on_duty, django_capture_on_commit_callbacks
+    sfn, conversation, on_duty, pipeline, monkeypatch, django_capture_on_commit_callbacks
 ):
-    message = say("This is useless, talk to a human")
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        verdict = services.turn_review(
-            conversation=conversation, customer_message=message, signals={}
-        )
-    # the pipeline stores the draft withheld right after the verdict
-    message_append(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        text="Have you tried turning it off and on?",
-        visibility=Message.Visibility.WITHHELD,
-        reply_to=message,
-    )
+    """The workflow starts once the escalated turn's draft is stored, with the draft in
+    its input: nothing waits or polls for it."""
+    started: list[dict] = []
+    real_start = stepfunctions.execution_start
+
+    def spy(*, name, payload):
+        started.append(payload)
+        return real_start(name=name, payload=payload)
+
+    monkeypatch.setattr(stepfunctions, "execution_start", spy)
+    pipeline.bot.answer = "Have you tried turning it off and on?"
     sfn.add_response(
         "start_execution",
         {"executionArn": ARN.replace("stateMachine", "execution") + ":t", "startDate": 0},
-        {
-            "stateMachineArn": ARN,
-            "name": f"loopdesk-ticket-{verdict.details['ticket_id']}",
-            "input": ANY,
-        },
+        {"stateMachineArn": ARN, "name": ANY, "input": ANY},
     )
-    for callback in callbacks:
-        callback()
+    with django_capture_on_commit_callbacks(execute=True):
+        turn = pipeline.ask(conversation, "This is useless, talk to a human")
+
     sfn.assert_no_pending_responses()
+    assert turn.status == "escalated"
     ticket = services.escalation_open(conversation=conversation, reason="x")[0]
     assert ticket.workflow_execution_arn.endswith(":t")
-    payload = services.workflows.workflow_input(ticket)
-    assert payload["withheld_draft"] == "Have you tried turning it off and on?"
-    assert payload["reason"] == "human_request"
-    # idempotent: a second start does not call AWS again
-    assert services.workflow_start(ticket_id=ticket.pk) == ticket.workflow_execution_arn
+    assert started == [
+        {
+            "ticket_id": ticket.pk,
+            "conversation_id": str(conversation.pk),
+            "reason": "human_request",
+            "reason_detail": turn.decision_detail,
+            "priority": "high",
+            "customer_message": "This is useless, talk to a human",
+            "withheld_draft": "Have you tried turning it off and on?",
+            "callback_path": "/api/escalation/callbacks/step-functions/",
+        }
+    ]
 
 
 def test_callback_then_resolve_sends_task_success_exactly_once(
@@ -315,51 +316,10 @@ def test_asl_definition_is_accepted_by_create_state_machine():
     assert json.loads(described["definition"])["StartAt"] == "NotifyHumanReviewers"
 
 
-def test_start_waits_for_the_draft_the_pipeline_stores(
-    sfn, conversation, say, settings, monkeypatch
-):
-    """In a worker the start waits (bounded) until the withheld draft is stored."""
-    from escalation.services import workflows
-
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
-    message = say("I'm furious, this is the worst")
+def test_start_for_a_ticket_without_a_turn_does_not_wait(sfn, conversation, say):
+    """An agent stepping in or the button: the workflow starts at once, no draft."""
     ticket, _ = services.escalation_open(
-        conversation=conversation, reason="negative_sentiment", trigger_message=message
+        conversation=conversation, reason="agent_takeover", trigger_message=say("hello?")
     )
-    stored = []
-
-    def pipeline_stores_draft(seconds):  # the draft arrives while the start waits
-        if not stored:
-            stored.append(
-                message_append(
-                    conversation=conversation,
-                    role=Message.Role.ASSISTANT,
-                    text="late draft",
-                    visibility=Message.Visibility.WITHHELD,
-                    reply_to=message,
-                )
-            )
-
-    monkeypatch.setattr(workflows.time, "sleep", pipeline_stores_draft)
-    captured = {}
-
-    def start(**kwargs):
-        captured.update(kwargs)
-        return {"executionArn": "arn:x", "startDate": 0}
-
-    sfn.deactivate()
-    monkeypatch.setattr(stepfunctions.client(), "start_execution", start)
-    services.workflow_start(ticket_id=ticket.pk)
-    assert json.loads(captured["input"])["withheld_draft"] == "late draft"
-
-
-def test_start_does_not_wait_when_no_draft_comes(sfn, conversation, say, settings, monkeypatch):
-    from escalation.services import workflows
-
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
-    ticket, _ = services.escalation_open(
-        conversation=conversation, reason="provider_failure", trigger_message=say("hello?")
-    )
-    monkeypatch.setattr(workflows.time, "sleep", lambda s: pytest.fail("waited"))
     sfn.add_response("start_execution", {"executionArn": "arn:y", "startDate": 0})
     assert services.workflow_start(ticket_id=ticket.pk) == "arn:y"

@@ -1,15 +1,27 @@
-"""Helpers for labeling tests: answered questions built through chat's message_append."""
+"""Helpers for labeling tests: answered questions built through the real turn pipeline."""
 
 from __future__ import annotations
 
 import pytest
 
+from chat.assistant.contract import Passage, Sentiment
 from chat.models import Message
-from chat.services import message_append
+from chat.services import feedback_submit
 from config import roles
+from escalation.services import agent_message_send, conversation_take_over
 from labeling import services
 from labeling.models import LabelingItem
-from tests.factories import ConversationFactory, CustomerFeedbackFactory
+from tests.factories import ConversationFactory, UserFactory
+
+_pipeline = None  # the running test's ``pipeline`` fixture (autouse below)
+
+
+@pytest.fixture(autouse=True)
+def _turns_through_the_pipeline(pipeline):
+    global _pipeline
+    _pipeline = pipeline
+    yield
+    _pipeline = None
 
 
 def answered(
@@ -23,37 +35,36 @@ def answered(
     better_answer: str = "",
     sources=None,
 ) -> Message:
-    """A customer question and the assistant's public answer to it."""
+    """A customer question answered by the assistant, through the real turn pipeline
+    (only the model provider is scripted, its sentiment check included).
+    ``sentiment_negative``: it finds the question negative, yet not enough to call a
+    person;
+    ``escalated``: an agent took over afterwards and wrote; ``rating``: the customer
+    rated the conversation."""
+    assert _pipeline is not None
     conversation = conversation or ConversationFactory()
-    internal = {"sentiment": {"negative": 1 if sentiment_negative else 0}}
-    asked, _ = message_append(
-        conversation=conversation,
-        role=Message.Role.CUSTOMER,
-        text=question,
-        broadcast=False,
-        internal=internal,
+    bot = _pipeline.bot
+    bot.answer = answer
+    bot.passages = [
+        Passage(slug=s["slug"], title=s["title"], text=answer, score=s["score"])
+        for s in (
+            sources if sources is not None else [{"slug": "wifi", "title": "Wi-Fi", "score": 0.7}]
+        )
+    ]
+    bot.sentiment = (
+        Sentiment(label="negative", score=-0.45, method="vader")
+        if sentiment_negative
+        else Sentiment(label="neutral", score=0.0, method="vader")
     )
-    reply, _ = message_append(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        text=answer,
-        broadcast=False,
-        reply_to=asked,
-        sources=sources
-        if sources is not None
-        else [{"slug": "wifi", "title": "Wi-Fi", "score": 0.7}],
-        provider="local",
-        model_name="minilm-retrieval",
-        adapter="",
-    )
+    turn = _pipeline.ask(conversation, question)
+    assert turn.status == "answered", (turn.status, turn.decision_reason)
+    reply = turn.outputs.get(role=Message.Role.ASSISTANT)
     if escalated:
-        message_append(
-            conversation=conversation, role=Message.Role.AGENT, text="Let me help.", broadcast=False
-        )
+        agent = UserFactory(role=roles.AGENTS)
+        conversation_take_over(conversation=conversation, agent=agent)
+        agent_message_send(conversation=conversation, agent=agent, text="Let me help.")
     if rating is not None:
-        CustomerFeedbackFactory(
-            conversation=conversation, score=rating, better_answer=better_answer
-        )
+        feedback_submit(conversation=conversation, score=rating, better_answer=better_answer)
     return reply
 
 

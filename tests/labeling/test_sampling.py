@@ -45,6 +45,28 @@ def test_patterns_pick_escalated_negative_and_low_rated_answers_only(reviewers):
     assert result.created == 3
 
 
+def test_a_live_turn_with_negative_sentiment_is_sampled_as_negative(reviewers, pipeline):
+    """Regression: the pipeline stored its signals where sampling never looked, so live
+    conversations were never sampled for negative sentiment. Here the customer's message
+    goes through the real pipeline with the real sentiment check: clearly negative
+    (shouting), yet not enough for a person, so the assistant answered."""
+    from tests.factories import ConversationFactory
+
+    pipeline.bot.sentiment = None  # the real VADER check
+    turn = pipeline.ask(ConversationFactory(), "This is useless!")
+    assert (turn.status, turn.sentiment_label) == ("answered", "negative")
+    calm = pipeline.ask(ConversationFactory(), "How do I read my meter?")
+    assert calm.sentiment_label != "negative"
+
+    policy_ = policy(include_escalated=False, low_rating_max=None)
+    services.sampling_policy_run(policy=policy_)
+
+    item = LabelingItem.objects.select_related("message").get()
+    assert item.reason == LabelingItem.Reason.NEGATIVE
+    assert item.message.reply_to_id == turn.customer_message_id
+    assert item.question == "This is useless!"
+
+
 def test_item_holds_question_answer_context_provider_and_conversation(reviewers):
     reply = answered("Does the hub work on 5GHz wifi?", "Only 2.4 GHz.", escalated=True)
 
@@ -54,7 +76,7 @@ def test_item_holds_question_answer_context_provider_and_conversation(reviewers)
     assert item.question == "Does the hub work on 5GHz wifi?"
     assert item.answer == "Only 2.4 GHz."
     assert item.context == [{"slug": "wifi", "title": "Wi-Fi", "score": 0.7}]
-    assert (item.provider, item.model_name) == ("local", "minilm-retrieval")
+    assert (item.provider, item.model_name) == ("fake", "scripted")
     assert item.conversation_id == reply.conversation_id
 
 

@@ -7,6 +7,7 @@ from asgiref.sync import sync_to_async
 
 from chat.assistant import Passage, Prepared, assistant_draft
 from chat.assistant import hf as hf_provider
+from chat.assistant.contract import Retrieval, Sentiment
 from training.services.deployments import adapter_deploy, adapter_rollback
 from training.services.runs import run_approve
 
@@ -14,9 +15,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 PREPARED = Prepared(
     passages=[Passage(slug="security", title="Security", text="Settings > Security.", score=0.7)],
-    sources=[{"slug": "security", "title": "Security", "score": 0.7}],
-    signals={},
-    no_answer=False,
+    sentiment=Sentiment(label="neutral", score=0.0, method="vader"),
+    retrieval=Retrieval(top_score=0.7, min_score=0.3, no_answer=False),
 )
 QUESTION = "How do I reset my password?"
 

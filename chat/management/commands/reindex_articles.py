@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from chat.models import Article
-from chat.services import article_embed_queue, articles_embed
+from chat.services import articles_embed, articles_embed_queue
 
 
 class Command(BaseCommand):
@@ -24,9 +24,8 @@ class Command(BaseCommand):
         ids = list(Article.objects.order_by("pk").values_list("pk", flat=True))
         if queue:
             with transaction.atomic():
-                for article in Article.objects.filter(pk__in=ids):
-                    article_embed_queue(article=article, force=force)
-            self.stdout.write(f"Queued {len(ids)} article embedding task(s).")
+                tasks = articles_embed_queue(article_ids=ids, force=force)
+            self.stdout.write(f"Queued {len(ids)} article(s) in {tasks} embedding task(s).")
             return
         embedded = articles_embed(article_ids=ids, force=force)
         self.stdout.write(

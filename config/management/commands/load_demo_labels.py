@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from config.demo import demo_load
 from labeling.demo import demo_labels_load
 
 
@@ -19,6 +20,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        demo_load()  # users (three reviewers) and articles
         result = demo_labels_load(judge=not options["no_judge"])
         snapshot = result.snapshot
         assert snapshot is not None

@@ -1,0 +1,462 @@
+"""Every write to conversations, messages and customer feedback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NamedTuple
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chat.errors import ApplicationError, Conflict, RateLimited
+from chat.events import publish_on_commit
+from chat.models import Conversation, CustomerFeedback, Message, Turn
+from chat.payloads import text_field, text_unstorable
+from chat.ratelimits import rate_limit_consume
+from chat.review import reviewer_current
+from chat.selectors import display_name
+
+logger = logging.getLogger(__name__)
+
+AGENTS_INBOX_GROUP = "agents.inbox"
+
+
+class ChatError(ApplicationError):
+    """A request the chat refuses; ``code`` goes into the error frame / API response."""
+
+
+class ChatRateLimited(RateLimited, ChatError):
+    pass
+
+
+class ConversationClosed(Conflict, ChatError):
+    code = "conversation_ended"
+
+
+def conversation_group(conversation_id: Any) -> str:
+    """Channel-layer group of every socket (customer or agent) watching one conversation."""
+    return f"conversation.{conversation_id}"
+
+
+def typing_event(*, role: str, author: Any, is_typing: bool, sender: str) -> dict[str, Any]:
+    """Channel-layer event for "someone is typing", from a customer's or an agent's socket."""
+    return {
+        "type": "chat.typing",
+        "role": role,
+        "author_name": display_name(author),
+        "is_typing": is_typing,
+        "sender": sender,
+    }
+
+
+def typing_frame(event: dict[str, Any]) -> dict[str, Any]:
+    """The socket frame for a typing event (the sender's own socket does not get one)."""
+    return {
+        "type": "typing",
+        "role": event.get("role", ""),
+        "author_name": event.get("author_name", ""),
+        "is_typing": bool(event.get("is_typing")),
+    }
+
+
+# What a customer's socket may see of a message; agents see the whole frame.
+CUSTOMER_FRAME_KEYS = (
+    "id",
+    "seq",
+    "client_id",
+    "role",
+    "author_name",
+    "text",
+    "sources",
+    "created_at",
+    "reply_to_id",
+    "provider",
+)
+
+
+def turn_summary(turn: Turn | None) -> dict[str, Any] | None:
+    """The turn behind an answer, draft or notice, for agents (never for customers)."""
+    if turn is None:
+        return None
+    return {
+        "id": turn.pk,
+        "status": turn.status,
+        "route": turn.route,
+        "reason": turn.decision_reason,
+        "category": turn.decision_category,
+        "detail": turn.decision_detail,
+        "priority": turn.decision_priority,
+        "sentiment": {"label": turn.sentiment_label, "score": turn.sentiment_score},
+        "intent": {
+            "label": turn.intent,
+            "confidence": turn.intent_confidence,
+            "model_version": turn.router_version,
+        },
+        "retrieval_top_score": turn.retrieval_top_score,
+        "no_answer": turn.no_answer,
+        "withheld_reason": turn.withheld_reason,
+        "error": turn.error,
+    }
+
+
+def message_frame(message: Message, *, audience: str) -> dict[str, Any]:
+    """The JSON a socket receives for a message. Customers never see internal fields."""
+    frame: dict[str, Any] = {
+        "id": message.pk,
+        "seq": message.seq,
+        "client_id": message.client_id,
+        "role": message.role,
+        "author_name": display_name(message.author),
+        "text": message.text,
+        "sources": message.sources,
+        "created_at": message.created_at.isoformat(),
+        # The customer message an answer or notice replies to (matches stream frames).
+        "reply_to_id": message.reply_to_id,
+    }
+    if message.role == Message.Role.ASSISTANT:
+        # Lets the page say honestly when the offline (retrieval-only) assistant answered.
+        frame["provider"] = message.provider
+    if audience == "agent":
+        frame.update(
+            visibility=message.visibility,
+            marker=message.marker,
+            turn=turn_summary(message.turn) if message.turn_id else None,
+            provider=message.provider,
+            model_name=message.model_name,
+            adapter=message.adapter,
+            latency_ms=message.latency_ms,
+            reply_to=message.reply_to_id,
+        )
+    return frame
+
+
+def frame_for_audience(frame: dict[str, Any], audience: str) -> dict[str, Any]:
+    """Cut an agent frame down to what ``audience`` may see."""
+    if audience == "agent":
+        return frame
+    return {key: frame[key] for key in CUSTOMER_FRAME_KEYS if key in frame}
+
+
+def message_event(message: Message) -> dict[str, Any]:
+    """The ``chat.message`` event: the whole agent frame, so that no socket reads the
+    database per broadcast; consumers cut it down for customers."""
+    return {
+        "type": "chat.message",
+        "message_id": message.pk,
+        "seq": message.seq,
+        "visibility": message.visibility,
+        "frame": message_frame(message, audience="agent"),
+    }
+
+
+@transaction.atomic
+def message_append(
+    *,
+    conversation: Conversation,
+    role: str,
+    text: str,
+    author: AbstractBaseUser | None = None,
+    client_id: str = "",
+    visibility: str = Message.Visibility.PUBLIC,
+    broadcast: bool = True,
+    **fields: Any,
+) -> tuple[Message, bool]:
+    """Append a message with the conversation's next sequence number.
+
+    Locks the conversation row so concurrent senders get distinct, gap-free sequence
+    numbers. A ``client_id`` already stored in this conversation returns the existing
+    message and ``created=False`` (a retried send never creates a second message).
+    Sockets watching the conversation are told after commit.
+    """
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if client_id:
+        existing = Message.objects.filter(conversation=locked, client_id=client_id).first()
+        if existing is not None:
+            return existing, False
+    locked.last_seq += 1
+    message = Message(
+        conversation=locked,
+        seq=locked.last_seq,
+        role=role,
+        text=text,
+        author=author,  # type: ignore[misc]
+        client_id=client_id,
+        visibility=visibility,
+        **fields,
+    )
+    # The foreign keys were handed in as objects: no query to re-check they exist.
+    message.full_clean(
+        exclude=["conversation", "author", "reply_to", "turn"], validate_constraints=False
+    )
+    try:
+        with transaction.atomic():
+            message.save()
+    except IntegrityError:
+        # Only a concurrent duplicate client_id can get here (seq is allocated under lock).
+        return Message.objects.get(conversation=locked, client_id=client_id), False
+    locked.save(update_fields=["last_seq", "updated_at"])
+    conversation.last_seq = locked.last_seq
+    if broadcast:
+        publish_on_commit(conversation_group(locked.pk), message_event(message))
+    return message, True
+
+
+def conversation_state_event(conversation: Conversation) -> dict[str, Any]:
+    """The ``chat.conversation`` event sockets turn into a ``conversation.state`` frame."""
+    return {
+        "type": "chat.conversation",
+        "status": conversation.status,
+        "handling": conversation.handling,
+        "agent_name": display_name(conversation.assigned_agent),
+    }
+
+
+def conversation_state_publish(conversation: Conversation) -> None:
+    """Tell the conversation's sockets its state after commit (read back at commit time,
+    so the last change in the transaction wins)."""
+    pk = conversation.pk
+
+    def event() -> dict[str, Any]:
+        fresh = Conversation.objects.select_related("assigned_agent").get(pk=pk)
+        return conversation_state_event(fresh)
+
+    publish_on_commit(conversation_group(pk), event)
+
+
+@transaction.atomic
+def conversation_start(
+    *,
+    customer: AbstractBaseUser | None,
+    visitor_id: str,
+    rate_subject: str,
+    channel: str = Conversation.Channel.WEB,
+    title: str = "",
+) -> Conversation:
+    """Open a conversation for a logged-in customer and/or a visitor; rate limited."""
+    if not rate_limit_consume(
+        scope="conversations", subject=rate_subject, rate=settings.CHAT_RATE_LIMIT_CONVERSATIONS
+    ):
+        raise ChatRateLimited("You have started too many conversations. Please wait a while.")
+    title = text_field(title, name="title", max_chars=10_000, required=False)[:200]
+    conversation = Conversation(
+        customer=customer,  # type: ignore[misc]
+        visitor_id=visitor_id,
+        channel=channel,
+        title=title,
+    )
+    conversation.full_clean()
+    conversation.save()
+    return conversation
+
+
+def message_text_clean(text: Any) -> str:
+    """The text of a customer message, or a ChatError for empty / oversized / unstorable
+    input."""
+    if not isinstance(text, str):
+        raise ChatError("A message needs a text.", code="invalid_text")
+    if text_unstorable(text):
+        raise ChatError(
+            "Your message contains characters that cannot be sent.", code="invalid_characters"
+        )
+    text = text.strip()
+    if not text:
+        raise ChatError("Your message is empty.", code="empty_message")
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(text) > limit:
+        raise ChatError(
+            f"Your message is too long ({len(text)} characters, at most {limit}).",
+            code="message_too_long",
+        )
+    return text
+
+
+class Received(NamedTuple):
+    message: Message
+    created: bool
+    # The assistant's turn for it; None when a person handles the conversation (or for a
+    # retried message).
+    turn: Turn | None
+
+
+@transaction.atomic
+def customer_message_receive(
+    *,
+    conversation: Conversation,
+    text: Any,
+    client_id: Any,
+    author: AbstractBaseUser | None,
+    rate_subject: str,
+) -> Received:
+    """Store a customer's message once, with a pending turn for the assistant.
+
+    The message and its turn are written in one transaction, so a message the assistant
+    should answer always has a turn (a crash afterwards is found by the sweep). A
+    retried ``client_id`` returns the stored message without counting against the rate
+    limit. Nothing is stored for empty, oversized, unstorable or rate-limited messages,
+    or when the conversation has ended.
+    """
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= 64 or text_unstorable(client_id):
+        raise ChatError(
+            "Each message needs a client_id of 1-64 characters.", code="invalid_client_id"
+        )
+    existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
+    if existing is not None:
+        return Received(existing, False, None)
+    clean = message_text_clean(text)
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if locked.status == Conversation.Status.ENDED:
+        raise ConversationClosed("This conversation has ended. Start a new one to continue.")
+    if not rate_limit_consume(
+        scope="messages", subject=rate_subject, rate=settings.CHAT_RATE_LIMIT_MESSAGES
+    ):
+        raise ChatRateLimited("You are sending messages too fast. Please wait a moment.")
+    customer = author if author is not None and author.is_authenticated else None
+    message, created = message_append(
+        conversation=locked,
+        role=Message.Role.CUSTOMER,
+        text=clean,
+        author=customer,
+        client_id=client_id,
+    )
+    conversation.last_seq = locked.last_seq
+    if not created:
+        return Received(message, False, None)
+    turn = None
+    if locked.assistant_may_answer:
+        from chat.services.turns import turn_open
+
+        turn = turn_open(conversation=locked, customer_message=message)
+    return Received(message, True, turn)
+
+
+def system_notice_post(
+    *,
+    conversation: Conversation,
+    text: str,
+    reply_to: Message | None = None,
+    marker: str = "",
+    turn: Turn | None = None,
+) -> Message:
+    """A PUBLIC system message (escalation notices, failures, hand-over markers)."""
+    message, _ = message_append(
+        conversation=conversation,
+        role=Message.Role.SYSTEM,
+        text=text,
+        reply_to=reply_to,
+        marker=marker,
+        turn=turn,
+    )
+    return message
+
+
+HUMAN_REQUEST_NOTICE = "We are asking a person from our team to join. Please stay on this page."
+
+
+@transaction.atomic
+def human_request(
+    *, conversation: Conversation, requested_by: AbstractBaseUser | None
+) -> Message | None:
+    """The customer pressed "Talk to a person": hand over to the registered reviewer
+    (escalation opens a ticket) and post its notice, in one transaction."""
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if locked.status == Conversation.Status.ENDED:
+        raise ConversationClosed("This conversation has ended.")
+    last_customer_message = (
+        locked.messages.filter(role=Message.Role.CUSTOMER).order_by("-seq").first()
+    )
+    verdict = reviewer_current().human_requested(
+        conversation=locked, customer_message=last_customer_message
+    )
+    return system_notice_post(
+        conversation=locked,
+        text=verdict.customer_notice or HUMAN_REQUEST_NOTICE,
+        reply_to=last_customer_message,
+        marker=Message.Marker.HUMAN_REQUESTED,
+    )
+
+
+@transaction.atomic
+def conversation_end(*, conversation: Conversation) -> Conversation:
+    """End a conversation (idempotent); the customer is then asked for a rating."""
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if locked.status == Conversation.Status.ENDED:
+        return locked
+    locked.status = Conversation.Status.ENDED
+    locked.ended_at = timezone.now()
+    locked.full_clean()
+    locked.save(update_fields=["status", "ended_at", "updated_at"])
+    system_notice_post(
+        conversation=locked, text="This conversation has ended.", marker=Message.Marker.ENDED
+    )
+    conversation_state_publish(locked)
+    return locked
+
+
+@transaction.atomic
+def feedback_submit(
+    *,
+    conversation: Conversation,
+    score: int,
+    better_answer: str = "",
+    comment: str = "",
+    message: Message | None = None,
+) -> CustomerFeedback:
+    """Store (or replace) the customer's 1-5 rating of the conversation.
+
+    ``message`` defaults to the last answer the customer saw (assistant or agent).
+    """
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    better_answer = text_field(better_answer, name="better_answer", max_chars=limit, required=False)
+    comment = text_field(comment, name="comment", max_chars=limit, required=False)
+    if message is None:
+        message = (
+            conversation.messages.filter(
+                role__in=[Message.Role.ASSISTANT, Message.Role.AGENT],
+                visibility=Message.Visibility.PUBLIC,
+            )
+            .order_by("-seq")
+            .first()
+        )
+    elif message.conversation_id != conversation.pk:
+        raise ChatError("That message is not part of this conversation.", code="invalid_message")
+    feedback = (
+        CustomerFeedback.objects.select_for_update().filter(conversation=conversation).first()
+    )
+    if feedback is None:
+        feedback = CustomerFeedback(conversation=conversation)
+    feedback.message = message
+    feedback.score = score
+    feedback.better_answer = better_answer
+    feedback.comment = comment
+    try:
+        feedback.full_clean(validate_constraints=False)
+    except ValidationError as exc:
+        raise ChatError("A rating is a whole number from 1 to 5.", code="invalid_feedback") from exc
+    feedback.save()
+    return feedback
+
+
+@transaction.atomic
+def conversations_claim(*, customer: AbstractBaseUser, visitor_id: str) -> int:
+    """Give a customer who just signed in (or signed up) the anonymous conversations
+    their visitor token started on this device; returns how many joined the account.
+
+    Only conversations without an account are taken, under row locks, so two sign-ins
+    racing on one device leave each conversation with exactly one owner. A forged or
+    missing token (empty ``visitor_id``) claims nothing.
+    """
+    if not visitor_id:
+        return 0
+    claimed = 0
+    anonymous = Conversation.objects.select_for_update().filter(
+        visitor_id=visitor_id, customer__isnull=True
+    )
+    for conversation in anonymous:
+        conversation.customer = customer  # type: ignore[assignment]
+        conversation.full_clean()
+        conversation.save(update_fields=["customer"])
+        claimed += 1
+    return claimed

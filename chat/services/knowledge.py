@@ -1,0 +1,147 @@
+"""Writes to the knowledge base: articles and their embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.utils import timezone
+
+from chat.models import Article
+
+
+@transaction.atomic
+def article_upsert(
+    *,
+    slug: str,
+    title: str,
+    body: str,
+    category: str = "",
+    overwrite: bool = False,
+    queue_embedding: bool = True,
+) -> tuple[Article, bool]:
+    """Create the article, or update it when ``overwrite``; returns (article, changed).
+
+    A changed article is embedded in the background after commit; a caller importing
+    many articles passes ``queue_embedding=False`` and queues them together with
+    ``articles_embed_queue`` (one task per batch instead of one per article).
+    """
+    article = Article.objects.select_for_update().filter(slug=slug).first()
+    if article is None:
+        article = Article(slug=slug, title=title, body=body, category=category)
+        article.full_clean()
+        article.save()
+        if queue_embedding:
+            article_embed_queue(article=article)
+        return article, True
+    if not overwrite or (article.title, article.body, article.category) == (title, body, category):
+        return article, False
+    article.title, article.body, article.category = title, body, category
+    article.full_clean()
+    article.save(update_fields=["title", "body", "category", "updated_at"])
+    if queue_embedding:
+        article_embed_queue(article=article)
+    return article, True
+
+
+# --- knowledge-base embeddings (owned by the assistant) --------------------------------------
+
+
+def article_embed_queue(*, article: Article, force: bool = False) -> None:
+    """After commit, queue the background task that (re-)embeds the article."""
+    articles_embed_queue(article_ids=[article.pk], force=force)
+
+
+def articles_embed_queue(*, article_ids: Iterable[int], force: bool = False) -> int:
+    """After commit, queue the background embedding of these articles: one task per
+    ``EMBED_BATCH_SIZE`` articles (each logs one line). Returns how many tasks."""
+    from django_q.tasks import async_task
+
+    ids = sorted(set(article_ids))
+    batches = [
+        ids[start : start + EMBED_BATCH_SIZE] for start in range(0, len(ids), EMBED_BATCH_SIZE)
+    ]
+
+    def queue() -> None:
+        for batch in batches:
+            async_task("chat.tasks.articles_embed_task", batch, force=force)
+
+    if batches:
+        transaction.on_commit(queue)
+    return len(batches)
+
+
+@transaction.atomic
+def article_save(*, article: Article) -> Article:
+    """Validate and save an article edited in the admin; re-embed it after commit when
+    its text changed (publishing alone does not need a new embedding)."""
+    article.full_clean()
+    previous = Article.objects.filter(pk=article.pk).values("title", "body").first()
+    article.save()
+    if previous is None or (previous["title"], previous["body"]) != (article.title, article.body):
+        article_embed_queue(article=article)
+    return article
+
+
+@transaction.atomic
+def article_publish_set(*, article_ids: list[int], published: bool) -> int:
+    """Publish or unpublish articles; returns how many changed."""
+    changed = 0
+    for article in Article.objects.select_for_update().filter(pk__in=article_ids):
+        if article.is_published != published:
+            article.is_published = published
+            article.full_clean()
+            article.save(update_fields=["is_published", "updated_at"])
+            changed += 1
+    return changed
+
+
+def article_embed(*, article_id: int, force: bool = False) -> bool:
+    """Store the unit embedding of one article's title + body; True if stored.
+
+    Idempotent: see ``articles_embed``.
+    """
+    return articles_embed(article_ids=[article_id], force=force) == 1
+
+
+EMBED_BATCH_SIZE = 32
+
+
+def articles_embed(*, article_ids: list[int], force: bool = False) -> int:
+    """Embed the given articles in batches; returns how many vectors were stored.
+
+    Idempotent: an article already embedded by the current embedding model after its
+    last edit is left alone (unless ``force``); deleted ids are skipped. The model runs
+    outside any transaction; each row is then locked and its vector stored only if the
+    article was not edited meanwhile (that edit queued its own embedding).
+    """
+    from chat.assistant.knowledge import article_document
+    from chat.assistant.providers import embedder_current
+
+    embedder = embedder_current()
+    articles = [
+        article
+        for article in Article.objects.filter(pk__in=article_ids).order_by("pk")
+        if force
+        or not (
+            article.embedding is not None
+            and article.embedding_model == embedder.name
+            and article.embedded_at is not None
+            and article.embedded_at >= article.updated_at
+        )
+    ]
+    stored = 0
+    for start in range(0, len(articles), EMBED_BATCH_SIZE):
+        batch = articles[start : start + EMBED_BATCH_SIZE]
+        vectors = embedder.embed_documents([article_document(a) for a in batch])
+        with transaction.atomic():
+            for article, vector in zip(batch, vectors, strict=True):
+                locked = Article.objects.select_for_update().filter(pk=article.pk).first()
+                if locked is None or locked.updated_at != article.updated_at:
+                    continue
+                locked.embedding = [round(float(x), 6) for x in vector]
+                locked.embedding_model = embedder.name
+                locked.embedded_at = timezone.now()
+                locked.save(update_fields=["embedding", "embedding_model", "embedded_at"])
+                stored += 1
+    return stored

@@ -1,0 +1,386 @@
+"""Every write to a ``Turn``: open, claim, finish, fail, sweep. The turn pipeline
+(``chat.turns``) is the only caller, apart from the scheduled sweep.
+
+A turn is owned by one process from its claim to its finish. Every finishing write
+re-checks, under the conversation's row lock, that the turn is still running and still
+owned by the caller: if the sweep already failed it (its owner looked dead), a late
+finish writes nothing and the customer never gets two endings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chat.assistant.contract import DraftInfo, Prepared
+from chat.events import publish_on_commit
+from chat.models import Conversation, Message, Turn
+from chat.review import EarlierTurn, Verdict, reviewer_current
+from chat.selectors import conversation_history
+from chat.services.conversations import (
+    conversation_group,
+    message_append,
+    system_notice_post,
+)
+
+logger = logging.getLogger(__name__)
+
+EARLIER_TURNS = 10
+FAILURE_LEAD = "Sorry, the assistant could not answer just now."
+FAILURE_NOTICE = (
+    f"{FAILURE_LEAD} Your message is saved and a person from our team will look at this "
+    "conversation. You can also press \u201cTalk to a person\u201d."
+)
+NOTICE_BLOCKED = "Sorry, I can't help with that request here."
+NOTICE_ESCALATED = "A person from our team will take it from here. Please stay on this page."
+
+
+def turn_open(*, conversation: Conversation, customer_message: Message) -> Turn:
+    """A pending turn for a customer message (inside ``customer_message_receive``'s
+    transaction, with the conversation row locked)."""
+    turn = Turn(conversation=conversation, customer_message=customer_message)
+    turn.save()
+    return turn
+
+
+@dataclass
+class ClaimedTurn:
+    """A turn this process now owns, with what the pipeline needs to run it."""
+
+    turn: Turn
+    conversation: Conversation
+    message: Message
+    history: list[dict[str, str]]
+    earlier_turns: tuple[EarlierTurn, ...]
+
+
+@transaction.atomic
+def turn_claim_next(
+    *, conversation_id: Any, owner: str, now: dt.datetime | None = None
+) -> ClaimedTurn | None:
+    """Claim the conversation's oldest pending turn for ``owner``; None when a turn of
+    the conversation is already running (its owner runs the next one when it finishes)
+    or nothing is pending.
+
+    Locks the conversation row, so two processes claiming at once are serialised; a
+    unique constraint allows one running turn per conversation in any case. When a
+    person handles the conversation, pending turns are skipped: the assistant stays
+    silent.
+    """
+    conversation = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+    if conversation is None:
+        return None
+    turns = Turn.objects.filter(conversation=conversation)
+    if turns.filter(status=Turn.Status.RUNNING).exists():
+        return None
+    turn = (
+        turns.filter(status=Turn.Status.PENDING)
+        .select_related("customer_message", "customer_message__author")
+        .order_by("customer_message__seq")
+        .first()
+    )
+    if turn is None:
+        return None
+    now = now or timezone.now()
+    if not conversation.assistant_may_answer:
+        for pending in turns.filter(status=Turn.Status.PENDING):
+            pending.status = Turn.Status.SKIPPED
+            pending.finished_at = now
+            pending.save(update_fields=["status", "finished_at"])
+        return None
+    turn.status = Turn.Status.RUNNING
+    turn.owner = owner[:100]
+    turn.started_at = now
+    turn.deadline_at = now + dt.timedelta(seconds=float(settings.ASSISTANT_TIMEOUT_SECONDS))
+    try:
+        with transaction.atomic():
+            turn.save(update_fields=["status", "owner", "started_at", "deadline_at"])
+    except IntegrityError:
+        return None  # another process got there first
+    message = turn.customer_message
+    earlier = tuple(
+        EarlierTurn(route=route, status=status, no_answer=no_answer, intent=intent)
+        for route, status, no_answer, intent in turns.filter(customer_message__seq__lt=message.seq)
+        .order_by("-customer_message__seq")
+        .values_list("route", "status", "no_answer", "intent")[:EARLIER_TURNS]
+    )
+    return ClaimedTurn(
+        turn=turn,
+        conversation=conversation,
+        message=message,
+        history=conversation_history(conversation=conversation, before_seq=message.seq),
+        earlier_turns=earlier,
+    )
+
+
+def _locked_running(turn_id: int, owner: str | None) -> tuple[Turn, Conversation] | None:
+    """The turn and its conversation, both locked, if the turn still runs for ``owner``
+    (any owner when None); otherwise None and nothing is written."""
+    turn = Turn.objects.select_related("customer_message").get(pk=turn_id)
+    conversation = Conversation.objects.select_for_update().get(pk=turn.conversation_id)
+    turn = Turn.objects.select_for_update().select_related("customer_message").get(pk=turn_id)
+    if turn.status != Turn.Status.RUNNING or (owner is not None and turn.owner != owner):
+        return None
+    return turn, conversation
+
+
+def _apply_signals(turn: Turn, prepared: Prepared) -> None:
+    turn.sentiment_label = prepared.sentiment.label
+    turn.sentiment_score = prepared.sentiment.score
+    turn.sentiment_method = prepared.sentiment.method
+    if prepared.intent is not None:
+        turn.intent = prepared.intent.label
+        turn.intent_confidence = round(prepared.intent.confidence, 4)
+        turn.intent_scores = {k: round(v, 4) for k, v in prepared.intent.scores.items()}
+        turn.router_version = prepared.intent.model_version[:80]
+    turn.retrieval_top_score = round(prepared.retrieval.top_score, 4)
+    turn.retrieval_min_score = prepared.retrieval.min_score
+    turn.no_answer = prepared.retrieval.no_answer
+    turn.sources = prepared.sources
+    turn.retriever_adapter = prepared.retriever_adapter[:100]
+
+
+def _apply_verdict(turn: Turn, verdict: Verdict) -> None:
+    turn.route = verdict.route
+    turn.decision_reason = verdict.reason[:40]
+    turn.decision_category = verdict.category[:40]
+    turn.decision_detail = verdict.detail[:300]
+    turn.decision_priority = verdict.priority[:8]
+
+
+def _close(turn: Turn, status: str, **fields: Any) -> None:
+    """Set the final state in memory (saved by ``_save`` once the outputs are written, so
+    that the frames broadcast for those outputs already show it)."""
+    turn.status = status
+    turn.finished_at = timezone.now()
+    if turn.started_at is not None:
+        turn.latency_ms = int((turn.finished_at - turn.started_at).total_seconds() * 1000)
+    for name, value in fields.items():
+        setattr(turn, name, value)
+
+
+def _save(turn: Turn) -> None:
+    turn.full_clean(exclude=["conversation", "customer_message"], validate_constraints=False)
+    turn.save()
+
+
+def stream_event(kind: str, turn: Turn, **extra: Any) -> dict[str, Any]:
+    """``chat.thinking`` / ``chat.delta`` / ``chat.cancelled`` for the turn's sockets."""
+    message = turn.customer_message
+    return {"type": kind, "reply_to": message.seq, "reply_to_id": message.pk, **extra}
+
+
+@dataclass
+class Stored:
+    turn: Turn
+    message: Message | None  # the answer, draft or notice stored
+    verdict: Verdict
+    shown: bool = True
+
+
+@transaction.atomic
+def turn_answer_store(
+    *,
+    turn_id: int,
+    owner: str,
+    prepared: Prepared,
+    verdict: Verdict,
+    text: str,
+    info: DraftInfo,
+    first_token_ms: int | None,
+    stream_id: str,
+) -> Stored | None:
+    """Store the assistant's answer (knowledge base, small talk or a polite refusal).
+
+    Under the conversation lock it re-checks who handles the conversation: if a person
+    took over while the answer was being written, the answer is stored WITHHELD for
+    agents, the turn is ``withheld`` and the sockets are told to drop the stream. A
+    takeover that locks the same row happens either before (withheld) or after (already
+    public), never in between. Returns None if the turn no longer belongs to ``owner``.
+    """
+    locked = _locked_running(turn_id, owner)
+    if locked is None:
+        return None
+    turn, conversation = locked
+    shown = conversation.assistant_may_answer
+    _apply_signals(turn, prepared)
+    verdict = reviewer_current().record(turn=turn, verdict=verdict)
+    _apply_verdict(turn, verdict)
+    _close(
+        turn,
+        Turn.Status.ANSWERED if shown else Turn.Status.WITHHELD,
+        provider=info.provider,
+        model_name=info.model_name,
+        adapter=info.adapter,
+        first_token_ms=first_token_ms,
+        withheld_reason="" if shown else f"handling={conversation.handling}"[:100],
+    )
+    message, _ = message_append(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        text=text,
+        visibility=Message.Visibility.PUBLIC if shown else Message.Visibility.WITHHELD,
+        sources=prepared.sources if verdict.route == Turn.Route.ANSWER else [],
+        provider=info.provider,
+        model_name=info.model_name,
+        adapter=info.adapter,
+        latency_ms=turn.latency_ms,
+        reply_to=turn.customer_message,
+        turn=turn,
+    )
+    _save(turn)
+    if not shown:
+        publish_on_commit(
+            conversation_group(conversation.pk),
+            stream_event("chat.cancelled", turn, stream_id=stream_id, reason="agent_took_over"),
+        )
+    return Stored(turn=turn, message=message, verdict=verdict, shown=shown)
+
+
+@transaction.atomic
+def turn_handoff_store(
+    *, turn_id: int, owner: str, prepared: Prepared, verdict: Verdict
+) -> Stored | None:
+    """Store an escalated or blocked turn: the reviewer records its decision (and opens
+    the ticket) and the customer gets its notice instead of a draft, in one transaction.
+    """
+    locked = _locked_running(turn_id, owner)
+    if locked is None:
+        return None
+    turn, conversation = locked
+    _apply_signals(turn, prepared)
+    verdict = reviewer_current().record(turn=turn, verdict=verdict)
+    _apply_verdict(turn, verdict)
+    blocked = verdict.route == Turn.Route.BLOCK
+    _close(turn, Turn.Status.BLOCKED if blocked else Turn.Status.ESCALATED)
+    notice = system_notice_post(
+        conversation=conversation,
+        text=verdict.customer_notice or (NOTICE_BLOCKED if blocked else NOTICE_ESCALATED),
+        reply_to=turn.customer_message,
+        marker=Message.Marker.TURN_NOTICE,
+        turn=turn,
+    )
+    _save(turn)
+    return Stored(turn=turn, message=notice, verdict=verdict)
+
+
+@transaction.atomic
+def turn_draft_store(
+    *, turn_id: int, text: str = "", info: DraftInfo | None = None
+) -> Message | None:
+    """Keep the assistant's draft of an escalated turn for the agents (never shown to
+    the customer); an empty ``text`` means no draft could be written. Either way, after
+    commit the reviewer hears that the turn's draft is settled (``draft_stored``)."""
+    turn = Turn.objects.select_related("customer_message", "conversation").get(pk=turn_id)
+    if (
+        turn.status != Turn.Status.ESCALATED
+        or turn.outputs.filter(role=Message.Role.ASSISTANT).exists()
+    ):
+        return None
+    draft = None
+    if text.strip() and info is not None:
+        draft, _ = message_append(
+            conversation=turn.conversation,
+            role=Message.Role.ASSISTANT,
+            text=text,
+            visibility=Message.Visibility.WITHHELD,
+            sources=turn.sources,
+            provider=info.provider,
+            model_name=info.model_name,
+            adapter=info.adapter,
+            reply_to=turn.customer_message,
+            turn=turn,
+        )
+        turn.provider, turn.model_name, turn.adapter = (
+            info.provider,
+            info.model_name,
+            info.adapter,
+        )
+        turn.save(update_fields=["provider", "model_name", "adapter"])
+    transaction.on_commit(lambda: reviewer_current().draft_stored(turn=turn))
+    return draft
+
+
+@transaction.atomic
+def turn_fail(
+    *, turn_id: int, error: str, owner: str | None = None, prepared: Prepared | None = None
+) -> Stored | None:
+    """The turn failed (provider error, timeout) or its owner died (``owner`` None,
+    from the sweep; a pending turn qualifies too). Flags the conversation for a person,
+    lets the reviewer record the failure (escalation hands the conversation to a
+    person), and tells the customer. The customer's message stays stored.
+    """
+    turn = Turn.objects.select_related("customer_message").get(pk=turn_id)
+    conversation = Conversation.objects.select_for_update().get(pk=turn.conversation_id)
+    turn = Turn.objects.select_for_update().select_related("customer_message").get(pk=turn_id)
+    if owner is not None:
+        if turn.status != Turn.Status.RUNNING or turn.owner != owner:
+            return None
+    elif turn.status not in (Turn.Status.RUNNING, Turn.Status.PENDING):
+        return None
+    if prepared is not None:
+        _apply_signals(turn, prepared)
+    conversation.needs_attention = True
+    conversation.attention_reason = f"Assistant failed: {error}"[:200]
+    conversation.full_clean()
+    conversation.save(update_fields=["needs_attention", "attention_reason", "updated_at"])
+    turn.error = error[:500]
+    verdict = reviewer_current().failed(turn=turn, error=error)
+    _apply_verdict(turn, verdict)
+    _close(turn, Turn.Status.FAILED)
+    notice = system_notice_post(
+        conversation=conversation,
+        text=f"{FAILURE_LEAD} {verdict.customer_notice}"
+        if verdict.customer_notice
+        else FAILURE_NOTICE,
+        reply_to=turn.customer_message,
+        marker=Message.Marker.TURN_FAILED,
+        turn=turn,
+    )
+    _save(turn)
+    return Stored(turn=turn, message=notice, verdict=verdict)
+
+
+DEAD_OWNER_ERROR = "the assistant's process stopped before answering"
+
+
+def turns_sweep(*, now: dt.datetime | None = None) -> int:
+    """Finish turns nobody will finish: running past their deadline plus
+    ``TURN_SWEEP_GRACE_SECONDS`` (the owner process died), or pending that long with no
+    running turn ahead of them (the process that stored them died before claiming).
+    Each is failed like any failed turn: the customer is told and can reach a person, the
+    conversation is flagged. Returns how many were swept. Safe to run concurrently and
+    repeatedly: each turn is re-checked under its lock.
+    """
+    now = now or timezone.now()
+    grace = dt.timedelta(seconds=settings.TURN_SWEEP_GRACE_SECONDS)
+    stale = dt.timedelta(seconds=float(settings.ASSISTANT_TIMEOUT_SECONDS)) + grace
+    dead = list(
+        Turn.objects.filter(status=Turn.Status.RUNNING, deadline_at__lt=now - grace).values_list(
+            "pk", flat=True
+        )
+    )
+    running_conversations = Turn.objects.filter(status=Turn.Status.RUNNING).values(
+        "conversation_id"
+    )
+    orphans = list(
+        Turn.objects.filter(status=Turn.Status.PENDING, created_at__lt=now - stale)
+        .exclude(conversation_id__in=running_conversations)
+        .values_list("pk", flat=True)
+    )
+    swept = 0
+    for turn_id in [*dead, *orphans]:
+        try:
+            if turn_fail(turn_id=turn_id, error=DEAD_OWNER_ERROR) is not None:
+                swept += 1
+        except Exception:
+            logger.exception("sweeping turn %s failed", turn_id)
+    if swept:
+        logger.warning("swept %d turn(s) whose process stopped", swept)
+    return swept

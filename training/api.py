@@ -11,6 +11,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from chat.errors import error_body
 from labeling.models import DatasetSnapshot
 from training.models import AdapterDeployment, TrainingRun
 from training.selectors import run_metric_series, run_progress
@@ -190,11 +191,11 @@ class TrainingRunViewSet(
             raise PermissionDenied(str(exc)) from exc
         except deployment_services.DeploymentGateRefused as exc:
             return Response(
-                {"detail": str(exc), "gate": exc.verdict.as_dict()},
+                error_body("deployment_gate", str(exc), gate=exc.verdict.as_dict()),
                 status=status.HTTP_409_CONFLICT,
             )
         except deployment_services.DeploymentError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+            return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
         return Response(DeploymentSerializer(deployment).data)
 
 

@@ -200,7 +200,8 @@ def test_the_api_refuses_with_409_and_the_comparison_and_forcing_is_for_admins(
     refused = api_client.post(url, {"slot": ""}, format="json")
     assert refused.status_code == 409
     body = refused.json()
-    assert "was not deployed" in body["detail"]
+    assert body["code"] == "deployment_gate"
+    assert "was not deployed" in body["message"]
     assert body["gate"]["passed"] is False
     assert body["gate"]["comparisons"][0] == {
         "metric": "judge mean",

@@ -309,5 +309,5 @@ def test_a_guard_override_that_is_not_a_number_is_refused_with_a_400(
     )
 
     assert response.status_code == 400
-    assert "guard" in str(response.json()["hyperparameters"])
+    assert "guard" in str(response.json()["fields"]["hyperparameters"])
     assert not TrainingRun.objects.filter(algorithm="grpo").exists()

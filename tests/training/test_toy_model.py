@@ -11,17 +11,13 @@ from channels.db import database_sync_to_async
 
 from chat.assistant import AssistantError, Passage, Prepared, assistant_draft
 from chat.assistant import hf as hf_provider
-from chat.assistant.contract import TOY_MODEL_MARKER
+from chat.assistant.contract import TOY_MODEL_MARKER, Retrieval, Sentiment
 from training.services.starter import is_toy_model
 
 PREPARED = Prepared(
     passages=[Passage(slug="security", title="Security", text="Settings > Security.", score=0.7)],
-    sources=[{"slug": "security", "title": "Security", "score": 0.7}],
-    signals={
-        "sentiment": {"label": "neutral", "negative": 0, "score": 0.3, "method": "vader"},
-        "retrieval": {"top_score": 0.8, "no_answer": False, "min_score": 0.35},
-    },
-    no_answer=False,
+    sentiment=Sentiment(label="neutral", score=0.3, method="vader"),
+    retrieval=Retrieval(top_score=0.8, min_score=0.35, no_answer=False),
 )
 
 
@@ -78,7 +74,7 @@ async def test_a_customer_turn_on_the_toy_fails_honestly_instead_of_answering(
 ):
     from chat import assistant, turns
     from chat.models import Conversation, Message
-    from chat.services import message_append
+    from chat.services import customer_message_receive
     from tests.factories import ConversationFactory
 
     hf_on_the_toy.HF_ALLOW_TOY_MODEL = False
@@ -88,20 +84,25 @@ async def test_a_customer_turn_on_the_toy_fails_honestly_instead_of_answering(
 
     monkeypatch.setattr(assistant, "assistant_prepare", prepare)  # retrieval found an article
     conversation = await database_sync_to_async(ConversationFactory)()
-    message, _ = await database_sync_to_async(message_append)(
-        conversation=conversation, role=Message.Role.CUSTOMER, text="How do I reset my password?"
+    received = await database_sync_to_async(customer_message_receive)(
+        conversation=conversation,
+        text="How do I reset my password?",
+        client_id="toy-1",
+        author=None,
+        rate_subject="toy-test",
     )
 
-    outcome = await turns.turn_run(conversation_id=conversation.pk, customer_message_id=message.pk)
+    turn = await turns.turn_await(turn_id=received.turn.pk, conversation_id=conversation.pk)
 
-    assert outcome.kind == "failed"
+    assert turn.status == "failed"
+    assert "mechanics-only toy" in turn.error
     roles = await sync_to_async(
         lambda: list(conversation.messages.values_list("role", flat=True))
     )()
     assert Message.Role.ASSISTANT not in roles  # no toy output reached the customer
+    assert Message.Role.SYSTEM in roles  # the customer was told the turn failed
     refreshed = await sync_to_async(Conversation.objects.get)(pk=conversation.pk)
     assert refreshed.needs_attention
-    assert "toy" in refreshed.attention_reason
 
 
 @pytest.mark.django_db(transaction=True)

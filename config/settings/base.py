@@ -288,6 +288,9 @@ BEDROCK_GUARDRAIL_VERSION = env("BEDROCK_GUARDRAIL_VERSION", default="DRAFT")
 HF_BASE_MODEL_PATH = env("HF_BASE_MODEL_PATH", default=str(VAR_DIR / "models" / "starter"))
 HF_MAX_NEW_TOKENS = env.int("HF_MAX_NEW_TOKENS", default=64)
 HF_MAX_LOADED_ADAPTERS = env.int("HF_MAX_LOADED_ADAPTERS", default=4)
+# The offline starter model is a mechanics-only toy (its folder holds TOY_MODEL.txt): the
+# hf provider refuses to answer customers with it unless an operator opts in here.
+HF_ALLOW_TOY_MODEL = env.bool("HF_ALLOW_TOY_MODEL", default=False)
 
 # A running turn this long past its deadline belongs to a process that died: the sweep
 # (every minute) fails it and tells the customer.
@@ -342,6 +345,13 @@ TRAINING_HEARTBEAT_TIMEOUT_SECONDS = env.int("TRAINING_HEARTBEAT_TIMEOUT_SECONDS
 TRAINING_STALL_SECONDS = env.int("TRAINING_STALL_SECONDS", default=900)
 # Held-out questions answered before/after a run for its evaluation.
 TRAINING_EVAL_PROMPTS = env.int("TRAINING_EVAL_PROMPTS", default=16)
+# Guards of online runs (PPO, GRPO, RLOO), overridable per run with the hyperparameters
+# guard_max_kl / guard_max_length_drift / guard_warmup_steps (null switches one off): a
+# run stops and fails at the first logged step whose KL per answer (nats, summed over the
+# answer's tokens) or mean answer length drift (share of the first steps' mean) passes.
+TRAINING_GUARD_MAX_KL = env.float("TRAINING_GUARD_MAX_KL", default=4.0)
+TRAINING_GUARD_MAX_LENGTH_DRIFT = env.float("TRAINING_GUARD_MAX_LENGTH_DRIFT", default=0.5)
+TRAINING_GUARD_WARMUP_STEPS = env.int("TRAINING_GUARD_WARMUP_STEPS", default=3)
 
 # Nothing may fetch weights from a model hub at run time.
 HF_HUB_OFFLINE = True

@@ -424,7 +424,7 @@ def main() -> None:
     keys = list(results[0])
     print(" | ".join(keys))
     for row in results:
-        print(" | ".join(str(row[k]) for k in keys))
+        print(" | ".join(str(row.get(k, "")) for k in keys))
     print(json.dumps(results))
     print(f"# logs in {workdir}")
 

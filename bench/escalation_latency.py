@@ -387,7 +387,16 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    print(json.dumps(rounded(report), indent=2))
+    report = rounded(report)
+    for name, figures in (report["latency"] or {}).items():
+        inbox = figures.get("first_inbox_ms", {})
+        print(f"{name}: send -> ticket in an inbox p50 {inbox.get('p50')} ms, p99 {inbox.get('p99')} ms")
+    race_report = report["takeover_race"]
+    print(
+        f"takeover race: {race_report['rounds_with_exactly_one_owner']} of "
+        f"{race_report['rounds']} rounds with exactly one owner"
+    )
+    print(json.dumps(report))
 
 
 def rounded(value):

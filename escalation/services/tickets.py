@@ -84,7 +84,7 @@ def _sync(target: Conversation, source: Conversation) -> None:
         setattr(target, name, getattr(source, name))
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def escalation_open(
     *,
     conversation: Conversation,
@@ -129,7 +129,11 @@ def escalation_open(
         sentiment=sentiment or {},
         nobody_available=not agents_available().exists(),
     )
-    ticket.full_clean(exclude=["conversation"], validate_constraints=False)
+    # The related rows were handed in as objects: no query to re-check that they exist.
+    ticket.full_clean(
+        exclude=["conversation", "decision", "trigger_message", "assigned_agent"],
+        validate_constraints=False,
+    )
     ticket.save()
     if locked.handling == Conversation.Handling.ASSISTANT:
         locked.handling = Conversation.Handling.WAITING_FOR_HUMAN

@@ -390,7 +390,8 @@ def main() -> None:
     report = rounded(report)
     for name, figures in (report["latency"] or {}).items():
         inbox = figures.get("first_inbox_ms", {})
-        print(f"{name}: send -> ticket in an inbox p50 {inbox.get('p50')} ms, p99 {inbox.get('p99')} ms")
+        p50, p99 = inbox.get("p50"), inbox.get("p99")
+        print(f"{name}: send -> ticket in an inbox p50 {p50} ms, p99 {p99} ms")
     race_report = report["takeover_race"]
     print(
         f"takeover race: {race_report['rounds_with_exactly_one_owner']} of "

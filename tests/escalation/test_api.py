@@ -17,9 +17,12 @@ def test_only_agents_see_tickets(api_client, customer, escalated):
 
 def test_list_and_filter_tickets(api_client, agent, escalated):
     api_client.force_authenticate(agent)
-    data = api_client.get("/api/escalation/tickets/", {"status": "open"}).json()
+    # the queue gave it to the only agent on duty
+    data = api_client.get("/api/escalation/tickets/", {"status": "assigned"}).json()
     assert [t["id"] for t in data["results"]] == [escalated.pk]
     assert data["results"][0]["reason"] == "human_request"
+    assert data["results"][0]["assigned_agent"] == "Alex Agent"
+    assert api_client.get("/api/escalation/tickets/", {"status": "open"}).json()["results"] == []
     assert (
         api_client.get("/api/escalation/tickets/", {"status": "resolved"}).json()["results"] == []
     )

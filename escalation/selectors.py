@@ -122,6 +122,41 @@ def agent_loads(*, agent_ids: list[int]) -> dict[int, int]:
     return {row["assigned_agent_id"]: row["n"] for row in rows}
 
 
+def agent_console_state(*, agent: Any) -> dict[str, Any]:
+    """The agent's own switches for the inbox: on duty, capacity and current load."""
+    presence = AgentPresence.objects.filter(agent_id=agent.pk).first()
+    capacity = presence.capacity if presence else AgentPresence._meta.get_field("capacity").default
+    return {
+        "on_duty": bool(presence and presence.on_duty),
+        "capacity": capacity,
+        "load": agent_loads(agent_ids=[agent.pk]).get(agent.pk, 0),
+        "supervisor": is_supervisor(agent),
+    }
+
+
+def agents_for_reassignment() -> list[dict[str, Any]]:
+    """Support staff a supervisor may give a ticket to, with duty and load. Three queries."""
+    from chat.access import support_staff_users
+
+    users = list(support_staff_users().order_by("first_name", "last_name", "username"))
+    ids = [u.pk for u in users]
+    presences = {p.agent_id: p for p in AgentPresence.objects.filter(agent_id__in=ids)}
+    loads = agent_loads(agent_ids=ids)
+    rows = []
+    for user in users:
+        presence = presences.get(user.pk)
+        rows.append(
+            {
+                "id": user.pk,
+                "name": display_name(user),
+                "on_duty": bool(presence and presence.on_duty),
+                "load": loads.get(user.pk, 0),
+                "capacity": presence.capacity if presence else None,
+            }
+        )
+    return rows
+
+
 def ticket_is_taken(ticket: Ticket) -> bool:
     """The assigned agent has taken the conversation over (not only been given it)."""
     conversation = ticket.conversation

@@ -25,6 +25,7 @@ from chat.services import (
 from escalation.models import DomainEvent, Priority, Ticket, WorkflowCallback
 from escalation.services.events import event_record
 from escalation.services.presence import agents_available
+from escalation.wording import reason_label
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +139,8 @@ def escalation_open(
     message_append(
         conversation=locked,
         role=Message.Role.SYSTEM,
-        text=f"Escalated to a person: {reason.replace('_', ' ')}"
-        + (f" ({reason_detail})" if reason_detail else ""),
+        text=f"Escalated to a person: {reason_label(reason)}"
+        + (f" ({reason_detail})" if reason_detail and reason_detail != "button" else ""),
         visibility=Message.Visibility.INTERNAL,
         marker=Message.Marker.ESCALATED,
     )
@@ -537,7 +538,7 @@ def ticket_notify_agents(*, ticket_id: int) -> int:
     try:
         email_send(
             to=recipients,
-            subject=f"[Loopdesk] New escalation: {ticket.reason.replace('_', ' ')}",
+            subject=f"[Loopdesk] New escalation: {reason_label(ticket.reason)}",
             body=(
                 f"A customer needs a person (ticket {ticket.pk}, priority {ticket.priority}).\n"
                 f"Reason: {ticket.reason} {ticket.reason_detail}\n"

@@ -314,7 +314,7 @@ def tickets_return_silent(*, now: datetime | None = None) -> int:
 
 def tickets_return_from_agent(*, agent: User, note: str) -> int:
     """Every ticket given to ``agent`` that they have not taken over goes back to the
-    queue (an agent going off duty); one transaction each, then the queue is drained.
+    queue (an agent going off duty); one transaction each. The caller drains the queue.
 
     Call it after the agent's duty change committed, so no drain gives them a ticket
     meanwhile."""
@@ -334,8 +334,6 @@ def tickets_return_from_agent(*, agent: User, note: str) -> int:
                 continue
             _requeue(ticket, locked, note=note)
             returned += 1
-    if returned:
-        queue_drain()
     return returned
 
 

@@ -43,22 +43,29 @@ def _presence_locked(agent: User) -> AgentPresence:
     return presence
 
 
-@transaction.atomic
 def agent_presence_set(*, agent: User, on_duty: bool) -> AgentPresence:
     """Go on or off duty. On duty: the queue is drained (the agent may get tickets at
-    once). Off duty: tickets given to the agent but not yet taken over go back to the
-    queue (and to other agents)."""
+    once). Off duty: once that is committed (no drain gives them a ticket after it),
+    the tickets given to the agent but not yet taken over go back to the queue, each
+    under its conversation's lock, and on to other agents.
+
+    Two transactions on purpose: returning a ticket locks its conversation, which must
+    never be locked after the presence rows (see ``assignment``)."""
     from escalation.services.assignment import queue_drain, tickets_return_from_agent
 
-    presence = _presence_locked(agent)
-    presence.on_duty = on_duty
-    presence.last_seen_at = timezone.now()
-    presence.save(update_fields=["on_duty", "last_seen_at"])
+    with transaction.atomic():
+        presence = _presence_locked(agent)
+        presence.on_duty = on_duty
+        presence.last_seen_at = timezone.now()
+        presence.save(update_fields=["on_duty", "last_seen_at"])
+        if on_duty:
+            queue_drain()
     if not on_duty:
         tickets_return_from_agent(
             agent=agent, note=f"{_name(agent)} went off duty before taking it over."
         )
-    queue_drain()
+        # Their tickets went on to others; waiting customers' estimates changed.
+        queue_drain()
     return presence
 
 

@@ -87,7 +87,7 @@
       open.className = "open";
       const a = document.createElement("a");
       a.href = "/agent/conversations/" + t.conversation_id + "/";
-      a.textContent = t.assigned_agent_id === me && !t.taken ? "Open and take over" : "Open";
+      a.textContent = t.assigned_agent_id === me && !t.taken ? "Open to take over" : "Open";
       open.appendChild(a);
       tr.appendChild(open);
       body.appendChild(tr);

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -159,6 +160,36 @@ def server_cpu_seconds(pid: int) -> float:
 
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
+
+
+class ConnectionWatcher(threading.Thread):
+    """Samples how many database connections the server process holds during the round:
+    its sockets to PostgreSQL's port, or its open SQLite file handles."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self._stop_event = pid, 0, threading.Event()
+
+    def count(self) -> int:
+        import psutil
+
+        process = psutil.Process(self.pid)
+        if "postgres" in os.environ.get("DATABASE_URL", ""):
+            return sum(
+                1 for c in process.net_connections(kind="tcp") if c.raddr and c.raddr.port == 5432
+            )
+        return sum(1 for f in process.open_files() if f.path.endswith(".sqlite3"))
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.25):
+            try:
+                self.peak = max(self.peak, self.count())
+            except Exception:  # the process may be going away
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
 
 
 def start_daphne(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -338,7 +369,10 @@ def main() -> None:
         if profiler is not None:
             time.sleep(1.0)  # py-spy attaches
         cpu_before = server_cpu_seconds(daphne.pid)
+        watcher = ConnectionWatcher(daphne.pid)
+        watcher.start()
         wall = asyncio.run(run_round(base, customers, args, questions))
+        watcher.stop()
         server_cpu = server_cpu_seconds(daphne.pid) - cpu_before
         if profiler is not None:
             profile_stop(profiler)
@@ -364,6 +398,7 @@ def main() -> None:
         server_cpu * 1000 / max(1, results[-1]["messages"]), 2
     )
     results[-1]["server_cpu_share"] = round(server_cpu / wall, 2)
+    results[-1]["db_connections_max"] = watcher.peak
 
     if not args.skip_echo:
         port = free_port()
@@ -389,7 +424,7 @@ def main() -> None:
     keys = list(results[0])
     print(" | ".join(keys))
     for row in results:
-        print(" | ".join(str(row[k]) for k in keys))
+        print(" | ".join(str(row.get(k, "")) for k in keys))
     print(json.dumps(results))
     print(f"# logs in {workdir}")
 

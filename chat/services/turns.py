@@ -149,14 +149,15 @@ def _locked_running(turn_id: int, owner: str | None) -> tuple[Turn, Conversation
 
 
 def _lock(turn_id: int) -> tuple[Turn, Conversation]:
-    """Lock the turn's conversation, then the turn (always in this order)."""
-    conversation = Conversation.objects.select_for_update(of=("self",)).get(turns__pk=turn_id)
+    """The turn with its conversation row locked, in one query. Every write of a turn's
+    status (claim, finish, fail, skip) holds its conversation's lock, so the turn read
+    under it is current."""
     turn = (
-        Turn.objects.select_for_update(of=("self",))
-        .select_related("customer_message")
+        Turn.objects.select_for_update(of=("conversation",))
+        .select_related("conversation", "customer_message")
         .get(pk=turn_id)
     )
-    return turn, conversation
+    return turn, turn.conversation
 
 
 def _next_pending(conversation: Conversation) -> bool:

@@ -118,8 +118,12 @@ else:
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads that run the sockets' and the turns' ORM work in a server process (chat.events);
-# 0 runs it on Channels' single thread instead.
-DATABASE_THREADS = env.int("DATABASE_THREADS", default=4)
+# 0 runs it on Channels' single thread instead. SQLite takes one writer at a time and
+# makes the others sleep-poll (busy timeout): more than two threads only wait there.
+DATABASE_THREADS = env.int(
+    "DATABASE_THREADS",
+    default=2 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 4,
+)
 
 # --- redis: channel layer, cache, task broker --------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")

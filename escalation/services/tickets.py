@@ -159,15 +159,17 @@ def escalation_open(
     ticket_publish(ticket, change="created")
     transaction.on_commit(lambda: _after_open(ticket, start_workflow=not draft_follows))
     # Fair assignment: the new ticket goes to the agent with the most room, or queues.
-    _queue_drain()
-    ticket.refresh_from_db(fields=["status", "assigned_agent", "assigned_at"])
+    for assigned in _queue_drain():
+        if assigned.pk == ticket.pk:
+            ticket.status, ticket.assigned_at = assigned.status, assigned.assigned_at
+            ticket.assigned_agent = assigned.assigned_agent
     return ticket, True
 
 
-def _queue_drain() -> None:
+def _queue_drain() -> list[Ticket]:
     from escalation.services.assignment import queue_drain
 
-    queue_drain()
+    return queue_drain()
 
 
 def _after_open(ticket: Ticket, *, start_workflow: bool) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import services, turns
+from chat import services, turns, waiting
 from chat.events import db
 from chat.models import Conversation, Message
 from chat.selectors import conversation_messages_after
@@ -91,6 +91,10 @@ class ChatConsumer(JsonFrameConsumer):
                 "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
             }
         )
+        if conversation.handling == Conversation.Handling.WAITING_FOR_HUMAN:
+            status = await db(waiting.waiting_status)(conversation_id=conversation.pk)
+            if status is not None:
+                await self.send_json(waiting.queue_frame(status))
 
     # --- frames from the client ------------------------------------------------------------
 
@@ -234,6 +238,10 @@ class ChatConsumer(JsonFrameConsumer):
     async def chat_typing(self, event: dict[str, Any]) -> None:
         if event.get("sender") != self.channel_name:
             await self.send_json(services.typing_frame(event))
+
+    async def chat_queue(self, event: dict[str, Any]) -> None:
+        """The queue moved: this conversation's place in it (``chat.waiting``)."""
+        await self.send_json(waiting.queue_frame(event))
 
     async def chat_conversation(self, event: dict[str, Any]) -> None:
         if self.conversation is not None:

@@ -327,6 +327,9 @@ ESCALATION_RETRY_MAX_ATTEMPTS = env.int("ESCALATION_RETRY_MAX_ATTEMPTS", default
 ESCALATION_RETRY_BASE_SECONDS = env.int("ESCALATION_RETRY_BASE_SECONDS", default=10)
 ESCALATION_CALLBACK_MAX_SKEW_SECONDS = env.int("ESCALATION_CALLBACK_MAX_SKEW_SECONDS", default=300)
 ESCALATION_TICKET_EXPIRY_HOURS = env.int("ESCALATION_TICKET_EXPIRY_HOURS", default=24)
+# An assigned ticket whose agent has not written to the customer within this many seconds
+# of the assignment goes back to the queue (the sweep runs every minute).
+ESCALATION_ASSIGNEE_REPLY_SECONDS = env.int("ESCALATION_ASSIGNEE_REPLY_SECONDS", default=300)
 ESCALATION_WEBHOOK_TIMEOUT_SECONDS = env.float("ESCALATION_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 
 # --- labeling / training ------------------------------------------------------------------

@@ -9,6 +9,17 @@ from chat.models import Conversation, CustomerFeedback, Message, Turn
 from chat.selectors import display_name
 
 
+class ErrorSerializer(serializers.Serializer):
+    """Every API error (``chat.errors``): a stable code, a message for people, and for
+    invalid input the problems by field."""
+
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.JSONField(), required=False, help_text="Problems by field"
+    )
+
+
 class ConversationSerializer(serializers.ModelSerializer):
     agent_name = serializers.SerializerMethodField()
 

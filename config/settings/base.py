@@ -233,9 +233,18 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "600/min"},
+    # JSON within size and depth, storable text only (chat.parsers); files as multipart.
+    "DEFAULT_PARSER_CLASSES": [
+        "chat.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # One error shape for every API error: {code, message} (chat.errors).
     "EXCEPTION_HANDLER": "chat.errors.api_exception_handler",
 }
+# Every JSON body the API reads: at most this many bytes, nested at most this deep.
+API_MAX_JSON_BYTES = env.int("API_MAX_JSON_BYTES", default=1024 * 1024)
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=16)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loopdesk API",
     "DESCRIPTION": "Conversations, escalations, labels and training runs for integrations.",
@@ -326,6 +335,8 @@ LABELING_ADJUDICATION_SPREAD = env.int("LABELING_ADJUDICATION_SPREAD", default=2
 # Ground Truth manifests: the label attribute name and job name of the blog's example.
 LABELING_GT_LABEL_ATTRIBUTE = env("LABELING_GT_LABEL_ATTRIBUTE", default="RHLF-custom-feedback")
 LABELING_GT_JOB_NAME = env("LABELING_GT_JOB_NAME", default="rhlf-custom-feedback")
+# Largest Ground Truth output manifest an import accepts (API and admin).
+LABELING_MANIFEST_MAX_BYTES = env.int("LABELING_MANIFEST_MAX_BYTES", default=20 * 1024 * 1024)
 TRAINING_OUTPUT_DIR = Path(env("TRAINING_OUTPUT_DIR", default=str(VAR_DIR / "training")))
 # A running run whose worker sent no heartbeat for this long is failed by the sweep.
 TRAINING_HEARTBEAT_TIMEOUT_SECONDS = env.int("TRAINING_HEARTBEAT_TIMEOUT_SECONDS", default=120)

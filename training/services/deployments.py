@@ -9,11 +9,14 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from chat.errors import Conflict
 from training.models import AdapterDeployment, TrainingRun
 
 
-class DeploymentError(Exception):
-    pass
+class DeploymentError(Conflict):
+    """The run cannot be deployed, or the slot has nothing to roll back."""
+
+    code = "deployment_refused"
 
 
 def _require(user: User | AnonymousUser) -> User:

@@ -186,9 +186,20 @@ class Ticket(models.Model):
     outcome_note = models.TextField(blank=True)
     agents_notified_at = models.DateTimeField(null=True, blank=True)
     workflow_execution_arn = models.CharField(max_length=2048, blank=True)
+    # Who resolved or closed the ticket (None: the system, e.g. expiry).
+    finished_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["-handoff_at", "-id"]
+        permissions = [
+            ("supervise_ticket", "Can resolve or close tickets other agents handle"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["conversation"],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
 
 from chat.selectors import display_name
@@ -124,7 +122,7 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
 class CallbackSerializer(serializers.Serializer):
     """What the Step Functions Lambda posts: the ticket and the task token to answer."""
 
-    ticket_id = serializers.IntegerField(min_value=1)
+    ticket_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     task_token = serializers.CharField(min_length=1, max_length=2048, trim_whitespace=False)
 
     def validate_task_token(self, value: str) -> str:
@@ -137,7 +135,3 @@ class CallbackResponseSerializer(serializers.Serializer):
     callback_id = serializers.IntegerField()
     state = serializers.CharField()
     created = serializers.BooleanField()
-
-
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"code": code, "detail": message}

@@ -36,7 +36,7 @@
     });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
-      showError(body.detail || "That did not work (" + response.status + ").");
+      showError(body.message || "That did not work (" + response.status + ").");
       return null;
     }
     return body;

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path
@@ -34,10 +33,8 @@ urlpatterns = [
     path("", include("chat.urls")),
 ]
 
-if settings.DEBUG:
-    from django.conf.urls.static import static as serve_files
-
-    urlpatterns += serve_files(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# Media (transcripts, adapters, exports) is never served at a URL, not even under DEBUG:
+# transcripts are read through the API by support staff, run artifacts through the admin.
 
 admin.site.site_header = "Loopdesk"
 admin.site.site_title = "Loopdesk admin"

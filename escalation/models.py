@@ -336,10 +336,16 @@ class Webhook(models.Model):
         return self.name
 
     def clean(self) -> None:
+        from escalation.webhooks import DestinationRefused, destination_check
+
         if not isinstance(self.events, list) or any(
             name not in DomainEvent.Name.values for name in self.events
         ):
             raise ValidationError({"events": "A list of known event names (empty = all)."})
+        try:
+            destination_check(self.url)
+        except DestinationRefused as exc:
+            raise ValidationError({"url": str(exc)}) from exc
 
     def wants(self, event_name: str) -> bool:
         return self.enabled and (not self.events or event_name in self.events)

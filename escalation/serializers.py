@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from chat.selectors import display_name
 from escalation.models import DomainEvent, Ticket, Webhook, WebhookDelivery
+from escalation.webhooks import DestinationRefused, destination_check
 
 
 class TicketSerializer(serializers.ModelSerializer):
@@ -95,8 +96,10 @@ class WebhookSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
     def validate_url(self, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise serializers.ValidationError("Use an http(s) URL.")
+        try:
+            destination_check(value)
+        except DestinationRefused as exc:
+            raise serializers.ValidationError(str(exc)) from exc
         return value
 
 

@@ -321,6 +321,10 @@ ESCALATION_RETRY_BASE_SECONDS = env.int("ESCALATION_RETRY_BASE_SECONDS", default
 ESCALATION_CALLBACK_MAX_SKEW_SECONDS = env.int("ESCALATION_CALLBACK_MAX_SKEW_SECONDS", default=300)
 ESCALATION_TICKET_EXPIRY_HOURS = env.int("ESCALATION_TICKET_EXPIRY_HOURS", default=24)
 ESCALATION_WEBHOOK_TIMEOUT_SECONDS = env.float("ESCALATION_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Webhooks reach public addresses only; networks listed here (CIDR, e.g. "10.1.2.0/24"
+# for an internal receiver) are allowed too. Loopback, private, link-local (the cloud
+# metadata service) and reserved addresses are refused otherwise.
+ESCALATION_WEBHOOK_ALLOWED_NETWORKS = env.list("ESCALATION_WEBHOOK_ALLOWED_NETWORKS", default=[])
 
 # --- labeling / training ------------------------------------------------------------------
 LABELING_REVIEWERS_PER_ITEM = env.int("LABELING_REVIEWERS_PER_ITEM", default=3)

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 
 from chat import serializers, services, turns
 from chat.access import is_support_staff
+from chat.clients import client_address
 from chat.models import Conversation, Message
 from chat.selectors import conversation_messages_after, conversations_for_customer
 from chat.transcripts import transcript_export, transcript_path
@@ -122,7 +123,9 @@ class ConversationViewSet(
         conversation = services.conversation_start(
             customer=request.user,  # type: ignore[arg-type]
             visitor_id="",
-            rate_subject=rate_subject(user=request.user, visitor_id=""),
+            rate_subject=rate_subject(
+                user=request.user, visitor_id="", address=client_address(request.META)
+            ),
             channel=Conversation.Channel.API,
             title=body.validated_data["title"],
         )
@@ -175,7 +178,9 @@ class ConversationViewSet(
             text=body.validated_data["text"],
             client_id=body.validated_data["client_id"],
             author=request.user,  # type: ignore[arg-type]
-            rate_subject=rate_subject(user=request.user, visitor_id=""),
+            rate_subject=rate_subject(
+                user=request.user, visitor_id="", address=client_address(request.META)
+            ),
         )
         message = received.message
         if not received.created:

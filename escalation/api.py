@@ -16,9 +16,9 @@ from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from chat.clients import AddressAnonThrottle
 from chat.errors import ApplicationError, Unavailable
 from chat.models import Conversation
 from chat.payloads import PayloadError, json_loads_bounded
@@ -204,7 +204,7 @@ class WebhookViewSet(
         return Response(WebhookDeliverySerializer(deliveries, many=True).data)
 
 
-class CallbackThrottle(AnonRateThrottle):
+class CallbackThrottle(AddressAnonThrottle):
     rate = "120/min"
 
 

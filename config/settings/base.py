@@ -183,6 +183,12 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# --- client addresses ---------------------------------------------------------------------
+# Proxies (addresses or networks, e.g. "10.0.0.0/8") whose X-Forwarded-For is believed.
+# Empty: the connection's peer is the client (chat.clients). Behind a load balancer, list
+# it here, or every visitor shares its address in the rate limits and login lock-outs.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
 # --- auth, i18n, static, media ----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -232,7 +238,15 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "600/min"},
+    # Per account, anonymous callers per client address (chat.clients).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "chat.clients.AddressAnonThrottle",
+        "chat.clients.AddressUserThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("API_THROTTLE_ANON", default="60/min"),
+        "user": env("API_THROTTLE_USER", default="600/min"),
+    },
     # JSON within size and depth, storable text only (chat.parsers); files as multipart.
     "DEFAULT_PARSER_CLASSES": [
         "chat.parsers.BoundedJSONParser",
@@ -305,8 +319,14 @@ CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
 # Every socket frame: at most this many bytes and this deep (a message frame is flat).
 SOCKET_MAX_FRAME_BYTES = env.int("SOCKET_MAX_FRAME_BYTES", default=64 * 1024)
 SOCKET_MAX_FRAME_DEPTH = env.int("SOCKET_MAX_FRAME_DEPTH", default=8)
+# Per account (signed in) or visitor cookie, and per client address: people behind one
+# address (an office, a mobile carrier) share the second budget, so it is larger.
 CHAT_RATE_LIMIT_MESSAGES = env("CHAT_RATE_LIMIT_MESSAGES", default="20/min")
 CHAT_RATE_LIMIT_CONVERSATIONS = env("CHAT_RATE_LIMIT_CONVERSATIONS", default="10/hour")
+CHAT_RATE_LIMIT_MESSAGES_PER_ADDRESS = env("CHAT_RATE_LIMIT_MESSAGES_PER_ADDRESS", default="60/min")
+CHAT_RATE_LIMIT_CONVERSATIONS_PER_ADDRESS = env(
+    "CHAT_RATE_LIMIT_CONVERSATIONS_PER_ADDRESS", default="30/hour"
+)
 # Load the assistant's models when the first chat socket of a server process opens.
 CHAT_WARM_UP_ASSISTANT = env.bool("CHAT_WARM_UP_ASSISTANT", default=True)
 

@@ -93,7 +93,13 @@ def test_the_admin_form_refuses_internal_destinations(client, admin_member):
 
     response = client.post(
         "/admin/escalation/webhook/add/",
-        {"name": "probe", "url": "http://10.0.0.8/", "secret": "x", "events": "[]", "enabled": "on"},
+        {
+            "name": "probe",
+            "url": "http://10.0.0.8/",
+            "secret": "x",
+            "events": "[]",
+            "enabled": "on",
+        },
     )
 
     assert response.status_code == 200  # the form again, with the error

@@ -11,6 +11,7 @@ from drf_spectacular.views import (
 from config.health import healthz
 
 api_patterns = [
+    path("", include("accounts.api_urls")),
     path("", include("chat.api_urls")),
     path("", include("escalation.api_urls")),
     path("", include("labeling.api_urls")),

@@ -37,7 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
@@ -251,7 +251,8 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Loopdesk <support@loopde
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Hashed tokens with an expiry (django-rest-knox), from POST /api/auth/token/.
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -266,6 +267,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("API_THROTTLE_ANON", default="60/min"),
         "user": env("API_THROTTLE_USER", default="600/min"),
+        "token": env("API_THROTTLE_TOKEN", default="10/min"),
     },
     # JSON within size and depth, storable text only (chat.parsers); files as multipart.
     "DEFAULT_PARSER_CLASSES": [
@@ -276,12 +278,20 @@ REST_FRAMEWORK = {
     # One error shape for every API error: {code, message} (chat.errors).
     "EXCEPTION_HANDLER": "chat.errors.api_exception_handler",
 }
+# API tokens are stored hashed and expire this many days after they were issued.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=30)
+REST_KNOX = {"TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS), "AUTH_HEADER_PREFIX": "Token"}
 # Every JSON body the API reads: at most this many bytes, nested at most this deep.
 API_MAX_JSON_BYTES = env.int("API_MAX_JSON_BYTES", default=1024 * 1024)
 API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=16)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loopdesk API",
-    "DESCRIPTION": "Conversations, escalations, labels and training runs for integrations.",
+    "DESCRIPTION": (
+        "Conversations, escalations, labels and training runs for integrations.\n\n"
+        "Authenticate with `Authorization: Token <token>`: POST /api/auth/token/ with the "
+        "account's username and password (HTTP Basic) returns a token, shown once and "
+        "valid for API_TOKEN_TTL_DAYS. Every error is `{code, message[, fields]}`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

@@ -138,7 +138,7 @@ class ConversationViewSet(
         parameters=[
             OpenApiParameter("after_seq", OpenApiTypes.INT, description="Only messages after it")
         ],
-        responses=serializers.AgentMessageSerializer(many=True),
+        responses=serializers.ConversationMessageSerializer(many=True),
         description="Messages in sequence order (cursor pagination on seq). Customers get "
         "the public ones; agents also get withheld drafts and internal notes.",
     )

@@ -128,6 +128,25 @@ class AgentMessageSerializer(MessageSerializer):
         read_only_fields = fields
 
 
+class ConversationMessageSerializer(MessageSerializer):
+    """Schema only: a message as the messages endpoint returns it. Customers get the
+    public fields; support staff also get the fields below (absent for customers)."""
+
+    visibility = serializers.ChoiceField(choices=Message.Visibility.choices, required=False)
+    marker = serializers.ChoiceField(
+        choices=Message.Marker.choices, allow_blank=True, required=False
+    )
+    turn = TurnSerializer(required=False, allow_null=True)
+    provider = serializers.CharField(required=False, allow_blank=True)
+    model_name = serializers.CharField(required=False, allow_blank=True)
+    adapter = serializers.CharField(required=False, allow_blank=True)
+    latency_ms = serializers.IntegerField(required=False, allow_null=True)
+
+    class Meta(MessageSerializer.Meta):
+        fields = AgentMessageSerializer.Meta.fields
+        read_only_fields = MessageSerializer.Meta.fields
+
+
 class MessageCreateSerializer(serializers.Serializer):
     client_id = serializers.CharField(
         max_length=64, help_text="Client-generated id; a retry with the same id is deduplicated."

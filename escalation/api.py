@@ -30,6 +30,7 @@ from escalation.serializers import (
     CallbackSerializer,
     CloseSerializer,
     DomainEventSerializer,
+    KnowledgeDraftCreatedSerializer,
     PresenceSerializer,
     ResolveSerializer,
     TicketDetailSerializer,
@@ -137,7 +138,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         services.conversation_hand_back(conversation=ticket.conversation, agent=_agent(request))
         return self._respond(ticket)
 
-    @extend_schema(request=None, responses={201: None})
+    @extend_schema(request=None, responses={201: KnowledgeDraftCreatedSerializer})
     @action(detail=True, methods=["post"], url_path="knowledge-draft")
     def knowledge_draft(self, request: Request, pk: str | None = None) -> Response:
         """Turn the resolved conversation into an unpublished expert article draft."""
@@ -150,7 +151,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
 class ConversationTakeOverView(APIView):
     permission_classes = [IsAgent]
 
-    @extend_schema(request=None, responses=TicketDetailSerializer)
+    @extend_schema(request=None, responses=TicketSerializer)
     def post(self, request: Request, conversation_id: str) -> Response:
         """Take over a conversation (opens a ticket when none is active)."""
         conversation = get_object_or_404(Conversation, pk=conversation_id)
@@ -198,7 +199,7 @@ class WebhookViewSet(
     queryset = Webhook.objects.all()
 
     @extend_schema(responses=WebhookDeliverySerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def deliveries(self, request: Request, pk: str | None = None) -> Response:
         deliveries = self.get_object().deliveries.select_related("event")[:100]
         return Response(WebhookDeliverySerializer(deliveries, many=True).data)

@@ -11,6 +11,10 @@ from escalation.webhooks import DestinationRefused, destination_check
 
 class TicketSerializer(serializers.ModelSerializer):
     conversation_id = serializers.UUIDField(read_only=True)
+    # "" until the ticket is resolved or closed (documented as such, not as an enum miss).
+    outcome = serializers.ChoiceField(
+        choices=Ticket.Outcome.choices, allow_blank=True, read_only=True
+    )
     assigned_agent = serializers.SerializerMethodField()
     first_response_seconds = serializers.FloatField(read_only=True, allow_null=True)
     resolution_seconds = serializers.FloatField(read_only=True, allow_null=True)
@@ -132,6 +136,11 @@ class CallbackSerializer(serializers.Serializer):
         if value != value.strip() or any(ch.isspace() for ch in value):
             raise serializers.ValidationError("A task token has no whitespace.")
         return value
+
+
+class KnowledgeDraftCreatedSerializer(serializers.Serializer):
+    draft_id = serializers.IntegerField()
+    article = serializers.SlugField(help_text="The unpublished article's slug")
 
 
 class CallbackResponseSerializer(serializers.Serializer):

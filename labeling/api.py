@@ -269,7 +269,7 @@ class SnapshotViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             OpenApiParameter("split", str, enum=["train", "test"], required=False),
             OpenApiParameter("redact", bool, required=False),
         ],
-        responses={200: JSONL_RESPONSE},
+        responses={(200, "application/jsonl"): JSONL_RESPONSE},
     )
     @action(detail=True, methods=["get"], url_path="rows")
     def rows(self, request: Request, pk: str | None = None) -> Any:
@@ -292,7 +292,7 @@ class SnapshotViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 class OutputManifestView(APIView):
     permission_classes = [permissions.IsAuthenticated, SeesAllLabels]
 
-    @extend_schema(responses={200: JSONL_RESPONSE})
+    @extend_schema(responses={(200, "application/jsonl"): JSONL_RESPONSE})
     def get(self, request: Request) -> Any:
         """Consolidated labels as a Ground Truth output manifest (one line per worker)."""
         return jsonl_response(output_manifest_lines(), "output.manifest")
@@ -301,7 +301,7 @@ class OutputManifestView(APIView):
 class InputManifestView(APIView):
     permission_classes = [permissions.IsAuthenticated, SeesAllLabels]
 
-    @extend_schema(responses={200: JSONL_RESPONSE})
+    @extend_schema(responses={(200, "application/jsonl"): JSONL_RESPONSE})
     def get(self, request: Request) -> Any:
         """Every item as a Ground Truth input manifest line {"source": "question,answer"}."""
         return jsonl_response(input_manifest_lines(), "input.manifest")

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "axes",
+    "csp",
     "config.apps.LoopdeskConfig",
     "chat",
     "accounts",
@@ -52,6 +53,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -187,6 +190,39 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# --- browser security headers (every environment, so tests and the run command show any
+# page that breaks under them) -------------------------------------------------------------
+# Only this origin's scripts, styles, fonts, images and connections (the chat's WebSocket
+# included): no inline script or style anywhere. The one exception is ReDoc, which writes
+# its own styles (config/urls.py). Nothing may frame the pages.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Browser features no page uses are switched off (django-permissions-policy).
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    "accelerometer": [],
+    "camera": [],
+    "display-capture": [],
+    "geolocation": [],
+    "gyroscope": [],
+    "magnetometer": [],
+    "microphone": [],
+    "midi": [],
+    "payment": [],
+    "usb": [],
+}
+
 # --- client addresses ---------------------------------------------------------------------
 # Proxies (addresses or networks, e.g. "10.0.0.0/8") whose X-Forwarded-For is believed.
 # Empty: the connection's peer is the client (chat.clients). Behind a load balancer, list
@@ -306,6 +342,7 @@ SPECTACULAR_SETTINGS = {
         "TicketOutcomeEnum": "escalation.models.Ticket.Outcome",
         "LabelStatusEnum": "labeling.models.Label.Status",
         "DomainEventNameEnum": "escalation.models.DomainEvent.Name",
+        "TrainingRunStatusEnum": "training.models.TrainingRun.Status",
     },
 }
 

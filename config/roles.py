@@ -1,8 +1,10 @@
 """The support organisation's roles as Django groups with model permissions.
 
 Each role lists permission patterns ``app_label.codename`` where the codename may hold
-shell wildcards (``escalation.*``, ``chat.view_*``). ``roles_sync`` makes each group hold
-exactly the permissions its patterns match, so it can run on every deploy.
+shell wildcards (``escalation.*``, ``chat.view_*``), and patterns it is ``denied`` even so.
+``roles_sync`` makes each group hold exactly the permissions its patterns match, so it can
+run on every deploy. What each role may see and do is summed up in docs/security.md and
+checked operation by operation in tests/test_authorization_matrix.py.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Role:
     staff: bool
     permissions: tuple[str, ...]
     description: str
+    denied: tuple[str, ...] = ()
 
 
 CUSTOMERS = CUSTOMERS_GROUP
@@ -54,6 +57,9 @@ ROLES: dict[str, Role] = {
             "escalation.change_*",
             "escalation.delete_*",
         ),
+        # Webhooks decide where events (conversation ids, notes, agents' names) are sent:
+        # an admin's choice, not an agent's.
+        denied=("escalation.*_webhook", "escalation.*_webhookdelivery"),
         description="Work escalated conversations in the agent console.",
     ),
     REVIEWERS: Role(
@@ -109,7 +115,8 @@ def roles_sync() -> dict[str, int]:
     counts = {}
     for role in ROLES.values():
         group, _ = Group.objects.get_or_create(name=role.group)
-        perms = permissions_matching(role.permissions)
+        denied = set(permissions_matching(role.denied)) if role.denied else set()
+        perms = [perm for perm in permissions_matching(role.permissions) if perm not in denied]
         group.permissions.set(perms)
         counts[role.group] = len(perms)
     return counts

@@ -107,10 +107,19 @@ class ItemConsolidatedSerializer(ItemSerializer):
         read_only_fields = fields
 
 
+class ViewsItems(permissions.BasePermission):
+    message = "Only reviewers and ML engineers see labeling items."
+
+    def has_permission(self, request, view):  # type: ignore[no-untyped-def]
+        user = request.user
+        return bool(user.is_authenticated and user.has_perm("labeling.view_labelingitem"))
+
+
 class ItemViewSet(viewsets.ReadOnlyModelViewSet):
     """Labeling items. Reviewers see only the items assigned to them."""
 
     pagination_class = ById
+    permission_classes = [permissions.IsAuthenticated, ViewsItems]
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         return selectors.items_visible_to(user=self.request.user).order_by("-id")

@@ -73,9 +73,11 @@ def client_address(meta: Mapping[str, Any]) -> str:
     )
 
 
-def client_address_of_request(request: Any) -> str:
-    """``AXES_CLIENT_IP_CALLABLE``: the same address for the login lock-out."""
-    return client_address(request.META)
+def client_address_of_request(request: Any) -> str | None:
+    """``AXES_CLIENT_IP_CALLABLE``: the same address for the login lock-out (None when
+    there is none: django-axes stores it in an address column)."""
+    address = client_address(request.META)
+    return None if address == UNKNOWN else address
 
 
 def client_address_of_scope(scope: Mapping[str, Any]) -> str:

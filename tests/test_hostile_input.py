@@ -223,3 +223,37 @@ def test_a_nul_in_an_admin_search_is_a_plain_400(client, admin_member):
     response = client.get("/admin/chat/conversation/?q=%00")
 
     assert response.status_code == 400
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "hyperparameters",
+    ['{"note": "a\\u0000b"}', '{"note": "a\\ud800b"}', "[" * 10_000 + "]" * 10_000],
+    ids=["NUL", "surrogate", "deep"],
+)
+def test_hostile_json_typed_in_the_admin_is_a_form_error(client, ml_engineer, hyperparameters):
+    from labeling.services import snapshot_create_from_rows
+    from training.models import TrainingRun
+
+    snapshot = snapshot_create_from_rows(
+        name="admin-json", rows={"pair": [{"prompt": "q", "chosen": "a", "rejected": "b"}]}
+    )
+    client.force_login(ml_engineer)
+
+    response = client.post(
+        "/admin/training/trainingrun/add/",
+        {
+            "name": "hostile",
+            "snapshot": snapshot.pk,
+            "algorithm": "dpo",
+            "base_model": "/models/starter",
+            "seed": 0,
+            "device": "auto",
+            "lora_target_modules": "",
+            "hyperparameters": hyperparameters,
+        },
+    )
+
+    assert response.status_code == 200  # the form again, with its error
+    assert b"errorlist" in response.content
+    assert not TrainingRun.objects.exists()

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from chat.payloads import BoundedJSONFormField
 from training.models import AdapterDeployment, RunMetric, TrainingRun
 from training.selectors import run_metric_series, run_progress
 from training.services import deployments as deployment_services
@@ -23,6 +24,8 @@ from training.services.presets import PRESETS, preset_choices
 
 
 class TrainingRunCreateForm(forms.ModelForm):
+    lora_target_modules = BoundedJSONFormField(required=False)
+    hyperparameters = BoundedJSONFormField(required=False)
     preset = forms.ChoiceField(
         choices=preset_choices,
         required=False,

@@ -39,7 +39,6 @@ class TokenCreateView(knox_views.LoginView):
     @extend_schema(
         request=None,
         responses={200: TokenCreatedSerializer, 401: ErrorSerializer, 403: ErrorSerializer},
-        auth=[{"basicAuth": []}, {"cookieAuth": []}],
         description="A new API token for the signed-in account (HTTP Basic or session), "
         "valid until ``expiry`` (API_TOKEN_TTL_DAYS). Only its hash is stored: keep it, "
         "it is not shown again.",

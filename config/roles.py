@@ -1,7 +1,7 @@
 """The support organisation's roles as Django groups with model permissions.
 
 Each role lists permission patterns ``app_label.codename`` where the codename may hold
-shell wildcards (``escalation.*``, ``chat.view_*``), and patterns it is ``denied`` even so.
+shell wildcards (``escalation.*``, ``chat.view_*``), and patterns ``excluded`` even so.
 ``roles_sync`` makes each group hold exactly the permissions its patterns match, so it can
 run on every deploy. What each role may see and do is summed up in docs/security.md and
 checked operation by operation in tests/test_authorization_matrix.py.
@@ -25,7 +25,8 @@ class Role:
     staff: bool
     permissions: tuple[str, ...]
     description: str
-    denied: tuple[str, ...] = ()
+    # Patterns taken out of what ``permissions`` matched (an admin-only power).
+    excluded: tuple[str, ...] = ()
 
 
 CUSTOMERS = CUSTOMERS_GROUP
@@ -59,7 +60,7 @@ ROLES: dict[str, Role] = {
         ),
         # Webhooks decide where events (conversation ids, notes, agents' names) are sent:
         # an admin's choice, not an agent's.
-        denied=("escalation.*_webhook", "escalation.*_webhookdelivery"),
+        excluded=("escalation.*_webhook", "escalation.*_webhookdelivery"),
         description="Work escalated conversations in the agent console.",
     ),
     REVIEWERS: Role(
@@ -86,6 +87,9 @@ ROLES: dict[str, Role] = {
             "training.*",
         ),
         description="Build datasets, run training, evaluate and deploy adapters.",
+        # Deploying past the deployment gate (an evaluation not better than what is
+        # live) is for admins, with a written reason.
+        excluded=("training.force_deploy_adapter",),
     ),
     ADMINS: Role(
         group=ADMINS,
@@ -96,17 +100,21 @@ ROLES: dict[str, Role] = {
 }
 
 
-def permissions_matching(patterns: tuple[str, ...]) -> list[Permission]:
+def permissions_matching(
+    patterns: tuple[str, ...], excluded: tuple[str, ...] = ()
+) -> list[Permission]:
     everything = Permission.objects.select_related("content_type")
     return [
-        perm
-        for perm in everything
-        if any(
-            fnmatch(perm.content_type.app_label, pattern.split(".", 1)[0])
-            and fnmatch(perm.codename, pattern.split(".", 1)[1])
-            for pattern in patterns
-        )
+        perm for perm in everything if _matches(perm, patterns) and not _matches(perm, excluded)
     ]
+
+
+def _matches(perm: Permission, patterns: tuple[str, ...]) -> bool:
+    return any(
+        fnmatch(perm.content_type.app_label, pattern.split(".", 1)[0])
+        and fnmatch(perm.codename, pattern.split(".", 1)[1])
+        for pattern in patterns
+    )
 
 
 @transaction.atomic
@@ -115,8 +123,7 @@ def roles_sync() -> dict[str, int]:
     counts = {}
     for role in ROLES.values():
         group, _ = Group.objects.get_or_create(name=role.group)
-        denied = set(permissions_matching(role.denied)) if role.denied else set()
-        perms = [perm for perm in permissions_matching(role.permissions) if perm not in denied]
+        perms = permissions_matching(role.permissions, role.excluded)
         group.permissions.set(perms)
         counts[role.group] = len(perms)
     return counts

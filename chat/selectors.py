@@ -95,6 +95,20 @@ def articles_retrievable(*, embedding_model: str) -> QuerySet[Article]:
     )
 
 
+def articles_published() -> QuerySet[Article]:
+    """Published articles for the help center, by category then title (no vectors)."""
+    return (
+        Article.objects.filter(is_published=True)
+        .only("slug", "title", "category")
+        .order_by("category", "title")
+    )
+
+
+def article_published(*, slug: str) -> Article | None:
+    """The published article with this slug, or None (unpublished ones are not public)."""
+    return Article.objects.filter(is_published=True, slug=slug).defer("embedding").first()
+
+
 def article_passages_retrievable(*, embedding_model: str) -> QuerySet[ArticlePassage]:
     """Passages of published articles embedded with ``embedding_model``, article by
     article in reading order (they are replaced whenever their article is re-embedded,

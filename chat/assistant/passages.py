@@ -40,6 +40,14 @@ class PassageSpec:
     kind: str  # "section" | "step" | "prose"
     heading: str
     text: str
+    number: int = 0  # a step's own number
+
+    @property
+    def display_text(self) -> str:
+        """The text without a step's leading "3. " (the help page numbers the list)."""
+        if self.kind == "step":
+            return re.sub(r"^\d{1,2}[.)]\s+", "", self.text)
+        return self.text
 
 
 def sentences_split(text: str) -> list[str]:
@@ -143,7 +151,14 @@ def article_passages(*, body: str) -> list[PassageSpec]:
             anchor = f"{base}-{n}"
         used.add(anchor)
         specs.append(
-            PassageSpec(position=position, anchor=anchor, kind=kind, heading=heading, text=text)
+            PassageSpec(
+                position=position,
+                anchor=anchor,
+                kind=kind,
+                heading=heading,
+                text=text,
+                number=number,
+            )
         )
     return specs
 

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from chat.assistant import providers
-from chat.assistant.embeddings import Encoding, embed_texts, encode_texts
+from chat.assistant.embeddings import MODEL_NAME, Encoding, embed_texts, encode_texts
 from chat.models import Article
 from chat.services import article_upsert
 from config.demo import demo_articles
@@ -36,6 +36,24 @@ def _memo_encode_texts(texts: list[str]) -> list[Encoding]:
     if missing:
         _PASSAGE_ENCODINGS.update(zip(missing, encode_texts(missing), strict=True))
     return [_PASSAGE_ENCODINGS[t] for t in texts]
+
+
+class MemoEmbedder:
+    """The real MiniLM embedder with the session's memo (for indexes built in memory)."""
+
+    name = MODEL_NAME
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return _memo_embed_texts(texts)
+
+    def encode_documents(self, texts: list[str]) -> list[Encoding]:
+        return _memo_encode_texts(texts)
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        return _memo_embed_texts([text])[0]
+
+    async def encode_query(self, text: str) -> Encoding:
+        return _memo_encode_texts([text])[0]
 
 
 @pytest.fixture

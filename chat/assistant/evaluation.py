@@ -84,8 +84,8 @@ _WORD = re.compile(r"[a-z0-9€£%.]+")
 
 
 def evidence_quoted(answer: str, evidence: str) -> bool:
-    """The answer contains most (80%) of the evidence's words: it quotes the passage
-    that answers."""
+    """The text contains most (80%) of the evidence's words: an answer that quotes the
+    passage that answers, or that passage itself."""
     wanted = _WORD.findall(evidence.lower())
     if not wanted:
         return False
@@ -101,8 +101,19 @@ class Outcome:
     retrieval: Retrieval
     ranked_first: str  # the ranking's first article, before the answer-or-not decision
     signals: RetrievalSignals
+    evidence: str = ""
     answer: str = ""
     quoted: bool | None = None
+
+    @property
+    def right_passage_first(self) -> bool:
+        """The right article is cited first, and its first passage holds the evidence."""
+        return (
+            bool(self.want)
+            and self.cited_first == self.want
+            and bool(self.evidence)
+            and evidence_quoted(self.passages[0].text, self.evidence)
+        )
 
     @property
     def cited_first(self) -> str | None:
@@ -134,6 +145,7 @@ class Report:
             "answerable": len(answerable),
             "unanswerable": len(unanswerable),
             "right_article_first": round(len(answered_right) / n, 4),
+            "right_passage_first": round(sum(o.right_passage_first for o in answered_right) / n, 4),
             "right_article_top3": round(
                 sum(o.want in {p.slug for p in o.passages[:3]} for o in answerable) / n, 4
             ),
@@ -196,6 +208,7 @@ def evaluate(
                 retrieval=retrieval,
                 ranked_first=ranking.passages[0].slug if ranking.passages else "",
                 signals=ranking.signals,
+                evidence=question.get("evidence") or "",
             )
         )
     if answer_step:

@@ -53,6 +53,9 @@ from chat.selectors import (
 )
 
 CANDIDATES = 20
+# Weights of the standardised signals: passage cosine, passage BM25, article cosine,
+# article BM25, late interaction.
+SIGNAL_WEIGHTS = (0.5, 1.0, 1.0, 1.0, 1.5)
 PER_ARTICLE = 2
 CODE_BOOST = 4.0  # in z-score units of the fused score: a code named in both decides
 CALIBRATION_PATH = Path(__file__).with_name("retrieval_calibration.json")
@@ -374,7 +377,9 @@ def knowledge_search(
     if query_tokens is not None and len(index.tokens):
         late = _token_matches(index, candidates, query_tokens).mean(axis=1)
         signals.append(late)
-    fused = np.sum([_standardised(s) for s in signals], axis=0)
+    fused = np.sum(
+        [w * _standardised(s) for w, s in zip(SIGNAL_WEIGHTS, signals, strict=False)], axis=0
+    )
     codes = _codes(query_text)
     if codes:
         fused = fused + np.asarray(

@@ -102,11 +102,16 @@ def answer_compose(
         chosen = [parts[i] for i in top if scores[i] >= best - 0.25]
         picked.append((passage, chosen))
     lines: list[str] = []
+    previous = ""
     for passage, chosen in picked:
-        intro = "" if lines else f"From our help article \u201c{passage.title}\u201d: "
-        if lines:
-            intro = f"See also \u201c{passage.title}\u201d: "
-        lines.append(f"{intro}{' '.join(chosen)} [{passage.number}]")
+        quoted = f"{' '.join(chosen)} [{passage.number}]"
+        if not lines:
+            lines.append(f"From our help article \u201c{passage.title}\u201d: {quoted}")
+        elif passage.slug == previous:  # another passage of the same article
+            lines[-1] = f"{lines[-1]} {quoted}"
+        else:
+            lines.append(f"See also \u201c{passage.title}\u201d: {quoted}")
+        previous = passage.slug
     return "\n\n".join(lines)
 
 

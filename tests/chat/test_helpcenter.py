@@ -91,7 +91,8 @@ def test_search_says_honestly_when_no_article_answers(client, knowledge_base):
 
 # The search reads the index from a worker thread: committed rows only.
 @pytest.mark.django_db(transaction=True)
-def test_search_of_unpublished_articles_finds_nothing_of_them(client, knowledge_base):
+def test_search_of_unpublished_articles_finds_nothing_of_them(client, knowledge_base, settings):
+    settings.KNOWLEDGE_REFRESH_SECONDS = 0  # the index re-checks the database at once
     article = Article.objects.get(slug="two-factor-authentication")
     article_publish_set(article_ids=[article.pk], published=False)
 

@@ -91,6 +91,7 @@ class Command(BaseCommand):
         out(f"Set: {report.name}")
         out(f"  answerable questions          {figures['answerable']}")
         out(f"  right article cited first     {percent(figures['right_article_first'])}")
+        out(f"  ... and its passage first     {percent(figures['right_passage_first'])}")
         out(f"  right article in top 3        {percent(figures['right_article_top3'])}")
         out(f"  ranking alone, top 1          {percent(figures['ranking_top1'])}")
         out(f"  answerable said don't know    {percent(figures['answerable_said_dont_know'])}")

@@ -53,6 +53,10 @@ from chat.selectors import (
 )
 
 CANDIDATES = 20
+# Later passages are cited only when their fused score is at least this share of the
+# first's (on the dev questions: 1.9 sources per answer instead of 3, the right article
+# among them 90.5% instead of 93.1%, wrong extra sources 137 instead of 464).
+CITE_RELATIVE = 0.7
 # Weights of the standardised signals: passage cosine, passage BM25, article cosine,
 # article BM25, late interaction.
 SIGNAL_WEIGHTS = (0.5, 1.0, 1.0, 1.0, 1.5)
@@ -493,6 +497,15 @@ def answer_confidence(*, signals: RetrievalSignals, embedding_model: str) -> tup
     return calibration.confidence(signals), calibration.threshold
 
 
+def _cited(passages: list[Passage]) -> list[Passage]:
+    """The first passage, and the next ones whose fused score is at least
+    ``CITE_RELATIVE`` of the first's (a weak third source only confuses the customer)."""
+    first = passages[0].score
+    return [passages[0]] + [
+        p for p in passages[1:] if first > 0 and p.score >= CITE_RELATIVE * first
+    ]
+
+
 def knowledge_answer(
     *, index: KnowledgeIndex, query: Encoding, query_text: str, embedding_model: str, top_k: int
 ) -> tuple[list[Passage], Retrieval]:
@@ -504,6 +517,6 @@ def knowledge_answer(
         signals=ranking.signals, embedding_model=embedding_model
     )
     answers = bool(ranking.passages) and confidence >= threshold
-    return (ranking.passages if answers else []), Retrieval(
+    return (_cited(ranking.passages) if answers else []), Retrieval(
         top_score=round(confidence, 4), min_score=round(threshold, 4), no_answer=not answers
     )

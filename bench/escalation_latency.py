@@ -330,7 +330,7 @@ def race(args, racers: list, customer) -> dict:
             thread.join()
         ticket.refresh_from_db()
         owners = statuses.count(200)
-        markers = conversation.messages.filter(internal__marker="human_start").count()
+        markers = conversation.messages.filter(marker="human_start").count()
         # Judged on the database: a 5xx (e.g. Postgres out of connections) is a failed
         # request, not a second owner.
         if markers == 1 and ticket.assigned_agent_id is not None and owners <= 1:

@@ -165,7 +165,14 @@ class AgentConversationConsumer(JsonFrameConsumer):
     # --- events from the channel layer -----------------------------------------------------
 
     async def chat_message(self, event: dict[str, Any]) -> None:
-        await self._send_frame(event["frame"])
+        frame = event["frame"]
+        if event.get("delta"):  # the stream's only piece rides on the answer's event
+            await self.send_json(event["delta"])
+        await self._send_frame(frame)
+        if event.get("thinking"):
+            await self.send_json(
+                {"type": "assistant.thinking", "reply_to": frame["seq"], "reply_to_id": frame["id"]}
+            )
 
     async def chat_typing(self, event: dict[str, Any]) -> None:
         if event.get("sender") != self.channel_name:

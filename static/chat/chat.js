@@ -143,7 +143,10 @@
       streams.get(m.reply_to_id).el.remove();
       streams.delete(m.reply_to_id);
     }
-    if (m.role === "assistant" || m.role === "system" || m.role === "agent") setThinking(false);
+    if (m.role === "assistant" || m.role === "system" || m.role === "agent") {
+      setThinking(false);
+      $("stalled").hidden = true;
+    }
     shown.set(m.seq, li);
     place(li, m.seq);
     lastSeq = Math.max(lastSeq, m.seq);
@@ -160,7 +163,25 @@
     scrollDown();
   }
 
-  function setThinking(on) { $("thinking").hidden = !on; if (on) scrollDown(); }
+  // "Thinking" never lasts forever: if neither an answer nor the server's failure notice
+  // arrives within the turn's time limit, say so and offer a person.
+  let thinkingTimer = null;
+  function setThinking(on) {
+    $("thinking").hidden = !on;
+    clearTimeout(thinkingTimer);
+    if (on) {
+      $("stalled").hidden = true;
+      thinkingTimer = setTimeout(turnStalled, config.turnTimeoutMs || 35000);
+      scrollDown();
+    }
+  }
+  function turnStalled() {
+    if ($("thinking").hidden) return;
+    $("thinking").hidden = true;
+    $("stalled").hidden = false;
+    send({ type: "resume", after_seq: lastSeq }); // the failure notice may be waiting
+    scrollDown();
+  }
 
   function setStatus(state) {
     const status = $("status");
@@ -361,6 +382,10 @@
   });
 
   humanButton.addEventListener("click", () => { send({ type: "request_human" }); humanButton.disabled = true; });
+  document.querySelector('[data-action="human-stalled"]').addEventListener("click", () => {
+    $("stalled").hidden = true;
+    humanButton.click();
+  });
   endButton.addEventListener("click", () => { send({ type: "end" }); });
   document.querySelector('[data-action="new"]').addEventListener("click", () => { location.href = location.pathname; });
 

@@ -141,6 +141,11 @@ def test_a_cited_source_opens_the_help_page_at_the_passage(
     help_page.screenshot(
         path=str(Path(__file__).resolve().parents[2] / "var" / "help-page-from-chat.png")
     )
+    help_page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    assert help_page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+    assert cited.is_visible()
     help_page.close()
     page.close()
 

@@ -153,9 +153,13 @@ def test_admin_add_article_embeds_it(client, admin_member, django_capture_on_com
     assert response.status_code == 302
     article = Article.objects.get(slug="away-mode")
     assert article.embedding_model == MODEL_NAME
+    assert list(article.passages.values_list("anchor", "text")) == [
+        ("p1", "Away mode keeps your home at 12 degrees while you travel.")
+    ]
     edit = client.get(reverse("admin:chat_article_change", args=[article.pk]))
     assert edit.status_code == 200
     assert "up to date" in edit.content.decode()
+    assert "Passages (what the assistant retrieves and cites)" in edit.content.decode()
 
 
 def test_admin_unpublish_action(client, admin_member, wifi_article):
@@ -200,3 +204,32 @@ def test_admin_changelist_queries_do_not_grow_with_articles(
         response = client.get(url)
 
     assert response.content.decode().count("Extra ") >= 5
+
+
+def test_editing_an_article_in_the_admin_splits_it_again(
+    client, admin_member, wifi_article, django_capture_on_commit_callbacks
+):
+    import re
+
+    client.force_login(admin_member)
+    url = reverse("admin:chat_article_change", args=[wifi_article.pk])
+    page = client.get(url).content.decode()
+    form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
+    form.update(
+        title="Hub and Wi-Fi",
+        slug="hub-wifi",
+        category="",
+        body=f"{WIFI_BODY} 1. Hold the button. 2. Choose the 2.4 GHz network.",
+        is_published="on",
+        source="manual",
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, form)
+
+    assert response.status_code == 302
+    assert list(wifi_article.passages.values_list("anchor", flat=True)) == [
+        "p1",
+        "step-1",
+        "step-2",
+    ]

@@ -253,7 +253,7 @@ def query_batcher() -> QueryBatcher[Encoding]:
 # The question is encoded for retrieval and again when the answer is composed: keep the
 # last encodings (a few KB each) instead of running the model twice.
 _recent: OrderedDict[str, Encoding] = OrderedDict()
-_RECENT_MAX = 1024
+_RECENT_MAX = 256  # token vectors make an entry ~25 KB (more for long messages)
 
 
 async def encode_query(text: str) -> Encoding:

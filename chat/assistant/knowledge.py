@@ -39,6 +39,7 @@ from typing import Any
 import bm25s
 import numpy as np
 import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
 from django.conf import settings
 
 from chat.assistant.contract import Passage, Retrieval
@@ -75,12 +76,19 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
+# bm25s.tokenize's defaults, applied the same way to documents (by bm25s when indexing)
+# and to questions (here, without building a vocabulary per question).
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+
+
 def bm25_tokens(texts: list[str]) -> list[list[str]]:
-    """Lower-cased, stemmed words without English stop words (codes like e21 kept)."""
-    tokenized: list[list[str]] = bm25s.tokenize(
-        texts, stopwords="en", stemmer=_stemmer(), show_progress=False, return_ids=False
-    )
-    return tokenized
+    """Lower-cased, stemmed words without English stop words (codes like e21 kept), as
+    ``bm25s.tokenize`` splits documents."""
+    stemmer = _stemmer()
+    return [
+        stemmer.stemWords([w for w in _WORD.findall(text.lower()) if w not in STOPWORDS_EN])
+        for text in texts
+    ]
 
 
 def _bm25(documents: list[str]) -> bm25s.BM25 | None:
@@ -117,6 +125,7 @@ class KnowledgeIndex:
     passage_bm25: bm25s.BM25 | None
     tokens: np.ndarray  # (t, dim) float32, the passages' token vectors one after another
     token_offsets: np.ndarray  # (n + 1,) passage i's tokens are tokens[off[i]:off[i+1]]
+    token_passage: np.ndarray  # (t,) the passage of each token
     article_codes: list[frozenset[str]] = field(default_factory=list)
 
     @property
@@ -194,6 +203,9 @@ def index_build(
             else np.zeros((0, dim), dtype=np.float32)
         ),
         token_offsets=np.cumsum([0, *(len(block) for block in token_blocks)]),
+        token_passage=np.repeat(
+            np.arange(len(token_blocks)), [len(block) for block in token_blocks]
+        ).astype(np.int64),
         article_codes=[frozenset(_codes(title)) for title in titles],
     )
 
@@ -288,19 +300,18 @@ def _token_matches(
     index: KnowledgeIndex, passages: np.ndarray, query_tokens: np.ndarray
 ) -> np.ndarray:
     """(passages, question tokens): each question token's best cosine with a token of
-    each of ``passages`` (MaxSim over MiniLM's contextual token vectors)."""
-    starts, ends = index.token_offsets[passages], index.token_offsets[passages + 1]
-    lengths = ends - starts
+    each of ``passages`` (sorted passage rows; MaxSim over MiniLM's contextual token
+    vectors)."""
     best = np.full((len(passages), len(query_tokens)), -1.0, dtype=np.float32)
-    present = lengths > 0
-    if not present.any():
+    rows = np.flatnonzero(np.isin(index.token_passage, passages))
+    if not len(rows):
         return best
-    rows = np.concatenate(
-        [np.arange(a, b) for a, b in zip(starts[present], ends[present], strict=True)]
-    )
+    owners = index.token_passage[rows]  # ascending: tokens are stored passage by passage
+    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
     similarities = index.tokens[rows] @ query_tokens.T  # (passage tokens, question tokens)
-    segments = np.concatenate([[0], np.cumsum(lengths[present])[:-1]])
-    best[present] = np.maximum.reduceat(similarities, segments, axis=0)
+    best[np.searchsorted(passages, owners[starts])] = np.maximum.reduceat(
+        similarities, starts, axis=0
+    )
     return best
 
 

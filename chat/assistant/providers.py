@@ -127,7 +127,13 @@ class LocalProvider:
         return _extractive_model()
 
     async def warm_up(self) -> None:
+        from chat.assistant.knowledge import knowledge_index_current
+        from chat.assistant.local_model import sentence_vectors_prime
+
         await inference_run(_load_local_models)
+        # The extractive answer's sentence vectors of every passage, once per process.
+        index = await knowledge_index_current(embedding_model=self.embedder.name)
+        await inference_run(sentence_vectors_prime, list(index.texts))
 
 
 class BedrockProvider:

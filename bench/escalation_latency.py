@@ -289,12 +289,12 @@ async def latency(args, agents_cookies, customers) -> dict:
 
 
 def race(args, racers: list, customer) -> dict:
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from chat.services import conversation_start
     from escalation.services import escalation_open
 
-    tokens = [Token.objects.get_or_create(user=agent)[0].key for agent in racers]
+    tokens = [AuthToken.objects.create(user=agent)[1] for agent in racers]
     exactly_one = 0
     more_than_one = 0
     no_owner = 0
@@ -387,7 +387,17 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    print(json.dumps(rounded(report), indent=2))
+    report = rounded(report)
+    for name, figures in (report["latency"] or {}).items():
+        inbox = figures.get("first_inbox_ms", {})
+        p50, p99 = inbox.get("p50"), inbox.get("p99")
+        print(f"{name}: send -> ticket in an inbox p50 {p50} ms, p99 {p99} ms")
+    race_report = report["takeover_race"]
+    print(
+        f"takeover race: {race_report['rounds_with_exactly_one_owner']} of "
+        f"{race_report['rounds']} rounds with exactly one owner"
+    )
+    print(json.dumps(report))
 
 
 def rounded(value):

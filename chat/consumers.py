@@ -14,7 +14,8 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import services, turns
+from chat import services, turns, waiting
+from chat.clients import client_address_of_scope
 from chat.events import db
 from chat.models import Conversation, Message
 from chat.selectors import conversation_messages_after
@@ -91,6 +92,10 @@ class ChatConsumer(JsonFrameConsumer):
                 "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
             }
         )
+        if conversation.handling == Conversation.Handling.WAITING_FOR_HUMAN:
+            status = await db(waiting.waiting_status)(conversation_id=conversation.pk)
+            if status is not None:
+                await self.send_json(waiting.queue_frame(status))
 
     # --- frames from the client ------------------------------------------------------------
 
@@ -133,7 +138,11 @@ class ChatConsumer(JsonFrameConsumer):
             text=content.get("text"),
             client_id=content.get("client_id"),
             author=self.user,
-            rate_subject=rate_subject(user=self.user, visitor_id=self.visitor_id),
+            rate_subject=rate_subject(
+                user=self.user,
+                visitor_id=self.visitor_id,
+                address=client_address_of_scope(self.scope),
+            ),
             claim_owner=turns.process_owner(),
         )
         message = received.message
@@ -234,6 +243,10 @@ class ChatConsumer(JsonFrameConsumer):
     async def chat_typing(self, event: dict[str, Any]) -> None:
         if event.get("sender") != self.channel_name:
             await self.send_json(services.typing_frame(event))
+
+    async def chat_queue(self, event: dict[str, Any]) -> None:
+        """The queue moved: this conversation's place in it (``chat.waiting``)."""
+        await self.send_json(waiting.queue_frame(event))
 
     async def chat_conversation(self, event: dict[str, Any]) -> None:
         if self.conversation is not None:

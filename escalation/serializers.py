@@ -7,11 +7,16 @@ from typing import Any
 from rest_framework import serializers
 
 from chat.selectors import display_name
-from escalation.models import DomainEvent, Ticket, Webhook, WebhookDelivery
+from escalation.models import AGENT_CAPACITY_MAX, DomainEvent, Ticket, Webhook, WebhookDelivery
+from escalation.webhooks import DestinationRefused, destination_check
 
 
 class TicketSerializer(serializers.ModelSerializer):
     conversation_id = serializers.UUIDField(read_only=True)
+    # "" until the ticket is resolved or closed (documented as such, not as an enum miss).
+    outcome = serializers.ChoiceField(
+        choices=Ticket.Outcome.choices, allow_blank=True, read_only=True
+    )
     assigned_agent = serializers.SerializerMethodField()
     first_response_seconds = serializers.FloatField(read_only=True, allow_null=True)
     resolution_seconds = serializers.FloatField(read_only=True, allow_null=True)
@@ -75,7 +80,28 @@ class CloseSerializer(serializers.Serializer):
 
 
 class PresenceSerializer(serializers.Serializer):
+    """Either or both: going on or off duty, how many tickets the queue may give you."""
+
+    on_duty = serializers.BooleanField(required=False)
+    capacity = serializers.IntegerField(required=False, min_value=1, max_value=AGENT_CAPACITY_MAX)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send on_duty, capacity or both.")
+        return attrs
+
+
+class PresenceStateSerializer(serializers.Serializer):
     on_duty = serializers.BooleanField()
+    capacity = serializers.IntegerField()
+    load = serializers.IntegerField(help_text="Tickets assigned to you now.")
+    supervisor = serializers.BooleanField()
+
+
+class AssignSerializer(serializers.Serializer):
+    """A supervisor gives the ticket to an agent, or (null) puts it back in the queue."""
+
+    agent = serializers.IntegerField(allow_null=True, min_value=1, max_value=2**63 - 1)
 
 
 class DomainEventSerializer(serializers.ModelSerializer):
@@ -97,8 +123,10 @@ class WebhookSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
     def validate_url(self, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise serializers.ValidationError("Use an http(s) URL.")
+        try:
+            destination_check(value)
+        except DestinationRefused as exc:
+            raise serializers.ValidationError(str(exc)) from exc
         return value
 
 
@@ -124,7 +152,7 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
 class CallbackSerializer(serializers.Serializer):
     """What the Step Functions Lambda posts: the ticket and the task token to answer."""
 
-    ticket_id = serializers.IntegerField(min_value=1)
+    ticket_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     task_token = serializers.CharField(min_length=1, max_length=2048, trim_whitespace=False)
 
     def validate_task_token(self, value: str) -> str:
@@ -133,11 +161,12 @@ class CallbackSerializer(serializers.Serializer):
         return value
 
 
+class KnowledgeDraftCreatedSerializer(serializers.Serializer):
+    draft_id = serializers.IntegerField()
+    article = serializers.SlugField(help_text="The unpublished article's slug")
+
+
 class CallbackResponseSerializer(serializers.Serializer):
     callback_id = serializers.IntegerField()
     state = serializers.CharField()
     created = serializers.BooleanField()
-
-
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"code": code, "detail": message}

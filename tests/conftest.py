@@ -164,10 +164,47 @@ def browser(chromium_path):
                 "--disable-component-update",
             ],
         )
+        watched = _CspWatchingBrowser(instance)
         try:
-            yield instance
+            yield watched
         finally:
             instance.close()
+        # Every page must work under the Content-Security-Policy: a blocked script,
+        # style or connection is a failure, not a console line nobody reads.
+        assert watched.violations == [], watched.violations
+
+
+REDOC_BADGE = "cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+class _CspWatchingBrowser:
+    """The Playwright browser, recording every Content-Security-Policy violation of the
+    pages it opens."""
+
+    def __init__(self, browser):
+        self._browser = browser
+        self.violations: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self._browser, name)
+
+    def _watch(self, page):
+        def console(message):
+            # ReDoc's bundle shows a remote "API docs by Redocly" badge; the policy
+            # blocking it is the policy working (the badge hides itself).
+            if "Content Security Policy" in message.text and REDOC_BADGE not in message.text:
+                self.violations.append(f"{page.url}: {message.text}")
+
+        page.on("console", console)
+        return page
+
+    def new_page(self, *args, **kwargs):
+        return self._watch(self._browser.new_page(*args, **kwargs))
+
+    def new_context(self, *args, **kwargs):
+        context = self._browser.new_context(*args, **kwargs)
+        context.on("page", self._watch)
+        return context
 
 
 @pytest.fixture(autouse=True)

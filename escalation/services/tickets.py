@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from chat.errors import ApplicationError, Conflict
+from chat.errors import ApplicationError, Conflict, Forbidden
 from chat.events import publish_on_commit
 from chat.models import Conversation, Message
 from chat.selectors import display_name
@@ -22,9 +22,10 @@ from chat.services import (
     message_append,
     system_notice_post,
 )
-from escalation.models import DomainEvent, Priority, Ticket, WorkflowCallback
+from escalation.models import SUPERVISOR_PERMISSION, DomainEvent, Priority, Ticket, WorkflowCallback
 from escalation.services.events import event_record
 from escalation.services.presence import agents_available
+from escalation.wording import reason_label
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,20 @@ class EscalationError(ApplicationError):
 
 class TakeoverConflict(Conflict, EscalationError):
     code = "taken"
+
+
+class TicketStateConflict(Conflict, EscalationError):
+    """The ticket or conversation is not in a state that allows the move (409)."""
+
+
+class NotOwner(Forbidden, EscalationError):
+    """Only the agent handling the conversation (or a supervisor) may do that (403)."""
+
+    code = "not_owner"
+
+
+# Supervisors (admins, ``config.roles``) may resolve or close a ticket another agent
+# handles; other agents may not.
 
 
 def agent_conversation_group(conversation_id: Any) -> str:
@@ -84,7 +99,7 @@ def _sync(target: Conversation, source: Conversation) -> None:
         setattr(target, name, getattr(source, name))
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def escalation_open(
     *,
     conversation: Conversation,
@@ -129,7 +144,11 @@ def escalation_open(
         sentiment=sentiment or {},
         nobody_available=not agents_available().exists(),
     )
-    ticket.full_clean(exclude=["conversation"], validate_constraints=False)
+    # The related rows were handed in as objects: no query to re-check that they exist.
+    ticket.full_clean(
+        exclude=["conversation", "decision", "trigger_message", "assigned_agent"],
+        validate_constraints=False,
+    )
     ticket.save()
     if locked.handling == Conversation.Handling.ASSISTANT:
         locked.handling = Conversation.Handling.WAITING_FOR_HUMAN
@@ -138,8 +157,8 @@ def escalation_open(
     message_append(
         conversation=locked,
         role=Message.Role.SYSTEM,
-        text=f"Escalated to a person: {reason.replace('_', ' ')}"
-        + (f" ({reason_detail})" if reason_detail else ""),
+        text=f"Escalated to a person: {reason_label(reason)}"
+        + (f" ({reason_detail})" if reason_detail and reason_detail != "button" else ""),
         visibility=Message.Visibility.INTERNAL,
         marker=Message.Marker.ESCALATED,
     )
@@ -157,7 +176,18 @@ def escalation_open(
     )
     ticket_publish(ticket, change="created")
     transaction.on_commit(lambda: _after_open(ticket, start_workflow=not draft_follows))
+    # Fair assignment: the new ticket goes to the agent with the most room, or queues.
+    for assigned in _queue_drain():
+        if assigned.pk == ticket.pk:
+            ticket.status, ticket.assigned_at = assigned.status, assigned.assigned_at
+            ticket.assigned_agent = assigned.assigned_agent
     return ticket, True
+
+
+def _queue_drain() -> list[Ticket]:
+    from escalation.services.assignment import queue_drain
+
+    return queue_drain()
 
 
 def _after_open(ticket: Ticket, *, start_workflow: bool) -> None:
@@ -194,7 +224,7 @@ def conversation_take_over(*, conversation: Conversation, agent: User) -> Ticket
     """
     locked = _lock(conversation)
     if locked.status == Conversation.Status.ENDED:
-        raise EscalationError("This conversation has ended.", code="ended")
+        raise TicketStateConflict("This conversation has ended.", code="ended")
     if locked.handling == Conversation.Handling.HUMAN and locked.assigned_agent_id:
         if locked.assigned_agent_id == agent.pk:
             raise TakeoverConflict("You already handle this conversation.")
@@ -206,6 +236,9 @@ def conversation_take_over(*, conversation: Conversation, agent: User) -> Ticket
         .filter(conversation=locked, status__in=Ticket.ACTIVE)
         .first()
     )
+    previous_agent_id = ticket.assigned_agent_id if ticket is not None else None
+    _refuse_if_assigned_to_another(ticket, agent)
+    queue_moved = ticket is None or ticket.status == Ticket.Status.OPEN
     if ticket is None:
         ticket = Ticket(conversation=locked, reason="agent_takeover", priority=Priority.NORMAL)
         ticket.save()
@@ -233,7 +266,34 @@ def conversation_take_over(*, conversation: Conversation, agent: User) -> Ticket
     )
     conversation_state_publish(locked)
     ticket_publish(ticket, change="assigned")
+    if previous_agent_id not in (None, agent.pk):
+        _queue_drain()  # a supervisor took it from another agent: their place freed
+    elif queue_moved:
+        _queue_publish()  # it left the queue: the customers behind it move up
     return ticket
+
+
+def _refuse_if_assigned_to_another(ticket: Ticket | None, agent: User) -> None:
+    """The queue gave the ticket to someone else: only they (or a supervisor) take it."""
+    from escalation.selectors import is_supervisor
+
+    if (
+        ticket is None
+        or ticket.assigned_agent_id in (None, agent.pk)
+        or ticket.status != Ticket.Status.ASSIGNED
+        or is_supervisor(agent)
+    ):
+        return
+    owner = type(agent)._default_manager.get(pk=ticket.assigned_agent_id)
+    raise TakeoverConflict(
+        f"This conversation is assigned to {display_name(owner)}; a supervisor can reassign it."
+    )
+
+
+def _queue_publish() -> None:
+    from escalation.services.assignment import queue_publish
+
+    queue_publish()
 
 
 @transaction.atomic
@@ -241,15 +301,13 @@ def ticket_claim(*, ticket: Ticket, agent: User) -> Ticket:
     """Take over the ticket's conversation (see ``conversation_take_over``)."""
     fresh = Ticket.objects.select_related("conversation").get(pk=ticket.pk)
     if not fresh.is_active:
-        raise EscalationError(f"This ticket is already {fresh.status}.", code="not_active")
+        raise TicketStateConflict(f"This ticket is already {fresh.status}.", code="not_active")
     return conversation_take_over(conversation=fresh.conversation, agent=agent)
 
 
 def _require_owner(locked: Conversation, agent: User) -> None:
     if locked.handling != Conversation.Handling.HUMAN or locked.assigned_agent_id != agent.pk:
-        raise EscalationError(
-            "Take over the conversation before writing to the customer.", code="not_owner"
-        )
+        raise NotOwner("Take over the conversation before writing to the customer.")
 
 
 @transaction.atomic
@@ -309,7 +367,10 @@ def _hand_back(locked: Conversation, *, agent: User | None) -> None:
 def conversation_hand_back(*, conversation: Conversation, agent: User) -> Conversation:
     """The assistant answers again; a system marker closes the human part for the model.
 
-    Only the agent who took over may hand back. The ticket stays assigned until resolved.
+    Only the agent who took over may hand back. The ticket ends in the same step: closed
+    as ``handed_back`` (its clock stops, it leaves the inbox, the agent's place frees and
+    the queue is drained); a waiting Step Functions task gets SendTaskSuccess (a person
+    handled it). A later escalation opens a new ticket.
     """
     locked = _lock(conversation)
     _require_owner(locked, agent)
@@ -322,17 +383,53 @@ def conversation_hand_back(*, conversation: Conversation, agent: User) -> Conver
         payload={"agent": agent.get_username()},
     )
     if ticket is not None:
-        ticket_publish(ticket, change="handed_back")
+        _ticket_close_handed_back(ticket, agent=agent)
     _sync(conversation, locked)
     return locked
 
 
+def _ticket_close_handed_back(ticket: Ticket, *, agent: User) -> Ticket:
+    fresh = _finish(
+        ticket,
+        status=Ticket.Status.CLOSED,
+        outcome=Ticket.Outcome.HANDED_BACK,
+        note="",
+        agent=agent,
+    )
+    payload = ticket_outcome_payload(fresh)
+    event_record(
+        name=DomainEvent.Name.ESCALATION_CLOSED,
+        conversation=fresh.conversation,
+        ticket=fresh,
+        payload=payload,
+    )
+    _answer_callbacks(fresh, action=WorkflowCallback.Action.SUCCESS, output=payload)
+    ticket_publish(fresh, change="handed_back")
+    return fresh
+
+
+def may_finish(ticket: Ticket, actor: Any) -> bool:
+    """Who may resolve or close a ticket: the agent it is assigned to, any support staff
+    while nobody has it (they then own it), a supervisor always."""
+    if ticket.assigned_agent_id is None or ticket.assigned_agent_id == actor.pk:
+        return True
+    return bool(actor.has_perm(SUPERVISOR_PERMISSION))
+
+
 def _finish(ticket: Ticket, *, status: str, outcome: str, note: str, agent: User | None) -> Ticket:
+    """Resolve or close under the conversation and ticket locks. ``agent`` None is the
+    system (expiry); a person must be allowed to (``may_finish``), else ``NotOwner``."""
     locked = _lock(ticket.conversation)
     fresh = Ticket.objects.select_for_update().get(pk=ticket.pk)
     if not fresh.is_active:
-        raise EscalationError(f"This ticket is already {fresh.status}.", code="not_active")
+        raise TicketStateConflict(f"This ticket is already {fresh.status}.", code="not_active")
+    if agent is not None and not may_finish(fresh, agent):
+        raise NotOwner(
+            f"{display_name(fresh.assigned_agent)} handles this ticket; only they or a "
+            "supervisor may resolve or close it."
+        )
     now = timezone.now()
+    fresh.finished_by = agent
     fresh.status = status
     fresh.outcome = outcome
     fresh.outcome_note = note
@@ -353,11 +450,14 @@ def _finish(ticket: Ticket, *, status: str, outcome: str, note: str, agent: User
             "closed_at",
             "assigned_agent",
             "assigned_at",
+            "finished_by",
         ]
     )
     if locked.handling != Conversation.Handling.ASSISTANT:
         _hand_back(locked, agent=agent)
     _sync(ticket.conversation, locked)
+    # The agent's place freed (or the queue lost a ticket): give out the next one.
+    _queue_drain()
     return fresh
 
 
@@ -389,6 +489,9 @@ def ticket_outcome_payload(ticket: Ticket) -> dict[str, Any]:
         "outcome": ticket.outcome,
         "note": ticket.outcome_note,
         "agent": ticket.assigned_agent.get_username() if ticket.assigned_agent else "",
+        # Who resolved or closed it ("" for the system, e.g. expiry): a supervisor may
+        # finish another agent's ticket.
+        "acted_by": ticket.finished_by.get_username() if ticket.finished_by else "",
         "first_response_seconds": ticket.first_response_seconds,
         "resolution_seconds": ticket.resolution_seconds,
     }
@@ -398,7 +501,8 @@ def ticket_outcome_payload(ticket: Ticket) -> dict[str, Any]:
 def ticket_resolve(*, ticket: Ticket, agent: User, outcome: str, note: str = "") -> Ticket:
     """Resolve with an outcome (approved/rejected and a note).
 
-    Locks the conversation and the ticket. The conversation goes back to the assistant
+    Only the agent handling the ticket or a supervisor may (``may_finish``). Locks the
+    conversation and the ticket. The conversation goes back to the assistant
     (with a marker) if a person still held it; a waiting Step Functions task gets
     SendTaskSuccess with the outcome, once, through a background task.
     """
@@ -423,7 +527,9 @@ def ticket_resolve(*, ticket: Ticket, agent: User, outcome: str, note: str = "")
 def ticket_close(
     *, ticket: Ticket, outcome: str, note: str = "", agent: User | None = None
 ) -> Ticket:
-    """Close a ticket nobody resolved (abandoned or expired): SendTaskFailure once."""
+    """Close a ticket nobody resolved (abandoned or expired): SendTaskFailure once.
+
+    ``agent`` None is the system (expiry); a person must be allowed to (``may_finish``)."""
     if outcome not in (Ticket.Outcome.ABANDONED, Ticket.Outcome.EXPIRED):
         raise EscalationError("The outcome is abandoned or expired.", code="invalid_outcome")
     fresh = _finish(ticket, status=Ticket.Status.CLOSED, outcome=outcome, note=note, agent=agent)
@@ -473,7 +579,7 @@ def ticket_notify_agents(*, ticket_id: int) -> int:
     try:
         email_send(
             to=recipients,
-            subject=f"[Loopdesk] New escalation: {ticket.reason.replace('_', ' ')}",
+            subject=f"[Loopdesk] New escalation: {reason_label(ticket.reason)}",
             body=(
                 f"A customer needs a person (ticket {ticket.pk}, priority {ticket.priority}).\n"
                 f"Reason: {ticket.reason} {ticket.reason_detail}\n"

@@ -189,9 +189,26 @@
     else if (state.handling === "human") status.textContent = `${state.agent_name || "An agent"} from our support team is with you`;
     else if (state.handling === "waiting_for_human") status.textContent = "Waiting for a person from our team…";
     else status.textContent = "Assistant · usually answers in seconds";
+    if (state.handling !== "waiting_for_human") showQueue(null);
     humanButton.disabled = state.status === "ended" || state.handling !== "assistant";
     endButton.disabled = state.status === "ended";
     if (state.status === "ended") conversationEnded();
+  }
+
+  // Waiting for a person: the place in the queue and an honest estimate, live.
+  function showQueue(q) {
+    const el = $("queue");
+    let text = "";
+    if (q && q.state === "assigned") text = `${q.agent_name || "A person from our team"} will be with you shortly.`;
+    else if (q && q.state === "queued") {
+      text = q.position === 1 ? "You are next in line" : `You are number ${q.position} in line`;
+      if (!q.someone_on_duty) text += " · nobody from our team is on duty right now; we will reply as soon as someone is";
+      else if (q.estimate_minutes) text += ` · about ${q.estimate_minutes} min (from our last ${q.estimate_samples} conversations)`;
+      else text += " · we cannot estimate the wait yet";
+      text += ".";
+    }
+    el.textContent = text;
+    el.hidden = !text;
   }
 
   function conversationEnded() {
@@ -256,6 +273,9 @@
     switch (frame.type) {
       case "conversation.state":
         setStatus(frame);
+        break;
+      case "queue":
+        showQueue(frame);
         break;
       case "replay.done":
         flushOutbox();

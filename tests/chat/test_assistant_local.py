@@ -115,3 +115,18 @@ async def test_warm_up_loads_the_models_and_can_be_repeated():
     await assistant_warm_up()
 
     assert _model.cache_info().currsize == 1
+
+
+async def test_warm_up_prepares_the_quoted_sentences_of_every_passage(knowledge_base, settings):
+    from chat.assistant import assistant_warm_up
+    from chat.assistant.local_model import _SENTENCES
+    from chat.models import ArticlePassage
+
+    settings.KNOWLEDGE_REFRESH_SECONDS = 0
+    _SENTENCES.clear()
+
+    await assistant_warm_up()
+
+    texts = [t async for t in ArticlePassage.objects.values_list("text", flat=True)]
+    assert len(texts) > len(knowledge_base)  # articles are split into several passages
+    assert all(text in _SENTENCES for text in texts)  # answers will not run the encoder

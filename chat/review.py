@@ -100,11 +100,17 @@ SELF_SERVICE_ROUTES = {"answer", "small_talk", "out_of_scope"}
 
 
 class RoutingOnlyReviewer:
-    """No escalation app: answer, small talk or out of scope by the router's class."""
+    """No escalation app: answer, small talk or out of scope by the router (the
+    likeliest of the three; nothing escalates)."""
 
     def review(self, facts: TurnFacts) -> Verdict:
-        label = facts.intent.label if facts.intent else "answer"
-        return Verdict(route=label if label in SELF_SERVICE_ROUTES else "answer")
+        from chat.assistant.router import SELF_SERVICE
+
+        if facts.intent is None:
+            return Verdict(route="answer")
+        scores = facts.intent.scores or {facts.intent.label: 1.0}
+        route = max(SELF_SERVICE, key=lambda c: (scores.get(c, 0.0), c == "answer"))
+        return Verdict(route=route)
 
     def record(self, *, turn: Turn, verdict: Verdict) -> Verdict:
         return verdict

@@ -28,6 +28,8 @@ from escalation.serializers import (
     CallbackSerializer,
     CloseSerializer,
     DomainEventSerializer,
+    FlagResponseSerializer,
+    FlagSerializer,
     PresenceSerializer,
     ResolveSerializer,
     TicketDetailSerializer,
@@ -174,6 +176,44 @@ class ConversationTakeOverView(APIView):
         except services.EscalationError as exc:
             return _escalation_error(exc)
         return Response(TicketSerializer(ticket).data)
+
+
+class ConversationFlagView(APIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(request=FlagSerializer, responses={201: FlagResponseSerializer})
+    def post(self, request: Request, conversation_id: str) -> Response:
+        """Flag a message the assistant kept that should have come to a person (with the
+        category): it becomes a training row for the intent router."""
+        from chat.models import Message
+        from escalation.services.intents import conversation_flag
+
+        conversation = get_object_or_404(Conversation, pk=conversation_id)
+        body = FlagSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        message = None
+        if body.validated_data.get("message_id"):
+            message = get_object_or_404(
+                Message, pk=body.validated_data["message_id"], conversation=conversation
+            )
+        try:
+            example = conversation_flag(
+                conversation=conversation,
+                agent=_agent(request),
+                category=body.validated_data["category"],
+                message=message,
+                note=body.validated_data["note"],
+            )
+        except services.EscalationError as exc:
+            return _escalation_error(exc)
+        return Response(
+            {
+                "example_id": example.pk,
+                "category": example.label,
+                "message_id": example.message_id,
+            },
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class PresenceView(APIView):

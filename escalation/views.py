@@ -9,9 +9,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from chat.models import Conversation
+from chat.models import INTENT_LABELS, Conversation
 from escalation import selectors
-from escalation.models import AgentPresence, Ticket
+from escalation.models import ESCALATING_INTENTS, AgentPresence, Ticket
 
 
 def _require_agent(request: HttpRequest) -> None:
@@ -50,5 +50,7 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
             "decisions": selectors.conversation_decisions(conversation=conversation)[:100],
             "canned_replies": selectors.canned_replies(),
             "outcomes": [Ticket.Outcome.APPROVED, Ticket.Outcome.REJECTED],
+            "intent_labels": INTENT_LABELS,
+            "escalating_intents": ESCALATING_INTENTS,
         },
     )

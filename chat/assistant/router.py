@@ -132,7 +132,8 @@ def intent_route(
     An escalating category fires when its probability reaches its threshold, or, for an
     "always" category, when it is the most likely class. Otherwise the escalating
     categories together may reach the model's combined threshold (the probability is
-    split between, say, anger and sarcasm): the likeliest of them fires. The first fired
+    split between, say, anger and sarcasm): the likeliest of them fires (categories
+    with a threshold set by the admin take no part in this). The first fired
     category in the label guide's order names the escalation. Without one, the turn
     goes to the likeliest of answer, small talk and out of scope. Pure: no I/O.
     """
@@ -147,9 +148,12 @@ def intent_route(
             return RouteChoice("escalate", label, score, threshold, "threshold")
         if policy.always and intent.label == label:
             return RouteChoice("escalate", label, score, threshold, "top class")
-    combined = sum(float(scores.get(c, 0.0)) for c in enabled)
-    if enabled and combined >= intent.combined_threshold:
-        label = max(enabled, key=lambda c: float(scores.get(c, 0.0)))
+    # A threshold the admin set is final for its category: it never escalates through
+    # the combined test (nor adds to it).
+    pooled = [c for c in enabled if policies.get(c, CategoryPolicy()).threshold is None]
+    combined = sum(float(scores.get(c, 0.0)) for c in pooled)
+    if pooled and combined >= intent.combined_threshold:
+        label = max(pooled, key=lambda c: float(scores.get(c, 0.0)))
         return RouteChoice("escalate", label, combined, intent.combined_threshold, "combined")
     route = max(SELF_SERVICE, key=lambda c: (float(scores.get(c, 0.0)), c == "answer"))
     return RouteChoice(route, score=float(scores.get(route, 0.0)))
@@ -262,6 +266,12 @@ def _live_router() -> LiveRouter:
     if live is None or live.name == SHIPPED_VERSION:
         return LiveRouter(SHIPPED_VERSION, SHIPPED_DIR / SHIPPED_VERSION)
     return LiveRouter(live.name, router_version_local_dir(version=live))
+
+
+def router_live_model() -> RouterModel:
+    """The live router, read now (sync code: the admin, commands)."""
+    live = _live_router()
+    return router_model_load(version=live.version, directory=live.directory)
 
 
 _live: tuple[float, LiveRouter] | None = None

@@ -264,12 +264,14 @@ def router_version_build(
     name: str,
     directory: Path,
     include_agent_rows: bool = True,
+    base_rows: Sequence[Any] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> tuple[RouterModel, Any, int]:
-    """Train ``name`` into ``directory`` from the shipped training part (plus the rows
-    people labelled, unless ``include_agent_rows`` is False) and evaluate it on the
-    evaluation part; the figures are written into its ``meta.json``. Returns (model,
-    evaluation, number of people's rows used). No database writes.
+    """Train ``name`` into ``directory`` from the shipped training data (or
+    ``base_rows``), plus the rows people labelled unless ``include_agent_rows`` is
+    False, and evaluate it on the evaluation part; the figures are written into its
+    ``meta.json``. Returns (model, evaluation, number of people's rows used). No
+    database writes.
 
     With no people's rows this reproduces the shipped version (see
     ``chat.assistant.router_training``).
@@ -279,7 +281,7 @@ def router_version_build(
     from chat.assistant.embeddings import MODEL_NAME
     from chat.assistant.router_training import LabelledText, router_train, training_rows
 
-    rows = training_rows()
+    rows = list(base_rows) if base_rows is not None else training_rows()
     eval_rows = eval_part_rows()
     people: list[LabelledText] = []
     if include_agent_rows:
@@ -325,10 +327,12 @@ def router_version_train(
     name: str = "",
     created_by: User | None = None,
     include_agent_rows: bool = True,
+    base_rows: Sequence[Any] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> RouterVersion:
     """Train, evaluate and keep a new version (not live: see
-    ``router_version_make_live``). Minutes of CPU: call it from a command or a worker."""
+    ``router_version_make_live``). Minutes of CPU: call it from a command or a worker.
+    ``base_rows`` replaces the shipped training data (a training run on another set)."""
     name = name or version_name_new()
     if name == SHIPPED_VERSION or RouterVersion.objects.filter(name=name).exists():
         raise Conflict(f"A router version named {name} exists already.", code="exists")
@@ -338,10 +342,11 @@ def router_version_train(
             name=name,
             directory=directory,
             include_agent_rows=include_agent_rows,
+            base_rows=base_rows,
             progress=progress,
         )
         prefix = _store(directory, name)
-    train_rows = int(model.meta["training"]["rows"])
+    train_rows = int(model.meta["training"]["shipped_rows"])
     version = RouterVersion(
         name=name,
         source=RouterVersion.Source.TRAINED,

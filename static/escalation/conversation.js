@@ -153,12 +153,26 @@
     e.preventDefault();
     if (!ticketId) return showError("There is no ticket for this conversation.");
     const form = new FormData(e.target);
-    const done = await post("/api/escalation/tickets/" + ticketId + "/resolve/",
-      { outcome: form.get("outcome"), note: form.get("note") || "" });
+    const needed = form.get("person_needed");
+    const done = await post("/api/escalation/tickets/" + ticketId + "/resolve/", {
+      outcome: form.get("outcome"),
+      note: form.get("note") || "",
+      person_needed: needed === "yes" ? true : needed === "no" ? false : null,
+      category: form.get("category") || "",
+    });
     if (done) {
       const st = document.querySelector('[data-role="ticket-status"]');
       if (st) st.textContent = done.status;
     }
+  });
+
+  document.querySelector('[data-role="flag"]').addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const form = new FormData(e.target);
+    if (!form.get("category")) return showError("Pick why it should have come to a person.");
+    const flagged = await post("/api/escalation/conversations/" + conversationId + "/flag/",
+      { category: form.get("category") });
+    if (flagged) showError("Thanks: the assistant will learn from this message.");
   });
 
   document.querySelector('[data-action="knowledge"]').addEventListener("click", async () => {

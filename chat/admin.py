@@ -265,16 +265,22 @@ class RouterVersionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @admin.action(description="Make live (only if at least as good as the live one)")
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # every turn names its version: keep them all
+
+    def has_make_live_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("chat.make_live_routerversion")
+
+    @admin.action(
+        description="Make live (only if at least as good as the live one)",
+        permissions=["make_live"],
+    )
     def make_live(self, request: HttpRequest, queryset: QuerySet[RouterVersion]) -> None:
         from django.contrib.auth.models import User
 
         from chat.errors import ApplicationError
         from chat.services.intents import router_version_make_live
 
-        if not request.user.has_perm("chat.make_live_routerversion"):
-            self.message_user(request, "You may not make router versions live.", messages.ERROR)
-            return
         if queryset.count() != 1:
             self.message_user(request, "Choose exactly one version.", messages.ERROR)
             return

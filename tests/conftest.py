@@ -223,6 +223,16 @@ def _default_rules(request):
         importlib.import_module("chat.migrations.0006_router_shipped_version").register(apps, None)
 
 
+@pytest.fixture(autouse=True)
+def _router_live_fresh():
+    """Each test looks the live router version up in its own database."""
+    from chat.assistant.router import router_forget_live
+
+    router_forget_live()
+    yield
+    router_forget_live()
+
+
 @pytest.fixture(scope="session")
 def local_models() -> None:
     """MiniLM and the shipped intent router loaded once per test run (as the server's

@@ -134,13 +134,6 @@ _CUES: dict[str, list[tuple[str, str, str]]] = {
     "security": [
         (r"hack", "a hacked account", ""),
         (
-            r"(log(ged)?[ -]?in|sign(ed)?[ -]?in|login)"
-            r".*(not me|wasn'?t me|didn'?t|unknown|someone|another|strange)"
-            r"|(someone|stranger).*(log|sign)",
-            "someone else logging in",
-            "",
-        ),
-        (
             r"password.*(changed|reset)|(changed|reset).*password",
             "a password changed without them",
             "",
@@ -151,8 +144,15 @@ _CUES: dict[str, list[tuple[str, str, str]]] = {
             "",
         ),
         (
+            r"(log(ged)?[ -]?in|sign(ed)?[ -]?in|login)"
+            r".*(not me|wasn'?t me|didn'?t|unknown|someone|another|strange)"
+            r"|(someone|stranger).*(log|sign)",
+            "someone else logging in",
+            "",
+        ),
+        (
             r"(charge|payment|transaction|debit|withdraw)"
-            r".*(recogni[sz]e|unknown|not mine|didn'?t (make|authori[sz]e))"
+            r".*(recogni[sz]e|unknown|not mine|(didn'?t|never) (make|made|set|authori[sz]e))"
             r"|(don'?t recogni[sz]e|unknown).*(charge|payment|transaction|debit)",
             "payments they do not recognise",
             "",

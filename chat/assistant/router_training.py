@@ -51,6 +51,9 @@ PARTS = {
     "train": "intents_train.jsonl",
     "eval": "intents_eval.jsonl",
     "challenge": "intents_challenge.jsonl",
+    # The retrieval team's evaluation questions (answerable or not): all ``answer`` by
+    # the guide; routing any of them elsewhere costs an answer (reported, never tuned on).
+    "questions": "questions_eval.jsonl",
 }
 QUESTIONS_DEV = "questions_dev.jsonl"
 RECIPE = "tfidf-word12-char25+minilm+logreg-C16"
@@ -70,9 +73,20 @@ class LabelledText:
 
 
 def dataset_load(part: str) -> list[LabelledText]:
-    """A shipped part: "train", "eval" (the reported evaluation part) or "challenge"
-    (an untouched final check, never used to choose anything)."""
+    """A shipped part: "train", "eval" (the reported evaluation part), "challenge" (an
+    untouched final check, never used to choose anything) or "questions"."""
+    if part == "questions":
+        return _questions(DATASETS_DIR / PARTS[part])
     return dataset_load_path(DATASETS_DIR / PARTS[part])
+
+
+def _questions(path: Path) -> list[LabelledText]:
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                rows.append(LabelledText(text=json.loads(line)["question"], label="answer"))
+    return rows
 
 
 def training_rows() -> list[LabelledText]:
@@ -81,12 +95,7 @@ def training_rows() -> list[LabelledText]:
     Brightwave, answerable or not, by a third author) as ``answer`` rows. The guide
     labels such questions ``answer`` (also the unanswerable ones); without them one
     answerable question in thirteen was sent to a person or declined."""
-    rows = dataset_load("train")
-    with (DATASETS_DIR / QUESTIONS_DEV).open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                rows.append(LabelledText(text=json.loads(line)["question"], label="answer"))
-    return rows
+    return [*dataset_load("train"), *_questions(DATASETS_DIR / QUESTIONS_DEV)]
 
 
 def dataset_load_path(path: Path) -> list[LabelledText]:
@@ -128,6 +137,7 @@ class Evaluation:
     small_talk_answered: list[str] = field(default_factory=list)
     false_escalations: list[str] = field(default_factory=list)
     missed_escalations: list[str] = field(default_factory=list)
+    routes: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +147,9 @@ class Evaluation:
             self.escalate_precision >= other.escalate_precision
             and self.escalate_recall >= other.escalate_recall
         )
+
+
+ROUTE_ORDER = ("answer", "small_talk", "out_of_scope", "escalate")
 
 
 def _ratio(a: int, b: int) -> float:
@@ -152,6 +165,27 @@ def routes_for(
     policies: dict[str, CategoryPolicy] | None = None,
 ) -> list[tuple[str, bool]]:
     """(argmax label, escalates) per row under ``intent_route`` (the rule used live)."""
+    return [
+        (label, route == "escalate")
+        for label, route in _routes(
+            probabilities,
+            labels,
+            thresholds=thresholds,
+            combined_threshold=combined_threshold,
+            policies=policies,
+        )
+    ]
+
+
+def _routes(
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    *,
+    thresholds: dict[str, float],
+    combined_threshold: float,
+    policies: dict[str, CategoryPolicy] | None = None,
+) -> list[tuple[str, str]]:
+    """(argmax label, route) per row under ``intent_route``."""
     out = []
     for probs in probabilities:
         best = int(probs.argmax())
@@ -162,7 +196,7 @@ def routes_for(
             thresholds=thresholds,
             combined_threshold=combined_threshold,
         )
-        out.append((labels[best], intent_route(intent, policies=policies).escalates))
+        out.append((labels[best], intent_route(intent, policies=policies).route))
     return out
 
 
@@ -176,13 +210,14 @@ def evaluation_of(
     combined_threshold: float,
     policies: dict[str, CategoryPolicy] | None = None,
 ) -> Evaluation:
-    routed = routes_for(
+    final = _routes(
         probabilities,
         labels,
         thresholds=thresholds,
         combined_threshold=combined_threshold,
         policies=policies,
     )
+    routed = [(label, route == "escalate") for label, route in final]
     gold = [row.label for row in rows]
     predicted = [label for label, _ in routed]
     escalated = [esc for _, esc in routed]
@@ -231,6 +266,7 @@ def evaluation_of(
             for g, (p, e), t in zip(gold, routed, texts, strict=True)
             if g in ESCALATING and not e
         ],
+        routes={route: sum(1 for _, r in final if r == route) for route in ROUTE_ORDER},
     )
 
 
@@ -501,8 +537,14 @@ def evaluation_text(evaluation: Evaluation, *, version: str, errors: bool = Fals
         f"Router {version} on the {evaluation.part} part ({evaluation.rows} messages, "
         f"sha256 {evaluation.fingerprint[:12]})",
         "",
-        f"Escalate-or-not: precision {evaluation.escalate_precision:.3f}, "
-        f"recall {evaluation.escalate_recall:.3f}",
+        (
+            f"Escalate-or-not: precision {evaluation.escalate_precision:.3f}, "
+            f"recall {evaluation.escalate_recall:.3f}"
+            if any(evaluation.per_class[c]["support"] for c in ESCALATING)
+            else f"Escalated (none should be): {len(evaluation.false_escalations)}"
+        ),
+        "Routes: "
+        + ", ".join(f"{route} {evaluation.routes.get(route, 0)}" for route in ROUTE_ORDER),
         f"Exact class: accuracy {evaluation.accuracy:.3f}",
         f"Safety, medical or security messages not escalated: {len(evaluation.critical_missed)}",
         f"Small talk routed to a knowledge-base answer: {len(evaluation.small_talk_answered)}",

@@ -104,13 +104,14 @@ class RoutingOnlyReviewer:
     likeliest of the three; nothing escalates)."""
 
     def review(self, facts: TurnFacts) -> Verdict:
-        from chat.assistant.router import SELF_SERVICE
+        from chat.assistant.router import NO_ESCALATION, intent_route
 
         if facts.intent is None:
             return Verdict(route="answer")
-        scores = facts.intent.scores or {facts.intent.label: 1.0}
-        route = max(SELF_SERVICE, key=lambda c: (scores.get(c, 0.0), c == "answer"))
-        return Verdict(route=route)
+        choice = intent_route(
+            facts.intent, policies=NO_ESCALATION, answerable=not facts.retrieval.no_answer
+        )
+        return Verdict(route=choice.route)
 
     def record(self, *, turn: Turn, verdict: Verdict) -> Verdict:
         return verdict

@@ -66,6 +66,10 @@ LABEL_NAMES: dict[str, str] = dict(INTENT_LABELS)
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_COMBINED_THRESHOLD = 0.5
+# Declining is costly when the knowledge base does cover the question (an off-topic
+# question the router is unsure of gets the honest "I don't know" anyway when nothing
+# matches): with passages found, "out of scope" needs this much probability.
+OUT_OF_SCOPE_SURE = 0.8
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "routers"
 SHIPPED_VERSION = "router-1"
@@ -95,6 +99,9 @@ class CategoryPolicy:
 DEFAULT_POLICIES: dict[str, CategoryPolicy] = {
     label: CategoryPolicy(always=label in CRITICAL) for label in ESCALATING
 }
+NO_ESCALATION: dict[str, CategoryPolicy] = {
+    label: CategoryPolicy(escalate=False) for label in ESCALATING
+}
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,8 @@ class RouteChoice:
     ``route`` is "answer", "small_talk", "out_of_scope" or "escalate"; for an
     escalation, ``category`` names it, ``score`` is its probability (or the escalating
     categories' combined probability), ``threshold`` what it was compared with and
-    ``because`` which test fired: "threshold", "top class" or "combined".
+    ``because`` which test fired: "threshold", "top class" or "combined" ("answerable"
+    when an unsure "out of scope" is answered because the knowledge base covers it).
     """
 
     route: str
@@ -125,7 +133,10 @@ def category_threshold(intent: Intent, label: str, policy: CategoryPolicy | None
 
 
 def intent_route(
-    intent: Intent, *, policies: Mapping[str, CategoryPolicy] | None = None
+    intent: Intent,
+    *,
+    policies: Mapping[str, CategoryPolicy] | None = None,
+    answerable: bool = False,
 ) -> RouteChoice:
     """The route for ``intent`` under ``policies`` (the defaults when None).
 
@@ -135,7 +146,9 @@ def intent_route(
     split between, say, anger and sarcasm): the likeliest of them fires (categories
     with a threshold set by the admin take no part in this). The first fired
     category in the label guide's order names the escalation. Without one, the turn
-    goes to the likeliest of answer, small talk and out of scope. Pure: no I/O.
+    goes to the likeliest of answer, small talk and out of scope; "out of scope" only
+    with ``OUT_OF_SCOPE_SURE`` when the knowledge base has passages for the message
+    (``answerable``): otherwise it is answered. Pure: no I/O.
     """
     policies = DEFAULT_POLICIES if policies is None else policies
     scores = intent.scores or {intent.label: 1.0}
@@ -156,7 +169,10 @@ def intent_route(
         label = max(pooled, key=lambda c: float(scores.get(c, 0.0)))
         return RouteChoice("escalate", label, combined, intent.combined_threshold, "combined")
     route = max(SELF_SERVICE, key=lambda c: (float(scores.get(c, 0.0)), c == "answer"))
-    return RouteChoice(route, score=float(scores.get(route, 0.0)))
+    score = float(scores.get(route, 0.0))
+    if route == "out_of_scope" and answerable and score < OUT_OF_SCOPE_SURE:
+        return RouteChoice("answer", score=float(scores.get("answer", 0.0)), because="answerable")
+    return RouteChoice(route, score=score)
 
 
 # --- the trained model ----------------------------------------------------------------------------

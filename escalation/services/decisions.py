@@ -25,7 +25,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat.assistant.router import LABEL_NAMES, SELF_SERVICE, intent_route
+from chat.assistant.router import LABEL_NAMES, NO_ESCALATION, SELF_SERVICE, intent_route
 from chat.models import Conversation, Message, Turn
 from chat.review import TurnFacts, Verdict
 from escalation.models import Decision, DomainEvent, EscalationRule, Priority, Ticket
@@ -128,7 +128,9 @@ def _intent(rule: EscalationRule, facts: TurnFacts, policies: Policies) -> Evalu
     intent = facts.intent
     if intent is None:
         return None
-    choice = intent_route(intent, policies=policies.routing)
+    choice = intent_route(
+        intent, policies=policies.routing, answerable=not facts.retrieval.no_answer
+    )
     inputs = {
         "label": intent.label,
         "confidence": round(intent.confidence, 4),
@@ -144,7 +146,12 @@ def _intent(rule: EscalationRule, facts: TurnFacts, policies: Policies) -> Evalu
             Outcome.PROCEED,
             score=choice.score,
             inputs=inputs,
-            detail=f"Routed to: {LABEL_NAMES[choice.route].lower()}.",
+            detail=f"Routed to: {LABEL_NAMES[choice.route].lower()}"
+            + (
+                " (the knowledge base covers it; out of scope was not sure)."
+                if choice.because == "answerable"
+                else "."
+            ),
             category=choice.route,
             route=choice.route,
             model_version=intent.model_version,
@@ -174,8 +181,8 @@ def _self_service_route(evaluations: list[Evaluation], facts: TurnFacts) -> str:
         return routed
     if facts.intent is None:
         return Turn.Route.ANSWER
-    scores = facts.intent.scores or {facts.intent.label: 1.0}
-    return max(SELF_SERVICE, key=lambda c: (scores.get(c, 0.0), c == "answer"))
+    answerable = not facts.retrieval.no_answer
+    return intent_route(facts.intent, policies=NO_ESCALATION, answerable=answerable).route
 
 
 def _patterns(rule: EscalationRule, text: str) -> Evaluation:

@@ -112,8 +112,22 @@ def test_a_bedrock_pick_counts_as_certain():
 def test_without_the_escalation_app_the_router_only_picks_a_self_service_route():
     from types import SimpleNamespace
 
-    facts = SimpleNamespace(intent=scored(anger=0.6, out_of_scope=0.3, answer=0.1))
+    from chat.assistant.contract import Retrieval
+
+    nothing = Retrieval(top_score=0.1, min_score=0.3, no_answer=True)
+    facts = SimpleNamespace(
+        intent=scored(anger=0.6, out_of_scope=0.3, answer=0.1), retrieval=nothing
+    )
     assert RoutingOnlyReviewer().review(facts).route == "out_of_scope"  # type: ignore[arg-type]
+
+
+def test_an_unsure_out_of_scope_is_answered_when_the_knowledge_base_covers_it():
+    unsure = scored(out_of_scope=0.52, answer=0.48)
+    assert intent_route(unsure).route == "out_of_scope"
+    choice = intent_route(unsure, answerable=True)
+    assert (choice.route, choice.because) == ("answer", "answerable")
+    sure = scored(out_of_scope=0.9, answer=0.1)
+    assert intent_route(sure, answerable=True).route == "out_of_scope"
 
 
 # --- the shipped version --------------------------------------------------------------------

@@ -113,6 +113,18 @@ def test_each_destination_through_the_real_pipeline(pipeline, label, text):
         assert Decision.objects.get(turn=turn, rule_kind="intent").outcome == "escalate"
 
 
+def test_a_product_question_the_router_is_unsure_of_is_answered_not_declined(pipeline):
+    # the router leans (barely) to "out of scope"; the knowledge base has the article
+    text = "How do I connect my Hub to Wi-Fi?"
+    turn = pipeline.ask(ConversationFactory(), text)
+    assert (turn.status, turn.route) == ("answered", "answer")
+    routing = Decision.objects.get(turn=turn, rule_kind="intent")
+    assert routing.inputs["because"] == "answerable"
+
+    pipeline.bot.passages = []  # nothing in the knowledge base: politely declined
+    assert pipeline.ask(ConversationFactory(), text).route == "out_of_scope"
+
+
 def test_small_talk_gets_a_friendly_reply_never_i_dont_know(conversation, pipeline, monkeypatch):
     from chat import assistant as assistant_api
     from chat.assistant.chain import assistant_stream

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -69,7 +70,10 @@ async def run_customer(
     retry_every: int,
     questions: list[str],
     timeout: float,
+    think: tuple[float, float] | None = None,
 ) -> None:
+    import random
+
     import websockets
 
     async with websockets.connect(
@@ -82,6 +86,10 @@ async def run_customer(
         while json.loads(await ws.recv())["type"] != "replay.done":
             pass
         for i in range(messages):
+            if think is not None:
+                # A customer reads and types before each message (the first one too, so
+                # arrivals are spread rather than one burst at the start).
+                await asyncio.sleep(random.uniform(*think))
             client_id = uuid.uuid4().hex
             text = questions[i % len(questions)]
             started = time.perf_counter()
@@ -130,16 +138,62 @@ async def run_customer(
             pass
 
 
-def start_daphne(
-    app: str, port: int, env: dict[str, str], log: Path, profile: str = ""
-) -> subprocess.Popen:
+def profile_start(pid: int, path: str) -> subprocess.Popen:
+    """Sample the server with py-spy (collapsed stacks, for flamegraph.pl, speedscope or
+    bench/profile_summary.py) until ``profile_stop``: the measured round only, not the
+    start-up and warm-up."""
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    command = [py_spy, "record", "--format", "raw", "--rate", "200", "-o", path]
+    return subprocess.Popen(
+        [*command, "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def profile_stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    process.wait(timeout=60)
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the server process has used so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+class ConnectionWatcher(threading.Thread):
+    """Samples how many database connections the server process holds during the round:
+    its sockets to PostgreSQL's port, or its open SQLite file handles."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self._stop_event = pid, 0, threading.Event()
+
+    def count(self) -> int:
+        import psutil
+
+        process = psutil.Process(self.pid)
+        if "postgres" in os.environ.get("DATABASE_URL", ""):
+            return sum(
+                1 for c in process.net_connections(kind="tcp") if c.raddr and c.raddr.port == 5432
+            )
+        return sum(1 for f in process.open_files() if f.path.endswith(".sqlite3"))
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.25):
+            try:
+                self.peak = max(self.peak, self.count())
+            except Exception:  # the process may be going away
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+
+
+def start_daphne(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
-    if profile:
-        # Sampled by py-spy for the whole run (collapsed stacks for flamegraph.pl or
-        # speedscope); stopped with SIGINT so that it writes them.
-        py_spy = str(Path(sys.executable).with_name("py-spy"))
-        command = [py_spy, "record", "--format", "raw", "--rate", "200", "-o", profile, "--"]
-        command += [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -161,14 +215,28 @@ async def run_round(base_ws: str, customers: list[Customer], args, questions) ->
     started = time.perf_counter()
     await asyncio.gather(
         *(
-            run_customer(base_ws, c, args.messages, args.retry_every, questions, args.timeout)
+            run_customer(
+                base_ws,
+                c,
+                args.messages,
+                args.retry_every,
+                questions,
+                args.timeout,
+                getattr(args, "think", None),
+            )
             for c in customers
         )
     )
     return time.perf_counter() - started
 
 
-def summarise(name: str, customers: list[Customer], wall: float, db_check: dict | None) -> dict:
+def summarise(
+    name: str,
+    customers: list[Customer],
+    wall: float,
+    db_check: dict | None,
+    think: tuple[float, float] | None = None,
+) -> dict:
     first = [v for c in customers for v in c.first_token_ms]
     complete = [v for c in customers for v in c.complete_ms]
     sent = sum(len(c.sent) for c in customers)
@@ -186,6 +254,7 @@ def summarise(name: str, customers: list[Customer], wall: float, db_check: dict 
         "messages": sent,
         "wall_s": round(wall, 2),
         "messages_per_s": round(answered / wall, 1),
+        "think_s": list(think) if think else None,
         "first_token_p50_ms": round(percentile(first, 50), 1),
         "first_token_p99_ms": round(percentile(first, 99), 1),
         "complete_p50_ms": round(percentile(complete, 50), 1),
@@ -195,6 +264,14 @@ def summarise(name: str, customers: list[Customer], wall: float, db_check: dict 
         "answers_without_stream": sum(c.unstreamed for c in customers),
         "errors": sorted({e for c in customers for e in c.errors}),
     }
+
+
+def think_range(value: str) -> tuple[float, float]:
+    low, _, high = value.partition("-")
+    bounds = (float(low), float(high or low))
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError("MIN-MAX with 0 <= MIN <= MAX, e.g. 3-10")
+    return bounds
 
 
 def main() -> None:
@@ -208,6 +285,14 @@ def main() -> None:
         help="re-send every k-th message with the same client_id (0: never)",
     )
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--think",
+        type=think_range,
+        default=None,
+        metavar="MIN-MAX",
+        help="seconds a customer pauses before each message, uniformly random (default: "
+        "no pause, the saturation case)",
+    )
     parser.add_argument("--skip-echo", action="store_true")
     parser.add_argument(
         "--profile", default="", help="write py-spy collapsed stacks of the chat server here"
@@ -268,9 +353,7 @@ def main() -> None:
 
     results = []
     port = free_port()
-    daphne = start_daphne(
-        "config.asgi:application", port, env, workdir / "daphne-chat.log", args.profile
-    )
+    daphne = start_daphne("config.asgi:application", port, env, workdir / "daphne-chat.log")
     try:
         base = f"ws://127.0.0.1:{port}"
         # Warm-up: the first question loads the embedding model in the server process.
@@ -282,14 +365,20 @@ def main() -> None:
                 questions,
             )
         )
+        profiler = profile_start(daphne.pid, args.profile) if args.profile else None
+        if profiler is not None:
+            time.sleep(1.0)  # py-spy attaches
+        cpu_before = server_cpu_seconds(daphne.pid)
+        watcher = ConnectionWatcher(daphne.pid)
+        watcher.start()
         wall = asyncio.run(run_round(base, customers, args, questions))
+        watcher.stop()
+        server_cpu = server_cpu_seconds(daphne.pid) - cpu_before
+        if profiler is not None:
+            profile_stop(profiler)
     finally:
-        if args.profile:
-            daphne.send_signal(signal.SIGINT)
-            daphne.wait(timeout=60)
-        else:
-            daphne.terminate()
-            daphne.wait(timeout=10)
+        daphne.terminate()
+        daphne.wait(timeout=10)
     # The database view: every sent client_id stored once, each answered exactly once.
     ids = [cid for c in customers for cid in c.sent]
     stored = Message.objects.filter(client_id__in=ids, role="customer")
@@ -304,7 +393,12 @@ def main() -> None:
         - len(set(stored_ids))
         + sum(n - 1 for n in reply_counts.values()),
     }
-    results.append(summarise("chat (assistant)", customers, wall, db_check))
+    results.append(summarise("chat (assistant)", customers, wall, db_check, args.think))
+    results[-1]["server_cpu_ms_per_message"] = round(
+        server_cpu * 1000 / max(1, results[-1]["messages"]), 2
+    )
+    results[-1]["server_cpu_share"] = round(server_cpu / wall, 2)
+    results[-1]["db_connections_max"] = watcher.peak
 
     if not args.skip_echo:
         port = free_port()
@@ -315,16 +409,22 @@ def main() -> None:
             echo_customers = [
                 Customer(path=f"/ws/echo/{uuid.uuid4().hex}/") for _ in range(args.clients)
             ]
+            cpu_before = server_cpu_seconds(echo.pid)
             wall = asyncio.run(run_round(f"ws://127.0.0.1:{port}", echo_customers, args, questions))
+            server_cpu = server_cpu_seconds(echo.pid) - cpu_before
         finally:
             echo.terminate()
             echo.wait(timeout=10)
-        results.append(summarise("echo baseline", echo_customers, wall, None))
+        results.append(summarise("echo baseline", echo_customers, wall, None, args.think))
+        results[-1]["server_cpu_ms_per_message"] = round(
+            server_cpu * 1000 / max(1, results[-1]["messages"]), 2
+        )
+        results[-1]["server_cpu_share"] = round(server_cpu / wall, 2)
 
     keys = list(results[0])
     print(" | ".join(keys))
     for row in results:
-        print(" | ".join(str(row[k]) for k in keys))
+        print(" | ".join(str(row.get(k, "")) for k in keys))
     print(json.dumps(results))
     print(f"# logs in {workdir}")
 

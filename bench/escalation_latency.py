@@ -330,7 +330,7 @@ def race(args, racers: list, customer) -> dict:
             thread.join()
         ticket.refresh_from_db()
         owners = statuses.count(200)
-        markers = conversation.messages.filter(internal__marker="human_start").count()
+        markers = conversation.messages.filter(marker="human_start").count()
         # Judged on the database: a 5xx (e.g. Postgres out of connections) is a failed
         # request, not a second owner.
         if markers == 1 and ticket.assigned_agent_id is not None and owners <= 1:
@@ -387,7 +387,17 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    print(json.dumps(rounded(report), indent=2))
+    report = rounded(report)
+    for name, figures in (report["latency"] or {}).items():
+        inbox = figures.get("first_inbox_ms", {})
+        p50, p99 = inbox.get("p50"), inbox.get("p99")
+        print(f"{name}: send -> ticket in an inbox p50 {p50} ms, p99 {p99} ms")
+    race_report = report["takeover_race"]
+    print(
+        f"takeover race: {race_report['rounds_with_exactly_one_owner']} of "
+        f"{race_report['rounds']} rounds with exactly one owner"
+    )
+    print(json.dumps(report))
 
 
 def rounded(value):

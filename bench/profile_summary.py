@@ -41,7 +41,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("database: connect/close", ("get_new_connection", "DatabaseWrapper.close", "_close (")),
     ("database: queries and ORM", ("django/db/",)),
     ("channel layer (Redis)", ("channels_redis/", "redis/")),
-    ("socket writes", ("_SelectorSocketTransport.write", "twisted/", "autobahn/")),
+    ("websocket framing and writes", ("_SelectorSocketTransport.write", "autobahn/")),
     ("json", ("json/",)),
     ("langchain", ("langchain_core/",)),
     ("loopdesk code", ("/chat/", "/escalation/", "/labeling/", "/training/", "/config/")),
@@ -51,11 +51,28 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
 def category_of(frames: list[str]) -> str:
     leaf_first = list(reversed(frames))
     for name, needles in CATEGORIES:
-        # Waiting is decided by the innermost frame only; the rest by any frame.
-        scope = leaf_first[:1] if name.startswith("waiting") else leaf_first
+        # Waiting is decided by the innermost frame only, socket work by the innermost
+        # few (every event-loop stack has Twisted's reactor at its base); the rest by any.
+        if name.startswith("waiting"):
+            scope = leaf_first[:1]
+        elif name.startswith("websocket"):
+            scope = leaf_first[:6]
+        else:
+            scope = leaf_first
         if any(needle in frame for frame in scope for needle in needles):
             return name
     return "other"
+
+
+def thread_of(frames: list[str]) -> str:
+    if "_run_module_as_main" in frames[0]:
+        return "event loop"
+    stack = ";".join(frames)
+    if "_call_with_connections" in stack or "SyncToAsync" in stack:
+        return "database threads"
+    if "inference" in stack or "embed_texts" in stack or "torch/" in stack:
+        return "inference thread"
+    return "other threads"
 
 
 def summarise(path: str, top: int) -> dict:
@@ -71,7 +88,7 @@ def summarise(path: str, top: int) -> dict:
             continue
         samples = int(count)
         frames = stack.split(";")
-        thread = "event loop" if "_run_module_as_main" in frames[0] else "worker threads"
+        thread = thread_of(frames)
         total += samples
         by_thread[thread] += samples
         category = category_of(frames)

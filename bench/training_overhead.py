@@ -9,12 +9,15 @@ Not a test. Two parts, both offline on CPU:
    Prints the wall times (median of --repeats, alternating) and the ratio (goal <= 1.05).
 2. Learnable preference: answers are sampled from the starter model; a programmatic
    labeler prefers the ones that end (EOS) within the length budget over the ones cut
-   off. A reward_model run learns it, a PPO run optimises against it; the mean reward
-   (PPO ``objective/scores``, the blog's reward/mean) per step is printed and written to
-   docs/training_reward_curve.svg / .md.
+   off. A reward_model run learns it, a PPO run optimises against it (guards off, to
+   show the raw curve); the mean reward (PPO ``objective/scores``, the blog's
+   reward/mean) per step is printed and written to docs/training_reward_curve.svg / .md.
+3. ``--online``: the same reward model rewards a GRPO, an RLOO and a PPO run with their
+   tiny presets and the default guards; prints each run's outcome (or the guard's stop
+   reason), its reward over the first and last steps, KL per answer and answer length.
 
     .venv/bin/python bench/training_overhead.py [--repeats 3] [--dpo-steps 120]
-        [--skip-overhead] [--skip-curve]
+        [--skip-overhead] [--skip-curve] [--online]
 
 Runs against a throwaway SQLite database and media folder in a temp dir.
 """
@@ -261,7 +264,8 @@ def curve(base: Path) -> dict:
         base_model=str(base),
         reward_run=reward,
         enqueue=False,
-        hyperparameters={"eval_prompts": 8},
+        # Guards off: this shows the raw curve (the default KL guard stops it early).
+        hyperparameters={"eval_prompts": 8, "guard_max_kl": None, "guard_max_length_drift": None},
     )
     started = time.perf_counter()
     training_run_execute_task(ppo.pk)
@@ -281,6 +285,68 @@ def curve(base: Path) -> dict:
         "kl": kl,
         "evaluation": ppo.evaluation,
     }
+
+
+def online(base: Path) -> list[dict]:
+    """GRPO, RLOO and PPO (tiny presets, default guards) against the learned preference."""
+    from labeling.services import snapshot_create_from_rows
+    from training.models import TrainingRun
+    from training.services.runs import run_create
+    from training.tasks import training_run_execute_task
+
+    pairs = preference_pairs(base)
+    snapshot = snapshot_create_from_rows(name="bench-online", rows={"pair": pairs})
+    reward = run_create(
+        snapshot=snapshot, preset="tiny_cpu_reward_model", base_model=str(base), enqueue=False
+    )
+    training_run_execute_task(reward.pk)
+    reward.refresh_from_db()
+    assert reward.status == TrainingRun.Status.SUCCEEDED, reward.error
+    print(f"reward model: held-out pair accuracy {reward.evaluation.get('pair_accuracy')}")
+    results = []
+    for preset, headline in (
+        ("tiny_cpu_grpo", "reward"),
+        ("tiny_cpu_rloo", "reward"),
+        ("tiny_cpu_ppo", "objective/scores"),
+    ):
+        run = run_create(
+            snapshot=snapshot,
+            preset=preset,
+            base_model=str(base),
+            reward_run=reward,
+            enqueue=False,
+            hyperparameters={"eval_prompts": 8, "threads": 1},
+        )
+        started, cpu = time.perf_counter(), _cpu_seconds()
+        training_run_execute_task(run.pk)
+        wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+        run.refresh_from_db()
+
+        def series(name: str, run: TrainingRun = run) -> list[float]:
+            rows = run.metrics.filter(name=name).order_by("step")
+            return list(rows.values_list("value", flat=True))
+
+        scores = series(headline)
+        kl, length = series("guard/answer_kl"), series("guard/mean_length")
+        first, last = scores[:5], scores[-5:]
+        result = {
+            "preset": preset,
+            "status": run.status,
+            "error": run.error,
+            "steps": run.step,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "reward_first5": statistics.mean(first) if first else None,
+            "reward_last5": statistics.mean(last) if last else None,
+            "kl_last": kl[-1] if kl else None,
+            "kl_max": max(kl) if kl else None,
+            "length_first": length[0] if length else None,
+            "length_last": length[-1] if length else None,
+            "evaluation": {k: run.evaluation.get(k) for k in ("before", "after", "method")},
+        }
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    return results
 
 
 def svg_curve(series: list[tuple[int, float]], path: Path) -> None:
@@ -324,6 +390,7 @@ def main() -> None:
     parser.add_argument("--dpo-steps", type=int, default=120)
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-curve", action="store_true")
+    parser.add_argument("--online", action="store_true")
     args = parser.parse_args()
     setup_django()
     base = starter_model()
@@ -373,6 +440,18 @@ def main() -> None:
             + table
             + "\n\n![curve](training_reward_curve.svg)\n"
         )
+
+    if args.online:
+        print("online RL: GRPO, RLOO, PPO against the learned preference (guards on)")
+        for result in online(base):
+            outcome = result["status"] if not result["error"] else result["error"]
+            print(
+                f"| {result['preset']} | {outcome} | {result['steps']} | "
+                f"{result['reward_first5']:.2f} -> {result['reward_last5']:.2f} | "
+                f"{result['kl_max']:.2f} | {result['length_first']:.1f} -> "
+                f"{result['length_last']:.1f} | {result['wall_s']:.0f} s / "
+                f"{result['cpu_s']:.0f} s CPU |"
+            )
 
 
 if __name__ == "__main__":

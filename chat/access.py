@@ -20,3 +20,25 @@ def is_support_staff(user: Any) -> bool:
         and user.is_active
         and user.has_perm(SUPPORT_STAFF_PERMISSION)
     )
+
+
+def support_staff_users() -> Any:
+    """``is_support_staff`` as a query: active users holding the permission through a
+    group, directly, or as superusers."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    app_label, codename = SUPPORT_STAFF_PERMISSION.split(".")
+    holds = Q(
+        groups__permissions__codename=codename,
+        groups__permissions__content_type__app_label=app_label,
+    ) | Q(
+        user_permissions__codename=codename,
+        user_permissions__content_type__app_label=app_label,
+    )
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(holds | Q(is_superuser=True))
+        .distinct()
+    )

@@ -174,6 +174,7 @@ class ConversationViewSet(
             client_id=body.validated_data["client_id"],
             author=request.user,  # type: ignore[arg-type]
             rate_subject=rate_subject(user=request.user, visitor_id=""),
+            claim_owner=turns.process_owner(),
         )
         message = received.message
         if not received.created:
@@ -182,7 +183,9 @@ class ConversationViewSet(
             kind = "silent"  # a person handles the conversation
         else:
             turn = async_to_sync(turns.turn_await)(
-                turn_id=received.turn.pk, conversation_id=conversation.pk
+                turn_id=received.turn.pk,
+                conversation_id=conversation.pk,
+                claimed=received.claimed,
             )
             kind = turn.status
         replies = message.replies.filter(visibility=Message.Visibility.PUBLIC).order_by("seq")

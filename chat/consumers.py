@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat import services, turns
+from chat import services, turns, waiting
 from chat.events import db
 from chat.models import Conversation, Message
 from chat.selectors import conversation_messages_after
@@ -91,6 +91,10 @@ class ChatConsumer(JsonFrameConsumer):
                 "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
             }
         )
+        if conversation.handling == Conversation.Handling.WAITING_FOR_HUMAN:
+            status = await db(waiting.waiting_status)(conversation_id=conversation.pk)
+            if status is not None:
+                await self.send_json(waiting.queue_frame(status))
 
     # --- frames from the client ------------------------------------------------------------
 
@@ -134,6 +138,7 @@ class ChatConsumer(JsonFrameConsumer):
             client_id=content.get("client_id"),
             author=self.user,
             rate_subject=rate_subject(user=self.user, visitor_id=self.visitor_id),
+            claim_owner=turns.process_owner(),
         )
         message = received.message
         await self.send_json(
@@ -146,7 +151,7 @@ class ChatConsumer(JsonFrameConsumer):
             }
         )
         if received.turn is not None:
-            runner = turns.turns_kick(conversation_id=conversation.pk)
+            runner = turns.turns_kick(conversation_id=conversation.pk, claimed=received.claimed)
             message_id, after = message.pk, message.seq
             runner.add_done_callback(lambda _: turns.task_track(self._catch_up(message_id, after)))
 
@@ -213,7 +218,14 @@ class ChatConsumer(JsonFrameConsumer):
         )
 
     async def chat_message(self, event: dict[str, Any]) -> None:
-        await self._send_frame(event["frame"])
+        frame = event["frame"]
+        if event.get("delta"):  # the stream's only piece rides on the answer's event
+            await self.send_json(event["delta"])
+        await self._send_frame(frame)
+        if event.get("thinking"):  # the assistant's turn for this message started or queued
+            await self.send_json(
+                {"type": "assistant.thinking", "reply_to": frame["seq"], "reply_to_id": frame["id"]}
+            )
 
     async def _forward_stream(self, event: dict[str, Any]) -> None:
         frame = {k: v for k, v in event.items() if k != "type"}
@@ -226,6 +238,10 @@ class ChatConsumer(JsonFrameConsumer):
     async def chat_typing(self, event: dict[str, Any]) -> None:
         if event.get("sender") != self.channel_name:
             await self.send_json(services.typing_frame(event))
+
+    async def chat_queue(self, event: dict[str, Any]) -> None:
+        """The queue moved: this conversation's place in it (``chat.waiting``)."""
+        await self.send_json(waiting.queue_frame(event))
 
     async def chat_conversation(self, event: dict[str, Any]) -> None:
         if self.conversation is not None:

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import time
 
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
+
+_shared: BaseCache | None = None
+
+
+def _cache() -> BaseCache:
+    """One cache client for the whole process. Django keeps a client per context, and
+    every database-thread call runs in a fresh copy of its caller's context: through
+    ``django.core.cache.cache`` each rate-limit check opened a new Redis connection.
+    The client (and Redis's connection pool) is thread-safe."""
+    global _shared
+    if _shared is None:
+        _shared = caches.create_connection(DEFAULT_CACHE_ALIAS)
+    return _shared
+
 
 _PERIODS = {
     "s": 1,
@@ -35,6 +49,7 @@ def rate_limit_consume(*, scope: str, subject: str, rate: str) -> bool:
     limit, period = rate_parse(rate)
     window = int(time.time() // period)
     key = f"chat:rate:{scope}:{subject}:{window}"
+    cache = _cache()
     cache.add(key, 0, timeout=period + 5)
     try:
         used = cache.incr(key)

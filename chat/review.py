@@ -12,6 +12,8 @@ The reviewer's calls and their transactions:
 - ``record(turn=, verdict=)``: inside the pipeline's transaction that stores the turn's
   outcome: write the audit trail and, for an escalation, open the ticket. Returns the
   verdict completed with what only the write knows (the customer notice, the ticket).
+  On the routes the assistant answers (answer, small talk, out of scope) it writes no
+  messages: the pipeline appends the answer under the conversation lock it holds.
 - ``failed(turn=, error=)``: inside the transaction that fails a turn (provider error,
   timeout, or a dead owner found by the sweep).
 - ``human_requested(conversation=, customer_message=)``: the customer pressed "Talk to

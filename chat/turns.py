@@ -73,7 +73,7 @@ def process_owner() -> str:
 
 @dataclass
 class _Runner:
-    task: asyncio.Task[None]
+    task: asyncio.Task[None] | None = None
     again: bool = False
 
 
@@ -91,46 +91,54 @@ def task_track(coro: Any) -> asyncio.Task[Any]:
     return task
 
 
-def turns_kick(*, conversation_id: Any) -> asyncio.Task[None]:
-    """Run the conversation's pending turns in the background of this event loop.
+def turns_kick(*, conversation_id: Any, claimed: ClaimedTurn | None = None) -> asyncio.Task[None]:
+    """Run the conversation's turns in the background of this event loop: ``claimed``
+    (a turn this process claimed when the message was stored) first, then any pending.
 
     Not tied to the socket that stored the message: a customer who disconnects still
     gets the answer stored and replayed. If this process already runs the conversation's
     turns, that runner is told to look again instead of starting a second one.
     """
-    loop = asyncio.get_running_loop()
-    runners = _runners.setdefault(loop, {})
+    runners = _runners.setdefault(asyncio.get_running_loop(), {})
     key = str(conversation_id)
-    runner = runners.get(key)
-    if runner is not None:
-        runner.again = True
-        return runner.task
-    runner = _Runner(task=task_track(_drain(key, runners)))
+    current = runners.get(key)
+    if current is not None and current.task is not None and claimed is None:
+        current.again = True
+        return current.task
+    runner = _Runner()
+    runner.task = task_track(_drain(key, runners, runner, claimed))
     runners[key] = runner
     return runner.task
 
 
-async def _drain(key: str, runners: dict[str, _Runner]) -> None:
+async def _drain(
+    key: str, runners: dict[str, _Runner], runner: _Runner, claimed: ClaimedTurn | None
+) -> None:
     owner = process_owner()
     try:
         while True:
-            claimed = await db(turn_claim_next)(conversation_id=key, owner=owner)
             if claimed is None:
-                runner = runners[key]
+                runner.again = False
+                claimed = await db(turn_claim_next)(conversation_id=key, owner=owner)
+            if claimed is None:
                 if not runner.again:
                     return
-                runner.again = False  # a message arrived while claiming: look again
-                continue
+                continue  # a message arrived while claiming: look again
+            more = True
             try:
-                await _run(claimed, owner)
+                more = await _run(claimed, owner)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # _run fails turns itself; this is a bug or a database outage. The sweep
                 # finishes the turn if nothing else can.
                 logger.exception("turn %s crashed", claimed.turn.pk)
+            claimed = None
+            if not more and not runner.again:
+                return  # the store said nothing waits: no claim transaction needed
     finally:
-        runners.pop(key, None)
+        if runners.get(key) is runner:
+            runners.pop(key, None)
 
 
 async def turns_drain() -> None:
@@ -139,10 +147,16 @@ async def turns_drain() -> None:
         await asyncio.gather(*list(_background), return_exceptions=True)
 
 
-async def turn_await(*, turn_id: int, conversation_id: Any, poll_seconds: float = 0.05) -> Turn:
+async def turn_await(
+    *,
+    turn_id: int,
+    conversation_id: Any,
+    claimed: ClaimedTurn | None = None,
+    poll_seconds: float = 0.05,
+) -> Turn:
     """Run (or wait for) a turn and return it finished, or as it stands at its deadline
     plus the sweep's grace (the API's synchronous answer)."""
-    runner = turns_kick(conversation_id=conversation_id)
+    runner = turns_kick(conversation_id=conversation_id, claimed=claimed)
     await asyncio.wait({runner})
     limit = time.monotonic() + float(settings.ASSISTANT_TIMEOUT_SECONDS) + 5
     while True:
@@ -183,9 +197,10 @@ def _error_text(exc: BaseException, timeout: float) -> str:
 
 
 class _Coalescer:
-    """Stream pieces as socket frames: the first at once (first token), then at most one
-    frame per ``STREAM_COALESCE_SECONDS`` (a quoting provider produces its whole answer
-    in milliseconds: it has no reason to send it in thirty frames)."""
+    """Stream pieces as socket frames, at most one per ``STREAM_COALESCE_SECONDS``: a
+    piece waits at most that long (a model that writes token by token still streams),
+    and a quoting provider that produces its whole answer in milliseconds sends it as
+    one frame, not thirty."""
 
     def __init__(self, group: str, turn: Turn, stream_id: str) -> None:
         self.group, self.turn, self.stream_id = group, turn, stream_id
@@ -193,45 +208,72 @@ class _Coalescer:
         self.parts: list[str] = []
         self.buffer: list[str] = []
         self.sent = 0
-        self.last = 0.0
         self.first_at: float | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
 
     async def add(self, delta: str) -> None:
         self.parts.append(delta)
         self.buffer.append(delta)
-        now = time.monotonic()
         if self.first_at is None:
-            self.first_at = now
-        if self.sent == 0 or now - self.last >= self.window:
-            await self.flush()
+            self.first_at = time.monotonic()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self.window)
+        self._timer = None
+        await self.flush()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def finish(self) -> dict[str, Any] | None:
+        """End of the stream. If nothing was sent yet (the whole answer came within one
+        window), the text is returned instead of sent: it rides on the answer's own event
+        (one channel-layer message instead of two); otherwise the rest is sent now."""
+        self.stop()
+        if self.sent == 0 and self.buffer:
+            text, self.buffer = "".join(self.buffer), []
+            frame = stream_event(
+                "assistant.delta", self.turn, stream_id=self.stream_id, index=0, delta=text
+            )
+            return frame
+        await self.flush()
+        return None
 
     async def flush(self) -> None:
-        if not self.buffer:
-            return
-        text, self.buffer = "".join(self.buffer), []
-        await apublish(
-            self.group,
-            stream_event(
-                "chat.delta", self.turn, stream_id=self.stream_id, index=self.sent, delta=text
-            ),
-        )
-        self.sent += 1
-        self.last = time.monotonic()
+        async with self._lock:
+            if not self.buffer:
+                return
+            text, self.buffer = "".join(self.buffer), []
+            index, self.sent = self.sent, self.sent + 1
+            await apublish(
+                self.group,
+                stream_event(
+                    "chat.delta", self.turn, stream_id=self.stream_id, index=index, delta=text
+                ),
+            )
 
 
-async def _run(claimed: ClaimedTurn, owner: str) -> None:
+async def _run(claimed: ClaimedTurn, owner: str) -> bool:
+    """Run one claimed turn to its end; True when another turn may be waiting.
+
+    (The customer's sockets already show "thinking": the message's own event said so.)"""
     turn, message, conversation = claimed.turn, claimed.message, claimed.conversation
     group = conversation_group(conversation.pk)
     loop = asyncio.get_running_loop()
     timeout = float(settings.ASSISTANT_TIMEOUT_SECONDS)
     started = time.monotonic()
     deadline = loop.time() + timeout
-    await apublish(group, stream_event("chat.thinking", turn))
 
-    async def fail(exc: BaseException, prepared: Any = None) -> None:
+    async def fail(exc: BaseException, prepared: Any = None) -> bool:
         error = _error_text(exc, timeout)
         logger.warning("turn %s failed: %s", turn.pk, error)
-        await db(turn_fail)(turn_id=turn.pk, error=error, owner=owner, prepared=prepared)
+        stored = await db(turn_fail)(turn_id=turn.pk, error=error, owner=owner, prepared=prepared)
+        return stored is None or stored.next_pending
 
     try:
         async with asyncio.timeout_at(deadline):
@@ -239,8 +281,7 @@ async def _run(claimed: ClaimedTurn, owner: str) -> None:
                 question=message.text, history=claimed.history
             )
     except Exception as exc:
-        await fail(exc)
-        return
+        return await fail(exc)
     facts = TurnFacts(
         conversation=conversation,
         customer_message=message,
@@ -252,8 +293,7 @@ async def _run(claimed: ClaimedTurn, owner: str) -> None:
     try:
         verdict: Verdict = await db(reviewer_current().review)(facts)
     except Exception as exc:
-        await fail(exc, prepared)
-        return
+        return await fail(exc, prepared)
 
     if verdict.route in (Turn.Route.ESCALATE, Turn.Route.BLOCK):
         stored = await db(turn_handoff_store)(
@@ -261,7 +301,7 @@ async def _run(claimed: ClaimedTurn, owner: str) -> None:
         )
         if stored is not None and verdict.route == Turn.Route.ESCALATE:
             await _draft_for_agents(claimed, prepared, timeout)
-        return
+        return stored is None or stored.next_pending
 
     stream = _Coalescer(group, turn, uuid.uuid4().hex)
     try:
@@ -276,22 +316,22 @@ async def _run(claimed: ClaimedTurn, owner: str) -> None:
             async for delta in deltas:
                 if delta:
                     await stream.add(delta)
-            await stream.flush()
+            final_delta = await stream.finish()
         text = "".join(stream.parts).strip()
         if not text:
             raise ValueError("the assistant returned an empty answer")
     except Exception as exc:
+        stream.stop()
         if stream.sent:
             await apublish(
                 group,
                 stream_event("chat.cancelled", turn, stream_id=stream.stream_id, reason="failed"),
             )
-        await fail(exc, prepared)
-        return
+        return await fail(exc, prepared)
     first_token_ms = (
         int((stream.first_at - started) * 1000) if stream.first_at is not None else None
     )
-    await db(turn_answer_store)(
+    stored = await db(turn_answer_store)(
         turn_id=turn.pk,
         owner=owner,
         prepared=prepared,
@@ -300,7 +340,9 @@ async def _run(claimed: ClaimedTurn, owner: str) -> None:
         info=info,
         first_token_ms=first_token_ms,
         stream_id=stream.stream_id,
+        final_delta=final_delta,
     )
+    return stored is None or stored.next_pending
 
 
 async def _draft_for_agents(claimed: ClaimedTurn, prepared: Any, timeout: float) -> None:

@@ -85,6 +85,9 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "provider": settings.ASSISTANT_PROVIDER,
         "maxChars": settings.CHAT_MAX_MESSAGE_CHARS,
         "userName": display_name(user),
+        # The page stops showing "thinking" this long after a turn started (the server
+        # normally says sooner that the turn failed).
+        "turnTimeoutMs": int((settings.ASSISTANT_TIMEOUT_SECONDS + 5) * 1000),
     }
     response = render(request, "chat/index.html", {"config": config, "recent": recent})
     _remember_visitor(request, response, visitor_id, token)

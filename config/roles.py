@@ -23,6 +23,8 @@ class Role:
     staff: bool
     permissions: tuple[str, ...]
     description: str
+    # Patterns taken out of what ``permissions`` matched (an admin-only power).
+    excluded: tuple[str, ...] = ()
 
 
 CUSTOMERS = CUSTOMERS_GROUP
@@ -83,6 +85,9 @@ ROLES: dict[str, Role] = {
             "training.*",
         ),
         description="Build datasets, run training, evaluate and deploy adapters.",
+        # Deploying past the deployment gate (an evaluation not better than what is
+        # live) is for admins, with a written reason.
+        excluded=("training.force_deploy_adapter",),
     ),
     ADMINS: Role(
         group=ADMINS,
@@ -93,17 +98,21 @@ ROLES: dict[str, Role] = {
 }
 
 
-def permissions_matching(patterns: tuple[str, ...]) -> list[Permission]:
+def permissions_matching(
+    patterns: tuple[str, ...], excluded: tuple[str, ...] = ()
+) -> list[Permission]:
     everything = Permission.objects.select_related("content_type")
     return [
-        perm
-        for perm in everything
-        if any(
-            fnmatch(perm.content_type.app_label, pattern.split(".", 1)[0])
-            and fnmatch(perm.codename, pattern.split(".", 1)[1])
-            for pattern in patterns
-        )
+        perm for perm in everything if _matches(perm, patterns) and not _matches(perm, excluded)
     ]
+
+
+def _matches(perm: Permission, patterns: tuple[str, ...]) -> bool:
+    return any(
+        fnmatch(perm.content_type.app_label, pattern.split(".", 1)[0])
+        and fnmatch(perm.codename, pattern.split(".", 1)[1])
+        for pattern in patterns
+    )
 
 
 @transaction.atomic
@@ -112,7 +121,7 @@ def roles_sync() -> dict[str, int]:
     counts = {}
     for role in ROLES.values():
         group, _ = Group.objects.get_or_create(name=role.group)
-        perms = permissions_matching(role.permissions)
+        perms = permissions_matching(role.permissions, role.excluded)
         group.permissions.set(perms)
         counts[role.group] = len(perms)
     return counts

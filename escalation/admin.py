@@ -158,7 +158,7 @@ class TicketAdmin(ReadOnlyAdmin):
 
 @admin.register(AgentPresence)
 class AgentPresenceAdmin(admin.ModelAdmin):
-    list_display = ["agent", "on_duty", "last_seen_at"]
+    list_display = ["agent", "on_duty", "capacity", "last_seen_at", "last_assigned_at"]
     list_editable = ["on_duty"]
     list_select_related = ["agent"]
 

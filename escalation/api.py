@@ -24,6 +24,7 @@ from chat.models import Conversation
 from escalation import selectors, services
 from escalation.models import DomainEvent, Ticket, Webhook
 from escalation.serializers import (
+    AssignSerializer,
     CallbackResponseSerializer,
     CallbackSerializer,
     CloseSerializer,
@@ -31,6 +32,7 @@ from escalation.serializers import (
     FlagResponseSerializer,
     FlagSerializer,
     PresenceSerializer,
+    PresenceStateSerializer,
     ResolveSerializer,
     TicketDetailSerializer,
     TicketSerializer,
@@ -147,6 +149,31 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
             return _escalation_error(exc)
         return self._respond(ticket)
 
+    @extend_schema(request=AssignSerializer, responses=TicketDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def assign(self, request: Request, pk: str | None = None) -> Response:
+        """Supervisors: give the ticket to an agent (whatever their capacity), or with
+        ``{"agent": null}`` back to the queue. Others get 403."""
+        body = AssignSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        agent = None
+        if body.validated_data["agent"] is not None:
+            agent = User.objects.filter(pk=body.validated_data["agent"], is_active=True).first()
+            if agent is None or not selectors.is_agent(agent):
+                return Response(
+                    error_body("invalid", "That person is not support staff."),
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
+        try:
+            ticket = services.ticket_reassign(
+                ticket=self.get_object(), agent=agent, by=_agent(request)
+            )
+        except services.NotSupervisor as exc:
+            return Response(error_body(exc.code, exc.message), status=exc.status)
+        except services.EscalationError as exc:
+            return _escalation_error(exc)
+        return self._respond(ticket)
+
     @extend_schema(request=None, responses={201: None})
     @action(detail=True, methods=["post"], url_path="knowledge-draft")
     def knowledge_draft(self, request: Request, pk: str | None = None) -> Response:
@@ -217,16 +244,24 @@ class ConversationFlagView(APIView):
 
 
 class PresenceView(APIView):
+    """Your own duty switch and capacity (how many tickets the queue gives you at once)."""
+
     permission_classes = [IsAgent]
 
-    @extend_schema(request=PresenceSerializer, responses=PresenceSerializer)
+    @extend_schema(responses=PresenceStateSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(selectors.agent_console_state(agent=_agent(request)))
+
+    @extend_schema(request=PresenceSerializer, responses=PresenceStateSerializer)
     def post(self, request: Request) -> Response:
         body = PresenceSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        presence = services.agent_presence_set(
-            agent=_agent(request), on_duty=body.validated_data["on_duty"]
-        )
-        return Response({"on_duty": presence.on_duty})
+        agent = _agent(request)
+        if "capacity" in body.validated_data:
+            services.agent_capacity_set(agent=agent, capacity=body.validated_data["capacity"])
+        if "on_duty" in body.validated_data:
+            services.agent_presence_set(agent=agent, on_duty=body.validated_data["on_duty"])
+        return Response(selectors.agent_console_state(agent=agent))
 
 
 @extend_schema(parameters=[OpenApiParameter("name", str, enum=DomainEvent.Name.values)])

@@ -28,6 +28,7 @@ from chat.services import (
     typing_frame,
 )
 from chat.sockets import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, JsonFrameConsumer
+from chat.waiting import queue_frame
 from escalation import selectors, services
 
 logger = logging.getLogger(__name__)
@@ -46,17 +47,36 @@ class InboxConsumer(JsonFrameConsumer):
         tickets = await db(
             lambda: [selectors.ticket_summary(t) for t in selectors.tickets_for_inbox()]
         )()
-        await self.send_json({"type": "inbox.snapshot", "tickets": tickets})
+        me = await db(selectors.agent_console_state)(agent=self.user)
+        await self.send_json({"type": "inbox.snapshot", "tickets": tickets, "me": me})
 
     async def frame_ping(self, content: dict[str, Any]) -> None:
         await db(services.agent_presence_touch)(agent=self.user)
         await self.send_json({"type": "pong"})
 
+    async def _send_duty(self, message: str) -> None:
+        me = await db(selectors.agent_console_state)(agent=self.user)
+        await self.send_json({"type": "duty", **me, "message": message})
+
     async def frame_duty(self, content: dict[str, Any]) -> None:
         presence = await db(services.agent_presence_set)(
             agent=self.user, on_duty=bool(content.get("on_duty"))
         )
-        await self.send_json({"type": "duty", "on_duty": presence.on_duty})
+        await self._send_duty(
+            f"You are on duty: the queue gives you up to {presence.capacity} tickets at once."
+            if presence.on_duty
+            else "You are off duty: the queue gives you no new tickets."
+        )
+
+    async def frame_capacity(self, content: dict[str, Any]) -> None:
+        capacity = content.get("capacity")
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise services.EscalationError("Capacity is a whole number.", code="invalid")
+        presence = await db(services.agent_capacity_set)(agent=self.user, capacity=capacity)
+        await self._send_duty(
+            f"Capacity saved: up to {presence.capacity} tickets at once."
+            + ("" if presence.on_duty else " Go on duty to receive them.")
+        )
 
     async def escalation_ticket(self, event: dict[str, Any]) -> None:
         summary = event.get("ticket") or await db(selectors.ticket_summary_by_id)(
@@ -119,6 +139,17 @@ class AgentConversationConsumer(JsonFrameConsumer):
         )()
         for frame in frames:
             await self._send_frame(frame)
+        # The ticket as it is now (the page may be older than this socket) and, while
+        # the customer waits, their place in the queue.
+        ticket = await db(selectors.ticket_summary_for_conversation)(
+            conversation_id=conversation.pk
+        )
+        if ticket is not None:
+            await self.send_json({"type": "ticket", "change": "snapshot", "ticket": ticket})
+        if conversation.handling == Conversation.Handling.WAITING_FOR_HUMAN:
+            status = await db(selectors.waiting_status)(conversation_id=conversation.pk)
+            if status is not None:
+                await self.send_json(queue_frame(status))
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:
         if frame["seq"] in self.sent_seqs:
@@ -165,7 +196,14 @@ class AgentConversationConsumer(JsonFrameConsumer):
     # --- events from the channel layer -----------------------------------------------------
 
     async def chat_message(self, event: dict[str, Any]) -> None:
-        await self._send_frame(event["frame"])
+        frame = event["frame"]
+        if event.get("delta"):  # the stream's only piece rides on the answer's event
+            await self.send_json(event["delta"])
+        await self._send_frame(frame)
+        if event.get("thinking"):
+            await self.send_json(
+                {"type": "assistant.thinking", "reply_to": frame["seq"], "reply_to_id": frame["id"]}
+            )
 
     async def chat_typing(self, event: dict[str, Any]) -> None:
         if event.get("sender") != self.channel_name:
@@ -192,3 +230,7 @@ class AgentConversationConsumer(JsonFrameConsumer):
             await self.send_json(
                 {"type": "ticket", "change": event.get("change", ""), "ticket": summary}
             )
+
+    async def chat_queue(self, event: dict[str, Any]) -> None:
+        """Where the customer stands in the queue (what their chat page shows)."""
+        await self.send_json(queue_frame(event))

@@ -10,6 +10,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+# The most tickets the queue gives one agent at once (an agent's capacity is 1 to this).
+AGENT_CAPACITY_MAX = 20
+
 
 class Priority(models.TextChoices):
     LOW = "low", "Low"
@@ -213,6 +216,8 @@ class Ticket(models.Model):
         REJECTED = "rejected", "Rejected"
         ABANDONED = "abandoned", "Abandoned"
         EXPIRED = "expired", "Expired"
+        # The agent gave the conversation back to the assistant without resolving it.
+        HANDED_BACK = "handed_back", "Handed back to the assistant"
 
     ACTIVE = (Status.OPEN, Status.ASSIGNED)
 
@@ -245,15 +250,27 @@ class Ticket(models.Model):
     first_response_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
     outcome_note = models.TextField(blank=True)
     # The agent's answer at resolve time: was a person needed (None: not said)?
     person_needed = models.BooleanField(null=True, blank=True)
     agents_notified_at = models.DateTimeField(null=True, blank=True)
     workflow_execution_arn = models.CharField(max_length=2048, blank=True)
+    # The agent the ticket last went back to the queue from (they did not reply in time,
+    # went off duty or a supervisor moved it): the queue never offers it to them again.
+    returned_from = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["-handoff_at", "-id"]
+        permissions = [
+            ("supervise_ticket", "Can resolve or close tickets other agents handle"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["conversation"],
@@ -282,13 +299,22 @@ class Ticket(models.Model):
 
 
 class AgentPresence(models.Model):
-    """Whether an agent takes escalations now: on duty and seen by a console socket."""
+    """Whether an agent takes escalations now (on duty and seen by a console socket), and
+    how many the queue may give them at once."""
 
     agent = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="escalation_presence"
     )
     on_duty = models.BooleanField(default=False)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Tickets the queue assigns to this agent at most at once; an agent taking a ticket
+    # over themselves (or a supervisor assigning one) may go beyond it.
+    capacity = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(AGENT_CAPACITY_MAX)]
+    )
+    # When the queue last assigned this agent a ticket: among agents with the same free
+    # capacity the one assigned longest ago goes first (round robin).
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.agent} ({'on duty' if self.on_duty else 'off duty'})"

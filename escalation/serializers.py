@@ -8,7 +8,14 @@ from rest_framework import serializers
 
 from chat.models import INTENT_LABELS
 from chat.selectors import display_name
-from escalation.models import ESCALATING_INTENTS, DomainEvent, Ticket, Webhook, WebhookDelivery
+from escalation.models import (
+    AGENT_CAPACITY_MAX,
+    ESCALATING_INTENTS,
+    DomainEvent,
+    Ticket,
+    Webhook,
+    WebhookDelivery,
+)
 
 
 class TicketSerializer(serializers.ModelSerializer):
@@ -108,7 +115,28 @@ class CloseSerializer(serializers.Serializer):
 
 
 class PresenceSerializer(serializers.Serializer):
+    """Either or both: going on or off duty, how many tickets the queue may give you."""
+
+    on_duty = serializers.BooleanField(required=False)
+    capacity = serializers.IntegerField(required=False, min_value=1, max_value=AGENT_CAPACITY_MAX)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send on_duty, capacity or both.")
+        return attrs
+
+
+class PresenceStateSerializer(serializers.Serializer):
     on_duty = serializers.BooleanField()
+    capacity = serializers.IntegerField()
+    load = serializers.IntegerField(help_text="Tickets assigned to you now.")
+    supervisor = serializers.BooleanField()
+
+
+class AssignSerializer(serializers.Serializer):
+    """A supervisor gives the ticket to an agent, or (null) puts it back in the queue."""
+
+    agent = serializers.IntegerField(allow_null=True, min_value=1, max_value=2**63 - 1)
 
 
 class DomainEventSerializer(serializers.ModelSerializer):

@@ -63,3 +63,8 @@ def ticket_notify_agents_task(ticket_id: int) -> int:
 
 def tickets_expire_task() -> int:
     return services.tickets_expire()
+
+
+def tickets_return_silent_task() -> int:
+    """Scheduled every minute: tickets whose agent stayed silent go back to the queue."""
+    return services.tickets_return_silent()

@@ -10,8 +10,9 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from chat.models import INTENT_LABELS, Conversation
+from chat.selectors import display_name
 from escalation import selectors
-from escalation.models import ESCALATING_INTENTS, AgentPresence, Ticket
+from escalation.models import AGENT_CAPACITY_MAX, ESCALATING_INTENTS, Ticket
 
 
 def _require_agent(request: HttpRequest) -> None:
@@ -23,11 +24,13 @@ def _require_agent(request: HttpRequest) -> None:
 @ensure_csrf_cookie
 def inbox(request: HttpRequest) -> HttpResponse:
     _require_agent(request)
-    presence = AgentPresence.objects.filter(agent_id=request.user.pk).first()
     return render(
         request,
         "escalation/inbox.html",
-        {"on_duty": bool(presence and presence.on_duty)},
+        {
+            "me": selectors.agent_console_state(agent=request.user),
+            "capacity_max": AGENT_CAPACITY_MAX,
+        },
     )
 
 
@@ -38,19 +41,29 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
     conversation = get_object_or_404(
         Conversation.objects.select_related("assigned_agent", "customer"), pk=conversation_id
     )
-    ticket = (
-        Ticket.objects.filter(conversation=conversation).select_related("assigned_agent").first()
-    )
+    supervisor = selectors.is_supervisor(request.user)
+    ticket = selectors.ticket_summary_for_conversation(conversation_id=conversation.pk)
     return render(
         request,
         "escalation/conversation.html",
         {
             "conversation": conversation,
             "ticket": ticket,
-            "decisions": selectors.conversation_decisions(conversation=conversation)[:100],
+            "console": {
+                "conversationId": str(conversation.pk),
+                "me": request.user.pk,
+                "supervisor": supervisor,
+                "handling": conversation.handling,
+                "conversationStatus": conversation.status,
+                "agentName": display_name(conversation.assigned_agent),
+                "ticket": ticket,
+            },
+            "brief": selectors.handoff_brief(conversation_id=conversation.pk),
+            "audit": selectors.decision_audit(conversation=conversation),
             "canned_replies": selectors.canned_replies(),
             "outcomes": [Ticket.Outcome.APPROVED, Ticket.Outcome.REJECTED],
             "intent_labels": INTENT_LABELS,
             "escalating_intents": ESCALATING_INTENTS,
+            "agents": selectors.agents_for_reassignment() if supervisor else [],
         },
     )

@@ -34,6 +34,8 @@ class ScriptedAssistant:
         self.fail_on_prepare: Exception | None = None
         self.fail_mid_stream: Exception | None = None
         self.hang = False
+        self.delay = 0.0  # seconds the provider takes to prepare
+        self.word_delay = 0.0  # seconds between streamed words (a model writing tokens)
         self.gate: asyncio.Event | None = None  # stream waits for it after the first delta
         self.questions: list[str] = []
         # What the provider's sentiment check reports (the real VADER check when None).
@@ -51,6 +53,8 @@ class ScriptedAssistant:
             raise self.fail_on_prepare
         if self.hang:
             await asyncio.sleep(3600)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         intent = self.intent
         if intent is None and self.use_router:
             from chat.assistant.router import intent_local
@@ -72,7 +76,7 @@ class ScriptedAssistant:
                 if i == 2 and self.fail_mid_stream:
                     raise self.fail_mid_stream
                 yield word if i == 0 else " " + word
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.word_delay)
 
         return deltas(), DraftInfo(provider="fake", model_name="scripted", adapter=adapter_name)
 

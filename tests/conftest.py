@@ -70,14 +70,17 @@ def chromium_path() -> str:
 
 
 @pytest.fixture
-def asgi_live_server(transactional_db, settings):
-    """The real ASGI app (HTTP + WebSockets) served by Daphne in a child process.
+def live_servers(transactional_db, settings):
+    """Start real ASGI servers (HTTP + WebSockets, Daphne) in child processes on demand:
+    ``url, process = live_servers.start()``; all are stopped after the test.
 
-    Yields the base URL. The child shares the test database, so the database must be a
-    file or a server (the test settings make SQLite a file).
+    Each child is forked from the test process, so it shares the test database (a file
+    or a server: the test settings make SQLite a file) and whatever the test patched
+    before starting it (a scripted model provider, settings).
     """
     import os
     from functools import partial
+    from types import SimpleNamespace
 
     from channels.testing.live import make_application, set_database_connection
     from daphne.testing import DaphneProcess
@@ -85,6 +88,7 @@ def asgi_live_server(transactional_db, settings):
 
     settings.ALLOWED_HOSTS = ["*"]
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    started: list = []
 
     def child_database_setup():
         # The child is forked after the test database exists, so NAME already is the
@@ -110,20 +114,32 @@ def asgi_live_server(transactional_db, settings):
             # parent, the forked server hangs on its first multi-threaded op.
             sys.modules["torch"].set_num_threads(1)
 
-    process = DaphneProcess(
-        "127.0.0.1",
-        partial(make_application, static_wrapper=ASGIStaticFilesHandler),
-        setup=child_database_setup,
-    )
-    process.start()
-    if not process.ready.wait(timeout=30):
-        process.terminate()
-        raise RuntimeError("Daphne did not start")
+    def start():
+        process = DaphneProcess(
+            "127.0.0.1",
+            partial(make_application, static_wrapper=ASGIStaticFilesHandler),
+            setup=child_database_setup,
+        )
+        process.start()
+        started.append(process)
+        if not process.ready.wait(timeout=30):
+            raise RuntimeError("Daphne did not start")
+        return f"http://127.0.0.1:{process.port.value}", process
+
     try:
-        yield f"http://127.0.0.1:{process.port.value}"
+        yield SimpleNamespace(start=start)
     finally:
-        process.terminate()
-        process.join(timeout=10)
+        for process in started:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=10)
+
+
+@pytest.fixture
+def asgi_live_server(live_servers):
+    """One real ASGI server in a child process (see ``live_servers``); yields its URL."""
+    url, _ = live_servers.start()
+    return url
 
 
 @pytest.fixture
@@ -202,7 +218,7 @@ def _close_stray_database_sessions(django_db_setup, django_db_blocker):
 
 SEEDS = (
     "escalation.migrations.0002_default_rules",
-    "escalation.migrations.0006_intent_router_rules",
+    "escalation.migrations.0008_intent_router_rules",
 )
 
 
@@ -279,19 +295,23 @@ def pipeline(scripted, settings):
             client_id=client_id or uuid.uuid4().hex,
             author=author,
             rate_subject=f"test:{conversation.pk}",
+            claim_owner=turns.process_owner(),
         )
         if received.turn is None:
             return None
         run = async_to_sync(turns.turn_await)
+        kwargs = {
+            "turn_id": received.turn.pk,
+            "conversation_id": conversation.pk,
+            "claimed": received.claimed,
+        }
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return run(turn_id=received.turn.pk, conversation_id=conversation.pk)
+            return run(**kwargs)
         # A browser test's thread runs Playwright's loop: run the turn from another thread
         # (such tests are transactional, so that thread sees the rows).
         with ThreadPoolExecutor(max_workers=1) as executor:
-            return executor.submit(
-                run, turn_id=received.turn.pk, conversation_id=conversation.pk
-            ).result()
+            return executor.submit(run, **kwargs).result()
 
     return SimpleNamespace(bot=scripted, ask=ask)

@@ -15,10 +15,17 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from training.models import AdapterDeployment, RunMetric, TrainingRun
-from training.selectors import run_metric_series, run_progress
+from training.selectors import (
+    run_base_model_is_toy,
+    run_guard_limits,
+    run_metric_series,
+    run_progress,
+)
 from training.services import deployments as deployment_services
 from training.services import runs as run_services
 from training.services.artifacts import artifacts_zip
+from training.services.deployment_gate import deployment_gate_check
+from training.services.guards import GUARD_KL, GUARD_LENGTH
 from training.services.presets import PRESETS, preset_choices
 
 
@@ -37,6 +44,7 @@ class TrainingRunCreateForm(forms.ModelForm):
             "snapshot",
             "algorithm",
             "base_model",
+            "reward_source",
             "reward_run",
             "seed",
             "device",
@@ -52,6 +60,7 @@ class TrainingRunCreateForm(forms.ModelForm):
         from django.conf import settings
 
         self.fields["base_model"].initial = str(settings.HF_BASE_MODEL_PATH)
+        self.fields["reward_source"].required = False  # online runs only; defaults
         self.fields["reward_run"].queryset = TrainingRun.objects.filter(
             algorithm=TrainingRun.Algorithm.REWARD_MODEL, status=TrainingRun.Status.SUCCEEDED
         )
@@ -83,6 +92,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "algorithm",
         "preset",
         "base_model",
+        "reward_source",
         "reward_run",
         "lora_r",
         "lora_alpha",
@@ -124,6 +134,48 @@ class TrainingRunAdmin(admin.ModelAdmin):
             return TrainingRunCreateForm.Meta.fields
         return self.fields
 
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return super().get_fieldsets(request, obj)
+        return [
+            ("Run", {"fields": ["name", "snapshot", "algorithm", "preset", "base_model"]}),
+            ("Reward", {"fields": ["reward_source", "reward_run"]}),
+            (
+                "LoRA and hyperparameters",
+                {
+                    "fields": [
+                        "lora_r",
+                        "lora_alpha",
+                        "lora_dropout",
+                        "lora_target_modules",
+                        "hyperparameters",
+                        "seed",
+                        "device",
+                    ]
+                },
+            ),
+            (
+                "Status",
+                {
+                    "fields": [
+                        "status",
+                        "error",
+                        "step",
+                        "total_steps",
+                        "created_by",
+                        "created_at",
+                        "started_at",
+                        "heartbeat_at",
+                        "finished_at",
+                    ]
+                },
+            ),
+            (
+                "Artifacts and approval",
+                {"fields": ["artifact_prefix", "approved_by", "approved_at"]},
+            ),
+        ]
+
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields
 
@@ -151,6 +203,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 algorithm=data["algorithm"],
                 base_model=data["base_model"],
                 reward_run=data.get("reward_run"),
+                reward_source=data.get("reward_source") or "",
                 name=data.get("name") or "",
                 seed=data["seed"],
                 device=data["device"],
@@ -201,14 +254,21 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def has_deploy_permission(self, request):
         return request.user.has_perm("training.deploy_adapter")
 
-    def _deploy(self, request, run: TrainingRun, *, slot: str) -> None:
+    def _deploy(self, request, run: TrainingRun, *, slot: str, force_reason: str = "") -> None:
         try:
-            deployment_services.adapter_deploy(run=run, by=request.user, slot=slot)
+            deployment = deployment_services.adapter_deploy(
+                run=run, by=request.user, slot=slot, force_reason=force_reason
+            )
         except (deployment_services.DeploymentError, PermissionDenied) as exc:
             self.message_user(request, f"{run}: {exc}", messages.ERROR)
+        except ValidationError as exc:  # e.g. a slot name longer than 100 characters
+            self.message_user(request, f"{run}: {'; '.join(exc.messages)}", messages.ERROR)
         else:
             where = slot or "the default slot"
-            self.message_user(request, f"{run.adapter_name} is live for {where}.", messages.SUCCESS)
+            forced = " (forced past the deployment gate)" if deployment.forced else ""
+            self.message_user(
+                request, f"{run.adapter_name} is live for {where}{forced}.", messages.SUCCESS
+            )
 
     # --- run page: live data, download, approve/deploy/rollback/cancel buttons -------------
     def get_urls(self):
@@ -268,7 +328,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 run_services.run_approve(run=run, by=request.user)
                 self.message_user(request, "Run approved.", messages.SUCCESS)
             elif action == "deploy":
-                self._deploy(request, run, slot=slot)
+                self._deploy(
+                    request, run, slot=slot, force_reason=request.POST.get("force_reason", "")
+                )
             elif action == "rollback":
                 live = deployment_services.adapter_rollback(by=request.user, slot=slot)
                 now = live.run.adapter_name if live else "the base model"
@@ -285,9 +347,15 @@ class TrainingRunAdmin(admin.ModelAdmin):
         run = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if run is not None:
+            deployable = run.status == TrainingRun.Status.SUCCEEDED and run.produces_adapter
             extra.update(
                 {
                     "run": run,
+                    "toy_base_model": run_base_model_is_toy(run=run),
+                    "guard_limits": run_guard_limits(run=run),
+                    "gate": deployment_gate_check(run=run, slot="") if deployable else None,
+                    "can_force": request.user.has_perm("training.force_deploy_adapter"),
+                    "log_lines": run_progress(run=run)["log_tail"],
                     "live_url": reverse("admin:training_trainingrun_live", args=[run.pk]),
                     "act_url": reverse("admin:training_trainingrun_act", args=[run.pk]),
                     "download_url": reverse("admin:training_trainingrun_download", args=[run.pk]),
@@ -301,9 +369,13 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra)
 
 
+TOY_LABEL = "Toy starter model (mechanics only)"
+
 # The curves drawn on the run page (the first is the headline: PPO's reward/mean).
 CHART_METRICS = {
-    TrainingRun.Algorithm.PPO: ["objective/scores", "objective/kl", "loss/policy_avg"],
+    TrainingRun.Algorithm.PPO: ["objective/scores", GUARD_KL, GUARD_LENGTH, "loss/policy_avg"],
+    TrainingRun.Algorithm.GRPO: ["reward", GUARD_KL, GUARD_LENGTH, "reward_std"],
+    TrainingRun.Algorithm.RLOO: ["reward", GUARD_KL, GUARD_LENGTH, "reward_std"],
     TrainingRun.Algorithm.REWARD_MODEL: ["accuracy", "margin", "loss"],
     TrainingRun.Algorithm.DPO: ["rewards/margins", "rewards/accuracies", "loss"],
     TrainingRun.Algorithm.KTO: ["rewards/chosen", "rewards/rejected", "kl", "loss"],
@@ -323,12 +395,28 @@ class RunMetricAdmin(admin.ModelAdmin):
         return False
 
 
+DEPLOYMENT_FIELDS = (
+    "slot",
+    "adapter",
+    "base_model",
+    "active",
+    "deployed_by",
+    "deployed_at",
+    "rolled_back_at",
+    "previous",
+    "gate_summary",
+    "forced_reason",
+)
+
+
 @admin.register(AdapterDeployment)
 class AdapterDeploymentAdmin(admin.ModelAdmin):
     list_display = [
         "slot_label",
         "adapter",
+        "base_model",
         "active",
+        "gate",
         "deployed_by",
         "deployed_at",
         "rolled_back_at",
@@ -336,6 +424,22 @@ class AdapterDeploymentAdmin(admin.ModelAdmin):
     list_filter = ["active"]
     list_select_related = ["run", "deployed_by"]
     actions = ["rollback"]
+    fields = DEPLOYMENT_FIELDS
+    readonly_fields = DEPLOYMENT_FIELDS
+
+    @admin.display(description="base model")
+    def base_model(self, deployment: AdapterDeployment) -> str:
+        if run_base_model_is_toy(run=deployment.run):
+            return format_html('<span class="training-toy">{}</span>', TOY_LABEL)
+        return deployment.run.base_model
+
+    @admin.display(description="deployment gate")
+    def gate(self, deployment: AdapterDeployment) -> str:
+        if deployment.forced:
+            return format_html(
+                '<strong class="training-forced">forced</strong>: {}', deployment.forced_reason
+            )
+        return "passed" if deployment.gate_summary else "-"
 
     @admin.display(description="slot")
     def slot_label(self, deployment: AdapterDeployment) -> str:

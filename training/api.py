@@ -11,6 +11,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from chat.errors import error_body
 from labeling.models import DatasetSnapshot
 from training.models import AdapterDeployment, TrainingRun
 from training.selectors import run_metric_series, run_progress
@@ -30,6 +31,9 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     algorithm = serializers.ChoiceField(
         choices=TrainingRun.Algorithm.choices, required=False, default=""
     )
+    reward_source = serializers.ChoiceField(
+        choices=TrainingRun.RewardSource.choices, required=False, default="", allow_blank=True
+    )
     lora_r = serializers.IntegerField(required=False, allow_null=True, default=None)
     lora_alpha = serializers.IntegerField(required=False, allow_null=True, default=None)
     lora_dropout = serializers.FloatField(required=False, allow_null=True, default=None)
@@ -48,6 +52,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "preset",
             "algorithm",
             "base_model",
+            "reward_source",
             "reward_run",
             "lora_r",
             "lora_alpha",
@@ -85,12 +90,33 @@ class DeploySerializer(serializers.Serializer):
     slot = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
 
 
+class DeployRunSerializer(DeploySerializer):
+    force_reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        help_text=(
+            "Admins only: deploy although the evaluation is not better than what is live, "
+            "and why (kept with the deployment)."
+        ),
+    )
+
+
 class DeploymentSerializer(serializers.ModelSerializer):
     adapter_name = serializers.CharField(source="run.adapter_name", read_only=True)
 
     class Meta:
         model = AdapterDeployment
-        fields = ["slot", "adapter_name", "run", "active", "deployed_at"]
+        fields = [
+            "slot",
+            "adapter_name",
+            "run",
+            "active",
+            "deployed_at",
+            "gate_summary",
+            "forced_reason",
+        ]
         read_only_fields = fields
 
 
@@ -145,20 +171,31 @@ class TrainingRunViewSet(
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(run).data)
 
-    @extend_schema(request=DeploySerializer, responses=DeploymentSerializer)
-    @action(detail=True, methods=["post"], serializer_class=DeploySerializer)
+    @extend_schema(request=DeployRunSerializer, responses=DeploymentSerializer)
+    @action(detail=True, methods=["post"], serializer_class=DeployRunSerializer)
     def deploy(self, request: Request, pk=None) -> Response:
+        """Deploy the run's adapter to ``slot``. 409 with the deployment gate's comparison
+        (``gate``) when its evaluation is not better than what is live; an admin may
+        force it with ``force_reason``."""
         run = self.get_object()
-        body = DeploySerializer(data=request.data)
+        body = DeployRunSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             deployment = deployment_services.adapter_deploy(
-                run=run, by=request.user, slot=body.validated_data["slot"]
+                run=run,
+                by=request.user,
+                slot=body.validated_data["slot"],
+                force_reason=body.validated_data["force_reason"],
             )
         except DjangoPermissionDenied as exc:
             raise PermissionDenied(str(exc)) from exc
+        except deployment_services.DeploymentGateRefused as exc:
+            return Response(
+                error_body("deployment_gate", str(exc), gate=exc.verdict.as_dict()),
+                status=status.HTTP_409_CONFLICT,
+            )
         except deployment_services.DeploymentError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+            return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
         return Response(DeploymentSerializer(deployment).data)
 
 

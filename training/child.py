@@ -66,6 +66,9 @@ def run(spec: dict[str, Any]) -> int:
     except trl_backend.TrainingConfigError as exc:
         emit({"event": "error", "message": f"configuration: {exc}"})
         return 2
+    except trl_backend.GuardTripped as exc:
+        emit({"event": "error", "message": str(exc)})  # "stopped: KL 6.2 exceeded ..."
+        return 3
     except Exception as exc:
         traceback.print_exc(file=sys.stdout)
         emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})

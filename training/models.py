@@ -8,7 +8,8 @@ from django.db import models
 
 
 class TrainingRun(models.Model):
-    """One LoRA training job (reward model, PPO, KTO or DPO) on a frozen snapshot.
+    """One LoRA training job (reward model, PPO, GRPO, RLOO, KTO or DPO) on a frozen
+    snapshot.
 
     Status moves queued -> running -> succeeded | failed | cancelled, only through
     ``training.services.runs``.
@@ -16,9 +17,15 @@ class TrainingRun(models.Model):
 
     class Algorithm(models.TextChoices):
         REWARD_MODEL = "reward_model", "Reward model (preference pairs)"
-        PPO = "ppo", "PPO against a reward model"
+        PPO = "ppo", "PPO against a reward model (TRL experimental, up to TRL 1.12)"
+        GRPO = "grpo", "GRPO against a reward model or the judge"
+        RLOO = "rloo", "RLOO against a reward model or the judge"
         KTO = "kto", "KTO (desirable / undesirable ratings)"
         DPO = "dpo", "DPO (preference pairs)"
+
+    class RewardSource(models.TextChoices):
+        REWARD_MODEL = "reward_model", "The reward model of a reward_model run"
+        JUDGE = "judge", "The AI judge (once it passes its calibration gate)"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -33,6 +40,8 @@ class TrainingRun(models.Model):
         CUDA = "cuda", "CUDA"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    # Runs that sample new answers and are rewarded for them; each is guarded (KL, length).
+    ONLINE = (Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO)
 
     name = models.CharField(max_length=100, blank=True)
     snapshot = models.ForeignKey(
@@ -50,7 +59,16 @@ class TrainingRun(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="PPO only: the succeeded reward_model run that scores the answers.",
+        help_text=(
+            "Online runs (PPO, GRPO, RLOO) rewarded by a reward model: the succeeded "
+            "reward_model run that scores the answers."
+        ),
+    )
+    reward_source = models.CharField(
+        max_length=16,
+        choices=RewardSource.choices,
+        default=RewardSource.REWARD_MODEL,
+        help_text="Online runs: what scores the sampled answers. PPO takes a reward model only.",
     )
     lora_r = models.PositiveIntegerField(default=8)
     lora_alpha = models.PositiveIntegerField(default=16)
@@ -95,6 +113,10 @@ class TrainingRun(models.Model):
         permissions = [
             ("approve_trainingrun", "Can approve a training run's adapter"),
             ("deploy_adapter", "Can deploy and roll back adapters"),
+            (
+                "force_deploy_adapter",
+                "Can deploy an adapter whose evaluation is not better than the live one",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -112,6 +134,10 @@ class TrainingRun(models.Model):
     def produces_adapter(self) -> bool:
         return self.algorithm != self.Algorithm.REWARD_MODEL
 
+    @property
+    def is_online(self) -> bool:
+        return self.algorithm in self.ONLINE
+
     def clean(self) -> None:
         errors: dict[str, str] = {}
         base = self.base_model.strip()
@@ -120,8 +146,16 @@ class TrainingRun(models.Model):
                 f"{base!r} is neither an absolute local folder nor an s3:// URI; "
                 "model hub ids are never downloaded"
             )
-        if self.algorithm == self.Algorithm.PPO and self.reward_run_id is None:
-            errors["reward_run"] = "PPO needs a reward model: pick a reward_model run."
+        by_reward_model = self.reward_source == self.RewardSource.REWARD_MODEL
+        if self.is_online and by_reward_model and self.reward_run_id is None:
+            errors["reward_run"] = (
+                f"{self.get_algorithm_display().split(' ')[0]} needs a reward model: "
+                "pick a reward_model run (or, for GRPO/RLOO, the judge as reward source)."
+            )
+        if self.algorithm == self.Algorithm.PPO and not by_reward_model:
+            errors["reward_source"] = (
+                "PPO scores answers with a reward model only; use GRPO or RLOO for the judge."
+            )
         if (
             self.reward_run_id is not None
             and self.reward_run is not None
@@ -134,10 +168,30 @@ class TrainingRun(models.Model):
             errors["lora_r"] = "LoRA rank must be at least 1."
         if not isinstance(self.hyperparameters, dict):
             errors["hyperparameters"] = "Hyperparameters must be a JSON object."
+        else:
+            problem = _guard_overrides_problem(self.hyperparameters)
+            if problem:
+                errors["hyperparameters"] = problem
         if not isinstance(self.lora_target_modules, list):
             errors["lora_target_modules"] = "Target modules must be a JSON list."
         if errors:
             raise ValidationError(errors)
+
+
+def _guard_overrides_problem(hyperparameters: dict) -> str:
+    """The guards' per-run overrides (training.services.guards) must be numbers or null."""
+    for key in ("guard_max_kl", "guard_max_length_drift"):
+        value = hyperparameters.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+        ):
+            return f"{key} must be a number of at least 0, or null to switch the guard off."
+    warmup = hyperparameters.get("guard_warmup_steps")
+    if warmup is not None and (
+        isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1
+    ):
+        return "guard_warmup_steps must be a whole number of at least 1."
+    return ""
 
 
 class RunMetric(models.Model):
@@ -176,6 +230,13 @@ class AdapterDeployment(models.Model):
     )
     deployed_at = models.DateTimeField(auto_now_add=True)
     rolled_back_at = models.DateTimeField(null=True, blank=True)
+    gate_summary = models.TextField(
+        blank=True, help_text="The deployment gate's comparison when this was deployed."
+    )
+    forced_reason = models.TextField(
+        blank=True,
+        help_text="Why an admin deployed it although the gate found it not better.",
+    )
 
     class Meta:
         ordering = ["-deployed_at", "-pk"]
@@ -187,3 +248,7 @@ class AdapterDeployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run.adapter_name} -> {self.slot or 'default'}"
+
+    @property
+    def forced(self) -> bool:
+        return bool(self.forced_reason)

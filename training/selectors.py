@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
 
 from chat.assistant.adapters import GENERATOR, AdapterRef
 from training.models import AdapterDeployment, RunMetric, TrainingRun
+from training.services.guards import GuardLimits, guard_limits_resolve
+from training.services.logs import log_lines_clean
 
 
 def _ref(deployment: AdapterDeployment) -> AdapterRef:
@@ -77,10 +80,38 @@ def run_progress(*, run: TrainingRun) -> dict[str, Any]:
         "fraction": (run.step / run.total_steps) if run.total_steps else 0.0,
         "eta_seconds": eta_seconds,
         "error": run.error,
-        "log_tail": run.log_tail.splitlines()[-20:],
+        "log_tail": log_lines_clean(run.log_tail.splitlines())[-20:],
         "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
     }
 
 
 def deployments_active() -> QuerySet[AdapterDeployment]:
     return AdapterDeployment.objects.filter(active=True).select_related("run", "deployed_by")
+
+
+def run_guard_limits(*, run: TrainingRun) -> GuardLimits | None:
+    """The guard limits an online run trains under (settings, then the run's ``guard_*``
+    hyperparameters); None for offline runs, which are not guarded."""
+    from django.conf import settings
+
+    if not run.is_online:
+        return None
+    defaults = GuardLimits(
+        max_kl=settings.TRAINING_GUARD_MAX_KL,
+        max_length_drift=settings.TRAINING_GUARD_MAX_LENGTH_DRIFT,
+        warmup_steps=settings.TRAINING_GUARD_WARMUP_STEPS,
+    )
+    hyperparameters = run.hyperparameters if isinstance(run.hyperparameters, dict) else {}
+    return guard_limits_resolve(defaults=defaults, hyperparameters=hyperparameters)
+
+
+def run_base_model_is_toy(*, run: TrainingRun) -> bool:
+    """Whether the run trained on the offline starter model, a mechanics-only toy: as
+    recorded in its manifest, else as its base-model folder says (TOY_MODEL.txt)."""
+    from training.services.starter import is_toy_model
+
+    manifest = run.manifest if isinstance(run.manifest, dict) else {}
+    if "base_model_toy" in manifest:
+        return bool(manifest["base_model_toy"])
+    base = run.base_model.strip()
+    return base.startswith("/") and is_toy_model(Path(base))

@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# A base-model folder holding this file is a mechanics-only toy (the offline starter model
+# ``manage.py build_starter_model`` writes): the ``hf`` provider refuses to serve its answers
+# to customers unless ``settings.HF_ALLOW_TOY_MODEL`` is set.
+TOY_MODEL_MARKER = "TOY_MODEL.txt"
+
 
 class AssistantError(Exception):
     """A provider failed (network, throttling, guardrail error, model crash, ...)."""

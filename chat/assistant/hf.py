@@ -28,7 +28,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from chat.assistant.adapters import GENERATOR, AdapterRef, adapter_resolve
-from chat.assistant.contract import DraftInfo
+from chat.assistant.contract import TOY_MODEL_MARKER, AssistantError, DraftInfo
 from chat.events import db
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
@@ -51,6 +51,13 @@ class HFRuntime:
 
         if not base_path.is_dir():
             raise FileNotFoundError(f"HF_BASE_MODEL_PATH {base_path} is not a local folder")
+        if (base_path / TOY_MODEL_MARKER).exists() and not settings.HF_ALLOW_TOY_MODEL:
+            raise AssistantError(
+                "the base model is the offline starter model, a mechanics-only toy whose "
+                "answers are not fit for customers: point HF_BASE_MODEL_PATH at a real base "
+                "model, or set HF_ALLOW_TOY_MODEL=true to serve the toy anyway (demos only) "
+                f"[HF_BASE_MODEL_PATH={base_path}]"
+            )
         self.base_path = base_path
         self.tokenizer = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
         self.model: Any = AutoModelForCausalLM.from_pretrained(

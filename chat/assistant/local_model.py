@@ -3,12 +3,11 @@
 A LangChain chat model like any other, so the chain is the same for every provider: it
 reads the prompt the chain built (the numbered passages in the system message, the
 customer's question last), picks the passage sentences closest to the question with
-MiniLM and returns them, cited, streamed a few words at a time.
+MiniLM and returns them, cited, in one piece (it has the whole answer at once).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from chat.assistant.embeddings import MODEL_NAME, embed_query, embed_texts, infe
 
 PASSAGE_HEADER = re.compile(r"^\[(\d+)\] (.+) \(([\w-]+)\)$", re.MULTILINE)
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
-WORDS_PER_CHUNK = 3
 
 
 @dataclass(frozen=True)
@@ -117,12 +115,6 @@ def _prompt_parts(messages: list[BaseMessage]) -> tuple[str, list[PromptPassage]
     return (str(question.content) if question else ""), passages
 
 
-def _chunks(text: str) -> Iterator[str]:
-    words = re.findall(r"\S+\s*", text)
-    for i in range(0, len(words), WORDS_PER_CHUNK):
-        yield "".join(words[i : i + WORDS_PER_CHUNK])
-
-
 class ExtractiveAnswerModel(BaseChatModel):
     """Answers with the passages' own sentences; no generation, no network."""
 
@@ -158,8 +150,9 @@ class ExtractiveAnswerModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        for chunk in _chunks(self._answer_sync(messages)):
-            yield ChatGenerationChunk(message=AIMessageChunk(content=chunk))
+        text = self._answer_sync(messages)
+        if text:
+            yield ChatGenerationChunk(message=AIMessageChunk(content=text))
 
     async def _astream(
         self,
@@ -176,6 +169,7 @@ class ExtractiveAnswerModel(BaseChatModel):
         text = answer_compose(
             question_vector=question_vector, passages=passages, sentence_vectors=vectors
         )
-        for chunk in _chunks(text):
-            yield ChatGenerationChunk(message=AIMessageChunk(content=chunk))
-            await asyncio.sleep(0)  # let other sockets run between chunks
+        # One chunk: the whole answer exists at once, and every chunk costs a trip through
+        # the chain's callbacks (the turn coalesces the socket frames anyway).
+        if text:
+            yield ChatGenerationChunk(message=AIMessageChunk(content=text))

@@ -7,6 +7,7 @@ and a chat model; the chain in ``chat.assistant.chain`` is the same for all of t
 from __future__ import annotations
 
 import asyncio
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -80,6 +81,15 @@ def _load_local_models() -> None:
     router_shipped()
 
 
+@lru_cache(maxsize=1)
+def _extractive_model() -> BaseChatModel:
+    """One instance: the model holds no per-request state (and building one per turn
+    cost a millisecond)."""
+    from chat.assistant.local_model import ExtractiveAnswerModel
+
+    return ExtractiveAnswerModel()
+
+
 class LocalProvider:
     name = "local"
     embedder: Embedder = MiniLMEmbedder()
@@ -100,9 +110,7 @@ class LocalProvider:
         return await intent_local(text)
 
     async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel:
-        from chat.assistant.local_model import ExtractiveAnswerModel
-
-        return ExtractiveAnswerModel()
+        return _extractive_model()
 
     async def warm_up(self) -> None:
         await inference_run(_load_local_models)

@@ -152,7 +152,7 @@ def message_event(message: Message) -> dict[str, Any]:
     }
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def message_append(
     *,
     conversation: Conversation,
@@ -162,24 +162,32 @@ def message_append(
     client_id: str = "",
     visibility: str = Message.Visibility.PUBLIC,
     broadcast: bool = True,
+    locked: bool = False,
+    check_duplicate: bool = True,
+    event_extra: dict[str, Any] | None = None,
     **fields: Any,
 ) -> tuple[Message, bool]:
     """Append a message with the conversation's next sequence number.
 
     Locks the conversation row so concurrent senders get distinct, gap-free sequence
-    numbers. A ``client_id`` already stored in this conversation returns the existing
-    message and ``created=False`` (a retried send never creates a second message).
-    Sockets watching the conversation are told after commit.
+    numbers (``locked=True``: the caller already holds the lock and ``conversation`` is
+    the locked row). A ``client_id`` already stored in this conversation returns the
+    existing message and ``created=False`` (a retried send never creates a second
+    message; ``check_duplicate=False``: the caller looked under the lock already).
+    Sockets watching the conversation are told after commit. Joins the caller's
+    transaction without a savepoint (any error rolls the whole of it back).
     """
-    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    if client_id:
-        existing = Message.objects.filter(conversation=locked, client_id=client_id).first()
-        if existing is not None:
-            return existing, False
-    locked.last_seq += 1
+    conversation_row = conversation
+    if not locked:
+        conversation_row = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if client_id and check_duplicate:
+        existing = Message.objects.filter(conversation=conversation_row, client_id=client_id)
+        if (found := existing.first()) is not None:
+            return found, False
+    conversation_row.last_seq += 1
     message = Message(
-        conversation=locked,
-        seq=locked.last_seq,
+        conversation=conversation_row,
+        seq=conversation_row.last_seq,
         role=role,
         text=text,
         author=author,  # type: ignore[misc]
@@ -191,16 +199,22 @@ def message_append(
     message.full_clean(
         exclude=["conversation", "author", "reply_to", "turn"], validate_constraints=False
     )
-    try:
-        with transaction.atomic():
-            message.save()
-    except IntegrityError:
-        # Only a concurrent duplicate client_id can get here (seq is allocated under lock).
-        return Message.objects.get(conversation=locked, client_id=client_id), False
-    locked.save(update_fields=["last_seq", "updated_at"])
-    conversation.last_seq = locked.last_seq
+    if client_id:
+        try:
+            with transaction.atomic():
+                message.save()
+        except IntegrityError:
+            # Only a concurrent duplicate client_id gets here (seq is allocated under lock).
+            return Message.objects.get(conversation=conversation_row, client_id=client_id), False
+    else:
+        message.save()
+    conversation_row.save(update_fields=["last_seq", "updated_at"])
+    conversation.last_seq = conversation_row.last_seq
     if broadcast:
-        publish_on_commit(conversation_group(locked.pk), message_event(message))
+        event = message_event(message)
+        if event_extra:
+            event.update(event_extra)
+        publish_on_commit(conversation_group(conversation_row.pk), event)
     return message, True
 
 
@@ -279,6 +293,9 @@ class Received(NamedTuple):
     # The assistant's turn for it; None when a person handles the conversation (or for a
     # retried message).
     turn: Turn | None
+    # The turn, already claimed for ``claim_owner`` when nothing else was running in the
+    # conversation (the caller runs it: ``chat.turns.turns_start``).
+    claimed: Any = None
 
 
 @transaction.atomic
@@ -289,24 +306,27 @@ def customer_message_receive(
     client_id: Any,
     author: AbstractBaseUser | None,
     rate_subject: str,
+    claim_owner: str = "",
 ) -> Received:
-    """Store a customer's message once, with a pending turn for the assistant.
+    """Store a customer's message once, with a turn for the assistant.
 
     The message and its turn are written in one transaction, so a message the assistant
-    should answer always has a turn (a crash afterwards is found by the sweep). A
-    retried ``client_id`` returns the stored message without counting against the rate
-    limit. Nothing is stored for empty, oversized, unstorable or rate-limited messages,
-    or when the conversation has ended.
+    should answer always has a turn (a crash afterwards is found by the sweep). With
+    ``claim_owner`` the turn is claimed for that process in the same transaction when no
+    other turn of the conversation runs; otherwise it waits (pending) for the running
+    one's owner. A retried ``client_id`` returns the stored message without counting
+    against the rate limit. Nothing is stored for empty, oversized, unstorable or
+    rate-limited messages, or when the conversation has ended.
     """
     if not isinstance(client_id, str) or not 0 < len(client_id) <= 64 or text_unstorable(client_id):
         raise ChatError(
             "Each message needs a client_id of 1-64 characters.", code="invalid_client_id"
         )
-    existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
-    if existing is not None:
-        return Received(existing, False, None)
     clean = message_text_clean(text)
     locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    existing = Message.objects.filter(conversation=locked, client_id=client_id).first()
+    if existing is not None:
+        return Received(existing, False, None)
     if locked.status == Conversation.Status.ENDED:
         raise ConversationClosed("This conversation has ended. Start a new one to continue.")
     if not rate_limit_consume(
@@ -314,22 +334,25 @@ def customer_message_receive(
     ):
         raise ChatRateLimited("You are sending messages too fast. Please wait a moment.")
     customer = author if author is not None and author.is_authenticated else None
+    answers = locked.assistant_may_answer
     message, created = message_append(
         conversation=locked,
         role=Message.Role.CUSTOMER,
         text=clean,
         author=customer,
         client_id=client_id,
+        locked=True,
+        check_duplicate=False,
+        # The assistant's turn starts (or queues): sockets show "thinking" with it.
+        event_extra={"thinking": True} if answers else None,
     )
     conversation.last_seq = locked.last_seq
-    if not created:
-        return Received(message, False, None)
-    turn = None
-    if locked.assistant_may_answer:
-        from chat.services.turns import turn_open
+    if not created or not answers:
+        return Received(message, created, None)
+    from chat.services.turns import turn_open
 
-        turn = turn_open(conversation=locked, customer_message=message)
-    return Received(message, True, turn)
+    turn, claimed = turn_open(conversation=locked, customer_message=message, owner=claim_owner)
+    return Received(message, True, turn, claimed)
 
 
 def system_notice_post(
@@ -339,10 +362,12 @@ def system_notice_post(
     reply_to: Message | None = None,
     marker: str = "",
     turn: Turn | None = None,
+    locked: bool = False,
 ) -> Message:
     """A PUBLIC system message (escalation notices, failures, hand-over markers)."""
     message, _ = message_append(
         conversation=conversation,
+        locked=locked,
         role=Message.Role.SYSTEM,
         text=text,
         reply_to=reply_to,

@@ -41,14 +41,6 @@ NOTICE_BLOCKED = "Sorry, I can't help with that request here."
 NOTICE_ESCALATED = "A person from our team will take it from here. Please stay on this page."
 
 
-def turn_open(*, conversation: Conversation, customer_message: Message) -> Turn:
-    """A pending turn for a customer message (inside ``customer_message_receive``'s
-    transaction, with the conversation row locked)."""
-    turn = Turn(conversation=conversation, customer_message=customer_message)
-    turn.save()
-    return turn
-
-
 @dataclass
 class ClaimedTurn:
     """A turn this process now owns, with what the pipeline needs to run it."""
@@ -58,6 +50,50 @@ class ClaimedTurn:
     message: Message
     history: list[dict[str, str]]
     earlier_turns: tuple[EarlierTurn, ...]
+
+
+def _claim(turn: Turn, conversation: Conversation, owner: str, now: dt.datetime) -> ClaimedTurn:
+    """Mark ``turn`` running for ``owner`` in memory (the caller saves it, holding the
+    conversation's row lock) and gather what the pipeline needs to run it."""
+    turn.status = Turn.Status.RUNNING
+    turn.owner = owner[:100]
+    turn.started_at = now
+    turn.deadline_at = now + dt.timedelta(seconds=float(settings.ASSISTANT_TIMEOUT_SECONDS))
+    message = turn.customer_message
+    if message.seq == 1:  # the conversation's first message: nothing before it
+        return ClaimedTurn(turn, conversation, message, history=[], earlier_turns=())
+    earlier = tuple(
+        EarlierTurn(route=route, status=status, no_answer=no_answer, intent=intent)
+        for route, status, no_answer, intent in Turn.objects.filter(
+            conversation=conversation, customer_message__seq__lt=message.seq
+        )
+        .order_by("-customer_message__seq")
+        .values_list("route", "status", "no_answer", "intent")[:EARLIER_TURNS]
+    )
+    return ClaimedTurn(
+        turn=turn,
+        conversation=conversation,
+        message=message,
+        history=conversation_history(conversation=conversation, before_seq=message.seq),
+        earlier_turns=earlier,
+    )
+
+
+def turn_open(
+    *, conversation: Conversation, customer_message: Message, owner: str = ""
+) -> tuple[Turn, ClaimedTurn | None]:
+    """The turn for a customer message (inside ``customer_message_receive``'s
+    transaction, with the conversation row locked): claimed at once for ``owner`` when
+    no turn of the conversation runs, else pending behind the running one."""
+    turn = Turn(conversation=conversation, customer_message=customer_message)
+    claimed = None
+    if (
+        owner
+        and not Turn.objects.filter(conversation=conversation, status=Turn.Status.RUNNING).exists()
+    ):
+        claimed = _claim(turn, conversation, owner, timezone.now())
+    turn.save()
+    return turn, claimed
 
 
 @transaction.atomic
@@ -94,40 +130,38 @@ def turn_claim_next(
             pending.finished_at = now
             pending.save(update_fields=["status", "finished_at"])
         return None
-    turn.status = Turn.Status.RUNNING
-    turn.owner = owner[:100]
-    turn.started_at = now
-    turn.deadline_at = now + dt.timedelta(seconds=float(settings.ASSISTANT_TIMEOUT_SECONDS))
+    claimed = _claim(turn, conversation, owner, now)
     try:
         with transaction.atomic():
             turn.save(update_fields=["status", "owner", "started_at", "deadline_at"])
     except IntegrityError:
         return None  # another process got there first
-    message = turn.customer_message
-    earlier = tuple(
-        EarlierTurn(route=route, status=status, no_answer=no_answer, intent=intent)
-        for route, status, no_answer, intent in turns.filter(customer_message__seq__lt=message.seq)
-        .order_by("-customer_message__seq")
-        .values_list("route", "status", "no_answer", "intent")[:EARLIER_TURNS]
-    )
-    return ClaimedTurn(
-        turn=turn,
-        conversation=conversation,
-        message=message,
-        history=conversation_history(conversation=conversation, before_seq=message.seq),
-        earlier_turns=earlier,
-    )
+    return claimed
 
 
 def _locked_running(turn_id: int, owner: str | None) -> tuple[Turn, Conversation] | None:
     """The turn and its conversation, both locked, if the turn still runs for ``owner``
     (any owner when None); otherwise None and nothing is written."""
-    turn = Turn.objects.select_related("customer_message").get(pk=turn_id)
-    conversation = Conversation.objects.select_for_update().get(pk=turn.conversation_id)
-    turn = Turn.objects.select_for_update().select_related("customer_message").get(pk=turn_id)
+    turn, conversation = _lock(turn_id)
     if turn.status != Turn.Status.RUNNING or (owner is not None and turn.owner != owner):
         return None
     return turn, conversation
+
+
+def _lock(turn_id: int) -> tuple[Turn, Conversation]:
+    """The turn with its conversation row locked, in one query. Every write of a turn's
+    status (claim, finish, fail, skip) holds its conversation's lock, so the turn read
+    under it is current."""
+    turn = (
+        Turn.objects.select_for_update(of=("conversation",))
+        .select_related("conversation", "customer_message")
+        .get(pk=turn_id)
+    )
+    return turn, turn.conversation
+
+
+def _next_pending(conversation: Conversation) -> bool:
+    return Turn.objects.filter(conversation=conversation, status=Turn.Status.PENDING).exists()
 
 
 def _apply_signals(turn: Turn, prepared: Prepared) -> None:
@@ -182,6 +216,8 @@ class Stored:
     message: Message | None  # the answer, draft or notice stored
     verdict: Verdict
     shown: bool = True
+    # Another turn of the conversation waits: the owner runs it next.
+    next_pending: bool = False
 
 
 @transaction.atomic
@@ -195,14 +231,16 @@ def turn_answer_store(
     info: DraftInfo,
     first_token_ms: int | None,
     stream_id: str,
+    final_delta: dict[str, Any] | None = None,
 ) -> Stored | None:
     """Store the assistant's answer (knowledge base, small talk or a polite refusal).
 
     Under the conversation lock it re-checks who handles the conversation: if a person
     took over while the answer was being written, the answer is stored WITHHELD for
-    agents, the turn is ``withheld`` and the sockets are told to drop the stream. A
-    takeover that locks the same row happens either before (withheld) or after (already
-    public), never in between. Returns None if the turn no longer belongs to ``owner``.
+    agents, the turn is ``withheld`` and the sockets are told to drop what was streamed.
+    A takeover that locks the same row happens either before (withheld) or after (already
+    public), never in between. ``final_delta``: stream text not sent yet, delivered with
+    the answer's own event. Returns None if the turn no longer belongs to ``owner``.
     """
     locked = _locked_running(turn_id, owner)
     if locked is None:
@@ -221,8 +259,11 @@ def turn_answer_store(
         first_token_ms=first_token_ms,
         withheld_reason="" if shown else f"handling={conversation.handling}"[:100],
     )
+    # The conversation row is ours (locked above); a reviewer's ``record`` writes no
+    # messages on these routes (the ``TurnReviewer`` contract).
     message, _ = message_append(
         conversation=conversation,
+        locked=True,
         role=Message.Role.ASSISTANT,
         text=text,
         visibility=Message.Visibility.PUBLIC if shown else Message.Visibility.WITHHELD,
@@ -233,14 +274,21 @@ def turn_answer_store(
         latency_ms=turn.latency_ms,
         reply_to=turn.customer_message,
         turn=turn,
+        event_extra={"delta": final_delta} if final_delta and shown else None,
     )
     _save(turn)
-    if not shown:
+    if not shown and final_delta is None:  # frames were streamed: tell sockets to drop them
         publish_on_commit(
             conversation_group(conversation.pk),
             stream_event("chat.cancelled", turn, stream_id=stream_id, reason="agent_took_over"),
         )
-    return Stored(turn=turn, message=message, verdict=verdict, shown=shown)
+    return Stored(
+        turn=turn,
+        message=message,
+        verdict=verdict,
+        shown=shown,
+        next_pending=_next_pending(conversation),
+    )
 
 
 @transaction.atomic
@@ -267,7 +315,9 @@ def turn_handoff_store(
         turn=turn,
     )
     _save(turn)
-    return Stored(turn=turn, message=notice, verdict=verdict)
+    return Stored(
+        turn=turn, message=notice, verdict=verdict, next_pending=_next_pending(conversation)
+    )
 
 
 @transaction.atomic
@@ -316,9 +366,7 @@ def turn_fail(
     lets the reviewer record the failure (escalation hands the conversation to a
     person), and tells the customer. The customer's message stays stored.
     """
-    turn = Turn.objects.select_related("customer_message").get(pk=turn_id)
-    conversation = Conversation.objects.select_for_update().get(pk=turn.conversation_id)
-    turn = Turn.objects.select_for_update().select_related("customer_message").get(pk=turn_id)
+    turn, conversation = _lock(turn_id)
     if owner is not None:
         if turn.status != Turn.Status.RUNNING or turn.owner != owner:
             return None
@@ -344,7 +392,9 @@ def turn_fail(
         turn=turn,
     )
     _save(turn)
-    return Stored(turn=turn, message=notice, verdict=verdict)
+    return Stored(
+        turn=turn, message=notice, verdict=verdict, next_pending=_next_pending(conversation)
+    )
 
 
 DEAD_OWNER_ERROR = "the assistant's process stopped before answering"

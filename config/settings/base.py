@@ -118,8 +118,12 @@ else:
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads that run the sockets' and the turns' ORM work in a server process (chat.events);
-# 0 runs it on Channels' single thread instead.
-DATABASE_THREADS = env.int("DATABASE_THREADS", default=4)
+# 0 runs it on Channels' single thread instead. SQLite takes one writer at a time and
+# makes the others sleep-poll (busy timeout): more than two threads only wait there.
+DATABASE_THREADS = env.int(
+    "DATABASE_THREADS",
+    default=2 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 4,
+)
 
 # --- redis: channel layer, cache, task broker --------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
@@ -132,8 +136,17 @@ if REDIS_URL:
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": env("CHANNEL_LAYER_PREFIX", default="loopdesk"),
-                "capacity": 1500,
-                "expiry": 60,
+                # Events waiting for one socket. A turn sends a socket 2-3 events, an
+                # agent's inbox one per ticket change: 500 absorbs a burst of tickets
+                # while bounding what a stalled socket can pile up in Redis.
+                "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=500),
+                # An event nobody read for 30 s is stale: the page's replay and the
+                # socket's catch-up read bring the conversation back from the database.
+                "expiry": env.int("CHANNEL_LAYER_EXPIRY", default=30),
+                # A socket stays in its groups this long without re-joining: longer than
+                # an agent's working day at the console (the default, one day), else a
+                # long-lived socket would silently stop hearing its conversation.
+                "group_expiry": env.int("CHANNEL_LAYER_GROUP_EXPIRY", default=86400),
             },
         }
     }
@@ -279,6 +292,9 @@ BEDROCK_GUARDRAIL_VERSION = env("BEDROCK_GUARDRAIL_VERSION", default="DRAFT")
 HF_BASE_MODEL_PATH = env("HF_BASE_MODEL_PATH", default=str(VAR_DIR / "models" / "starter"))
 HF_MAX_NEW_TOKENS = env.int("HF_MAX_NEW_TOKENS", default=64)
 HF_MAX_LOADED_ADAPTERS = env.int("HF_MAX_LOADED_ADAPTERS", default=4)
+# The offline starter model is a mechanics-only toy (its folder holds TOY_MODEL.txt): the
+# hf provider refuses to answer customers with it unless an operator opts in here.
+HF_ALLOW_TOY_MODEL = env.bool("HF_ALLOW_TOY_MODEL", default=False)
 
 # A running turn this long past its deadline belongs to a process that died: the sweep
 # (every minute) fails it and tells the customer.
@@ -316,6 +332,9 @@ ESCALATION_RETRY_MAX_ATTEMPTS = env.int("ESCALATION_RETRY_MAX_ATTEMPTS", default
 ESCALATION_RETRY_BASE_SECONDS = env.int("ESCALATION_RETRY_BASE_SECONDS", default=10)
 ESCALATION_CALLBACK_MAX_SKEW_SECONDS = env.int("ESCALATION_CALLBACK_MAX_SKEW_SECONDS", default=300)
 ESCALATION_TICKET_EXPIRY_HOURS = env.int("ESCALATION_TICKET_EXPIRY_HOURS", default=24)
+# An assigned ticket whose agent has not written to the customer within this many seconds
+# of the assignment goes back to the queue (the sweep runs every minute).
+ESCALATION_ASSIGNEE_REPLY_SECONDS = env.int("ESCALATION_ASSIGNEE_REPLY_SECONDS", default=300)
 ESCALATION_WEBHOOK_TIMEOUT_SECONDS = env.float("ESCALATION_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 
 # --- labeling / training ------------------------------------------------------------------
@@ -338,6 +357,13 @@ TRAINING_HEARTBEAT_TIMEOUT_SECONDS = env.int("TRAINING_HEARTBEAT_TIMEOUT_SECONDS
 TRAINING_STALL_SECONDS = env.int("TRAINING_STALL_SECONDS", default=900)
 # Held-out questions answered before/after a run for its evaluation.
 TRAINING_EVAL_PROMPTS = env.int("TRAINING_EVAL_PROMPTS", default=16)
+# Guards of online runs (PPO, GRPO, RLOO), overridable per run with the hyperparameters
+# guard_max_kl / guard_max_length_drift / guard_warmup_steps (null switches one off): a
+# run stops and fails at the first logged step whose KL per answer (nats, summed over the
+# answer's tokens) or mean answer length drift (share of the first steps' mean) passes.
+TRAINING_GUARD_MAX_KL = env.float("TRAINING_GUARD_MAX_KL", default=4.0)
+TRAINING_GUARD_MAX_LENGTH_DRIFT = env.float("TRAINING_GUARD_MAX_LENGTH_DRIFT", default=0.5)
+TRAINING_GUARD_WARMUP_STEPS = env.int("TRAINING_GUARD_WARMUP_STEPS", default=3)
 
 # Nothing may fetch weights from a model hub at run time.
 HF_HUB_OFFLINE = True

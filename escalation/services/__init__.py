@@ -2,6 +2,15 @@
 ``chat.review`` at start-up) whether a person is needed; the rest are the agents' and the
 integrations' moves."""
 
+from escalation.services.assignment import (
+    NotSupervisor,
+    queue_drain,
+    queue_publish,
+    ticket_reassign,
+    ticket_return_if_silent,
+    tickets_return_from_agent,
+    tickets_return_silent,
+)
 from escalation.services.decisions import (
     EscalationReviewer,
     rules_evaluate,
@@ -14,7 +23,12 @@ from escalation.services.events import (
     webhook_delivery_attempt,
 )
 from escalation.services.knowledge import knowledge_draft_create, knowledge_draft_review
-from escalation.services.presence import agent_presence_set, agent_presence_touch, agents_available
+from escalation.services.presence import (
+    agent_capacity_set,
+    agent_presence_set,
+    agent_presence_touch,
+    agents_available,
+)
 from escalation.services.tickets import (
     EscalationError,
     TakeoverConflict,
@@ -41,7 +55,9 @@ from escalation.services.workflows import (
 __all__ = [
     "EscalationError",
     "EscalationReviewer",
+    "NotSupervisor",
     "TakeoverConflict",
+    "agent_capacity_set",
     "agent_conversation_group",
     "agent_message_send",
     "agent_presence_set",
@@ -54,6 +70,8 @@ __all__ = [
     "knowledge_draft_create",
     "knowledge_draft_review",
     "note_add",
+    "queue_drain",
+    "queue_publish",
     "retry_delay_seconds",
     "rules_evaluate",
     "signature_for",
@@ -61,8 +79,12 @@ __all__ = [
     "ticket_close",
     "ticket_notify_agents",
     "ticket_publish",
+    "ticket_reassign",
     "ticket_resolve",
+    "ticket_return_if_silent",
     "tickets_expire",
+    "tickets_return_from_agent",
+    "tickets_return_silent",
     "toxicity_band",
     "webhook_delivery_attempt",
     "workflow_callback_answer",

@@ -28,7 +28,7 @@ def retry_delay_seconds(attempts: int) -> int:
     return int(min(3600, settings.ESCALATION_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)))
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def event_record(
     *,
     name: str,
@@ -43,7 +43,7 @@ def event_record(
         ticket=ticket,
         payload=payload or {},
     )
-    event.full_clean()
+    event.full_clean(exclude=["conversation", "ticket"])
     event.save()
     for webhook in Webhook.objects.filter(enabled=True):
         if not webhook.wants(name):

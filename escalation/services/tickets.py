@@ -25,6 +25,7 @@ from chat.services import (
 from escalation.models import DomainEvent, Priority, Ticket, WorkflowCallback
 from escalation.services.events import event_record
 from escalation.services.presence import agents_available
+from escalation.wording import reason_label
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def _sync(target: Conversation, source: Conversation) -> None:
         setattr(target, name, getattr(source, name))
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def escalation_open(
     *,
     conversation: Conversation,
@@ -129,7 +130,11 @@ def escalation_open(
         sentiment=sentiment or {},
         nobody_available=not agents_available().exists(),
     )
-    ticket.full_clean(exclude=["conversation"], validate_constraints=False)
+    # The related rows were handed in as objects: no query to re-check that they exist.
+    ticket.full_clean(
+        exclude=["conversation", "decision", "trigger_message", "assigned_agent"],
+        validate_constraints=False,
+    )
     ticket.save()
     if locked.handling == Conversation.Handling.ASSISTANT:
         locked.handling = Conversation.Handling.WAITING_FOR_HUMAN
@@ -138,8 +143,8 @@ def escalation_open(
     message_append(
         conversation=locked,
         role=Message.Role.SYSTEM,
-        text=f"Escalated to a person: {reason.replace('_', ' ')}"
-        + (f" ({reason_detail})" if reason_detail else ""),
+        text=f"Escalated to a person: {reason_label(reason)}"
+        + (f" ({reason_detail})" if reason_detail and reason_detail != "button" else ""),
         visibility=Message.Visibility.INTERNAL,
         marker=Message.Marker.ESCALATED,
     )
@@ -157,7 +162,18 @@ def escalation_open(
     )
     ticket_publish(ticket, change="created")
     transaction.on_commit(lambda: _after_open(ticket, start_workflow=not draft_follows))
+    # Fair assignment: the new ticket goes to the agent with the most room, or queues.
+    for assigned in _queue_drain():
+        if assigned.pk == ticket.pk:
+            ticket.status, ticket.assigned_at = assigned.status, assigned.assigned_at
+            ticket.assigned_agent = assigned.assigned_agent
     return ticket, True
+
+
+def _queue_drain() -> list[Ticket]:
+    from escalation.services.assignment import queue_drain
+
+    return queue_drain()
 
 
 def _after_open(ticket: Ticket, *, start_workflow: bool) -> None:
@@ -206,6 +222,9 @@ def conversation_take_over(*, conversation: Conversation, agent: User) -> Ticket
         .filter(conversation=locked, status__in=Ticket.ACTIVE)
         .first()
     )
+    previous_agent_id = ticket.assigned_agent_id if ticket is not None else None
+    _refuse_if_assigned_to_another(ticket, agent)
+    queue_moved = ticket is None or ticket.status == Ticket.Status.OPEN
     if ticket is None:
         ticket = Ticket(conversation=locked, reason="agent_takeover", priority=Priority.NORMAL)
         ticket.save()
@@ -233,7 +252,34 @@ def conversation_take_over(*, conversation: Conversation, agent: User) -> Ticket
     )
     conversation_state_publish(locked)
     ticket_publish(ticket, change="assigned")
+    if previous_agent_id not in (None, agent.pk):
+        _queue_drain()  # a supervisor took it from another agent: their place freed
+    elif queue_moved:
+        _queue_publish()  # it left the queue: the customers behind it move up
     return ticket
+
+
+def _refuse_if_assigned_to_another(ticket: Ticket | None, agent: User) -> None:
+    """The queue gave the ticket to someone else: only they (or a supervisor) take it."""
+    from escalation.selectors import is_supervisor
+
+    if (
+        ticket is None
+        or ticket.assigned_agent_id in (None, agent.pk)
+        or ticket.status != Ticket.Status.ASSIGNED
+        or is_supervisor(agent)
+    ):
+        return
+    owner = type(agent)._default_manager.get(pk=ticket.assigned_agent_id)
+    raise TakeoverConflict(
+        f"This conversation is assigned to {display_name(owner)}; a supervisor can reassign it."
+    )
+
+
+def _queue_publish() -> None:
+    from escalation.services.assignment import queue_publish
+
+    queue_publish()
 
 
 @transaction.atomic
@@ -309,7 +355,10 @@ def _hand_back(locked: Conversation, *, agent: User | None) -> None:
 def conversation_hand_back(*, conversation: Conversation, agent: User) -> Conversation:
     """The assistant answers again; a system marker closes the human part for the model.
 
-    Only the agent who took over may hand back. The ticket stays assigned until resolved.
+    Only the agent who took over may hand back. The ticket ends in the same step: closed
+    as ``handed_back`` (its clock stops, it leaves the inbox, the agent's place frees and
+    the queue is drained); a waiting Step Functions task gets SendTaskSuccess (a person
+    handled it). A later escalation opens a new ticket.
     """
     locked = _lock(conversation)
     _require_owner(locked, agent)
@@ -322,9 +371,29 @@ def conversation_hand_back(*, conversation: Conversation, agent: User) -> Conver
         payload={"agent": agent.get_username()},
     )
     if ticket is not None:
-        ticket_publish(ticket, change="handed_back")
+        _ticket_close_handed_back(ticket, agent=agent)
     _sync(conversation, locked)
     return locked
+
+
+def _ticket_close_handed_back(ticket: Ticket, *, agent: User) -> Ticket:
+    fresh = _finish(
+        ticket,
+        status=Ticket.Status.CLOSED,
+        outcome=Ticket.Outcome.HANDED_BACK,
+        note="",
+        agent=agent,
+    )
+    payload = ticket_outcome_payload(fresh)
+    event_record(
+        name=DomainEvent.Name.ESCALATION_CLOSED,
+        conversation=fresh.conversation,
+        ticket=fresh,
+        payload=payload,
+    )
+    _answer_callbacks(fresh, action=WorkflowCallback.Action.SUCCESS, output=payload)
+    ticket_publish(fresh, change="handed_back")
+    return fresh
 
 
 def _finish(ticket: Ticket, *, status: str, outcome: str, note: str, agent: User | None) -> Ticket:
@@ -358,6 +427,8 @@ def _finish(ticket: Ticket, *, status: str, outcome: str, note: str, agent: User
     if locked.handling != Conversation.Handling.ASSISTANT:
         _hand_back(locked, agent=agent)
     _sync(ticket.conversation, locked)
+    # The agent's place freed (or the queue lost a ticket): give out the next one.
+    _queue_drain()
     return fresh
 
 
@@ -493,7 +564,7 @@ def ticket_notify_agents(*, ticket_id: int) -> int:
     try:
         email_send(
             to=recipients,
-            subject=f"[Loopdesk] New escalation: {ticket.reason.replace('_', ' ')}",
+            subject=f"[Loopdesk] New escalation: {reason_label(ticket.reason)}",
             body=(
                 f"A customer needs a person (ticket {ticket.pk}, priority {ticket.priority}).\n"
                 f"Reason: {ticket.reason} {ticket.reason_detail}\n"

@@ -127,7 +127,10 @@
       streams.get(m.reply_to_id).el.remove();
       streams.delete(m.reply_to_id);
     }
-    if (m.role === "assistant" || m.role === "system" || m.role === "agent") setThinking(false);
+    if (m.role === "assistant" || m.role === "system" || m.role === "agent") {
+      setThinking(false);
+      $("stalled").hidden = true;
+    }
     shown.set(m.seq, li);
     place(li, m.seq);
     lastSeq = Math.max(lastSeq, m.seq);
@@ -144,7 +147,25 @@
     scrollDown();
   }
 
-  function setThinking(on) { $("thinking").hidden = !on; if (on) scrollDown(); }
+  // "Thinking" never lasts forever: if neither an answer nor the server's failure notice
+  // arrives within the turn's time limit, say so and offer a person.
+  let thinkingTimer = null;
+  function setThinking(on) {
+    $("thinking").hidden = !on;
+    clearTimeout(thinkingTimer);
+    if (on) {
+      $("stalled").hidden = true;
+      thinkingTimer = setTimeout(turnStalled, config.turnTimeoutMs || 35000);
+      scrollDown();
+    }
+  }
+  function turnStalled() {
+    if ($("thinking").hidden) return;
+    $("thinking").hidden = true;
+    $("stalled").hidden = false;
+    send({ type: "resume", after_seq: lastSeq }); // the failure notice may be waiting
+    scrollDown();
+  }
 
   function setStatus(state) {
     const status = $("status");
@@ -152,9 +173,26 @@
     else if (state.handling === "human") status.textContent = `${state.agent_name || "An agent"} from our support team is with you`;
     else if (state.handling === "waiting_for_human") status.textContent = "Waiting for a person from our team…";
     else status.textContent = "Assistant · usually answers in seconds";
+    if (state.handling !== "waiting_for_human") showQueue(null);
     humanButton.disabled = state.status === "ended" || state.handling !== "assistant";
     endButton.disabled = state.status === "ended";
     if (state.status === "ended") conversationEnded();
+  }
+
+  // Waiting for a person: the place in the queue and an honest estimate, live.
+  function showQueue(q) {
+    const el = $("queue");
+    let text = "";
+    if (q && q.state === "assigned") text = `${q.agent_name || "A person from our team"} will be with you shortly.`;
+    else if (q && q.state === "queued") {
+      text = q.position === 1 ? "You are next in line" : `You are number ${q.position} in line`;
+      if (!q.someone_on_duty) text += " · nobody from our team is on duty right now; we will reply as soon as someone is";
+      else if (q.estimate_minutes) text += ` · about ${q.estimate_minutes} min (from our last ${q.estimate_samples} conversations)`;
+      else text += " · we cannot estimate the wait yet";
+      text += ".";
+    }
+    el.textContent = text;
+    el.hidden = !text;
   }
 
   function conversationEnded() {
@@ -219,6 +257,9 @@
     switch (frame.type) {
       case "conversation.state":
         setStatus(frame);
+        break;
+      case "queue":
+        showQueue(frame);
         break;
       case "replay.done":
         flushOutbox();
@@ -345,6 +386,10 @@
   });
 
   humanButton.addEventListener("click", () => { send({ type: "request_human" }); humanButton.disabled = true; });
+  document.querySelector('[data-action="human-stalled"]').addEventListener("click", () => {
+    $("stalled").hidden = true;
+    humanButton.click();
+  });
   endButton.addEventListener("click", () => { send({ type: "end" }); });
   document.querySelector('[data-action="new"]').addEventListener("click", () => { location.href = location.pathname; });
 

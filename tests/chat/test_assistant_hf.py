@@ -58,6 +58,7 @@ def hf_settings(settings, tiny_models, monkeypatch):
     settings.HF_BASE_MODEL_PATH = str(tiny_models["base"])
     settings.HF_MAX_NEW_TOKENS = 12
     settings.HF_MAX_LOADED_ADAPTERS = 2
+    settings.HF_ALLOW_TOY_MODEL = True  # a starter-built toy: these tests check mechanics
     hf_provider._runtimes.clear()
 
     def resolve(*, kind: str, slot: str = ""):

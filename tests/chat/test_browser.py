@@ -138,3 +138,41 @@ def test_customer_asks_for_a_person_ends_and_rates_the_conversation(
     assert conversation.status == "ended"
     assert page.locator("form.composer textarea").is_disabled()
     page.close()
+
+
+def test_the_page_shows_a_failed_turn_and_never_thinks_forever(
+    scripted, live_servers, browser, settings
+):
+    """The server gives up on a turn (its time limit): the customer sees the failure
+    notice instead of endless thinking. Then the server process dies mid-turn: nothing
+    arrives, and the page stops thinking on its own after the turn's time limit and offers
+    a person."""
+    settings.ASSISTANT_TIMEOUT_SECONDS = 2
+    scripted.hang = True  # the provider never answers
+    artifacts = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    url, server = live_servers.start()
+    page = browser.new_page()
+    page.goto(url + "/")
+    composer = page.locator("form.composer textarea")
+    thinking = page.locator('[data-role="thinking"]')
+
+    composer.fill("Is anyone there?")
+    composer.press("Enter")
+    thinking.wait_for(state="visible", timeout=30_000)
+    notice = page.locator("li.msg.system").filter(has_text="could not answer")
+    notice.wait_for(timeout=30_000)
+    assert thinking.is_hidden()
+    page.screenshot(path=str(artifacts / "chat-turn-failed.png"))
+
+    page.goto(url + "/")  # a new conversation
+    composer.fill("Hello, is my bill ready?")
+    composer.press("Enter")
+    thinking.wait_for(state="visible", timeout=30_000)
+    server.kill()  # the process running the turn dies: no frame will ever come
+    stalled = page.locator('[data-role="stalled"]')
+    stalled.wait_for(state="visible", timeout=30_000)
+    assert thinking.is_hidden()
+    assert stalled.get_by_role("button", name="talk to a person").is_visible()
+    page.screenshot(path=str(artifacts / "chat-turn-stalled.png"))
+    page.close()

@@ -256,6 +256,7 @@ async def test_provider_error_gives_a_notice_flags_the_conversation_and_keeps_th
 
 async def test_failure_mid_stream_cancels_the_partial_answer(conversation, visitor, scripted):
     scripted.answer = "one two three four"
+    scripted.word_delay = 0.1  # a model writing slowly: the first words are streamed
     scripted.fail_mid_stream = ConnectionError("stream dropped")
     comm = await open_socket(conversation.pk, visitor_token=visitor[1])
     await send_message(comm, "Tell me", "m1")
@@ -518,3 +519,25 @@ async def test_answer_reaches_the_socket_even_if_its_broadcast_is_lost(
 
     answers = [f for f in frames if f["type"] == "message" and f["message"]["role"] == "assistant"]
     assert len(answers) == 1 and answers[0]["message"]["text"] == scripted.answer
+
+
+@pytest.mark.parametrize(("word_delay", "frames"), [(0.0, 1), (0.08, 4)])
+async def test_stream_pieces_are_coalesced_but_a_slow_model_still_streams(
+    conversation, visitor, scripted, settings, word_delay, frames
+):
+    """A quoting provider writes its answer in microseconds: one delta frame, not one per
+    word. A model writing a word every 80 ms (window 50 ms) still streams each word."""
+    settings.STREAM_COALESCE_SECONDS = 0.05
+    words = 30 if not word_delay else 4
+    scripted.answer = " ".join(f"w{i}" for i in range(words))
+    scripted.word_delay = word_delay
+    comm = await open_socket(conversation.pk, visitor_token=visitor[1])
+    await send_message(comm, "How do I pair?", "co1")
+    seen = await receive_until(comm, "message", role="assistant")
+    await turns.turns_drain()
+    await comm.disconnect()
+
+    deltas = [f for f in seen if f["type"] == "assistant.delta"]
+    assert len(deltas) == frames
+    assert [d["index"] for d in deltas] == list(range(frames))
+    assert "".join(d["delta"] for d in deltas) == scripted.answer == seen[-1]["message"]["text"]

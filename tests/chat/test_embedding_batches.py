@@ -11,6 +11,7 @@ from django.db import transaction
 from chat import services
 from chat.assistant.embeddings import MODEL_NAME
 from chat.models import Article
+from chat.services import knowledge as knowledge_services
 from config.demo import demo_articles, demo_load
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.django_db
 def test_an_import_queues_one_task_per_batch_and_logs_one_line_each(
     monkeypatch, caplog, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(services, "EMBED_BATCH_SIZE", 2)
+    monkeypatch.setattr(knowledge_services, "EMBED_BATCH_SIZE", 2)
     caplog.set_level(logging.INFO, logger="chat.tasks")
 
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
@@ -54,4 +55,4 @@ def test_the_demo_knowledge_base_is_queued_in_batches_not_per_article(
     assert sorted(pk for batch in queued for pk in batch) == sorted(
         Article.objects.values_list("pk", flat=True)
     )
-    assert len(queued) == -(-articles // services.EMBED_BATCH_SIZE) < articles
+    assert len(queued) == -(-articles // knowledge_services.EMBED_BATCH_SIZE) < articles

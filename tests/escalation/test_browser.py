@@ -75,8 +75,12 @@ def test_angry_customer_to_agent_takeover_live_talk_and_resolve(
     # the ticket arrives in the open inbox, no reload
     row = agent_page.locator("tr.ticket").first
     row.wait_for(timeout=120_000)
-    assert "negative sentiment" in row.locator(".reason").inner_text()
-    assert "negative" in row.locator(".sentiment").inner_text()
+    # in plain words (the figures are the row's title, shown on hover)
+    assert "Unhappy customer" in row.locator(".reason").inner_text()
+    assert "sounds very unhappy" in row.locator(".reason").inner_text()
+    assert "Sentiment -0." in row.locator(".reason").get_attribute("title")
+    # the queue gave it to the only agent on duty
+    assert "Assigned to you" in row.locator(".status").inner_text()
     assert row.locator(".waiting").inner_text().endswith("s")
     customer_page.get_by_text("bringing in a person").wait_for(timeout=30_000)
     agent_page.screenshot(path=str(Path(__file__).resolve().parents[2] / "var" / "agent-inbox.png"))

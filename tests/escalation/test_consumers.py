@@ -49,7 +49,7 @@ async def test_new_ticket_appears_in_an_open_inbox(agent, customer, scripted):
     connected, _ = await inbox.connect()
     assert connected
     snapshot = await inbox.receive_json_from(timeout=5)
-    assert snapshot == {"type": "inbox.snapshot", "tickets": []}
+    assert (snapshot["type"], snapshot["tickets"]) == ("inbox.snapshot", [])
     turn = await escalate_by_words(conversation, "This is the worst service ever, I'm furious")
     frame = await frames_until(inbox, "ticket")
     ticket = await database_sync_to_async(Ticket.objects.get)(conversation=conversation)
@@ -191,3 +191,74 @@ async def test_answer_streaming_when_the_agent_takes_over_is_never_shown(agent, 
     assert not [f for f in seen if f["type"] == "message" and f["message"]["role"] == "assistant"]
     assert await customer_ws.receive_nothing(timeout=0.3)
     await customer_ws.disconnect()
+
+
+async def test_waiting_customer_hears_their_place_in_the_queue_live(
+    agent, second_agent, customer, make_user
+):
+    """Nobody has room: the customer learns their place when the page connects, then
+    moves up live as the ticket ahead leaves, then hears who is coming."""
+    db = database_sync_to_async
+
+    def escalate(conversation, text):
+        from chat.models import Message
+        from chat.services import message_append
+
+        message, _ = message_append(
+            conversation=conversation, role=Message.Role.CUSTOMER, text=text
+        )
+        return services.escalation_open(
+            conversation=conversation, reason="human_request", trigger_message=message
+        )[0]
+
+    await db(services.agent_capacity_set)(agent=agent, capacity=1)
+    await db(services.agent_presence_set)(agent=agent, on_duty=True)
+    busy = await db(escalate)(await db(ConversationFactory)(customer=customer), "first")
+    ahead = await db(escalate)(await db(ConversationFactory)(customer=customer), "second")
+    conversation = await db(ConversationFactory)(customer=customer)
+    await db(escalate)(conversation, "third")
+
+    customer_ws = socket(f"/ws/chat/{conversation.pk}/", customer)
+    assert (await customer_ws.connect())[0]
+    place = await frames_until(customer_ws, "queue")
+    assert (place["state"], place["position"], place["someone_on_duty"]) == ("queued", 2, True)
+    assert place["estimate_minutes"] is None  # no finished tickets to go by yet
+
+    await db(services.ticket_close)(ticket=ahead, outcome="abandoned", agent=second_agent)
+    place = await frames_until(customer_ws, "queue")
+    assert (place["state"], place["position"]) == ("queued", 1)
+
+    await db(services.ticket_claim)(ticket=busy, agent=agent)
+    await db(services.ticket_resolve)(ticket=busy, agent=agent, outcome="approved")
+    place = await frames_until(customer_ws, "queue")
+    assert place == {
+        "type": "queue",
+        "state": "assigned",
+        "position": None,
+        "estimate_minutes": None,
+        "estimate_samples": None,
+        "someone_on_duty": True,
+        "agent_name": "Alex Agent",
+    }
+    await customer_ws.disconnect()
+
+
+async def test_inbox_sets_capacity_and_duty_with_a_confirmation(agent):
+    inbox = socket("/ws/agent/inbox/", agent)
+    assert (await inbox.connect())[0]
+    snapshot = await frames_until(inbox, "inbox.snapshot")
+    assert snapshot["me"] == {"on_duty": False, "capacity": 3, "load": 0, "supervisor": False}
+
+    await inbox.send_json_to({"type": "capacity", "capacity": 0})
+    error = await frames_until(inbox, "error")
+    assert error["code"] == "invalid" and "1 to 20" in error["message"]
+    await inbox.send_json_to({"type": "capacity", "capacity": "lots"})
+    assert (await frames_until(inbox, "error"))["code"] == "invalid"
+
+    await inbox.send_json_to({"type": "capacity", "capacity": 5})
+    duty = await frames_until(inbox, "duty")
+    assert duty["capacity"] == 5 and duty["message"].startswith("Capacity saved: up to 5")
+    await inbox.send_json_to({"type": "duty", "on_duty": True})
+    duty = await frames_until(inbox, "duty")
+    assert duty["on_duty"] is True and "up to 5 tickets at once" in duty["message"]
+    await inbox.disconnect()

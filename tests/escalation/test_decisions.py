@@ -96,7 +96,9 @@ def test_vader_fallback_escalates_at_its_threshold_when_switched_on(
     notice = turn.outputs.get(role=Message.Role.SYSTEM)
     assert "person" in notice.text and notice.visibility == "public"
     ticket = Ticket.objects.get()
-    assert ticket.status == Ticket.Status.OPEN and ticket.priority == "high"
+    # the queue gave it to the only agent on duty at once
+    assert ticket.status == Ticket.Status.ASSIGNED and ticket.assigned_agent == on_duty
+    assert ticket.priority == "high"
     assert ticket.sentiment == {"label": "negative", "score": -0.5, "method": "vader"}
     assert ticket.trigger_message == turn.customer_message
     decision = Decision.objects.get(turn=turn, rule_kind="negative_sentiment")

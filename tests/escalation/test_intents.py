@@ -397,7 +397,7 @@ def test_the_agent_console_shows_the_reason_in_plain_words(pipeline, agent):
     page = client.get(f"/agent/conversations/{conversation.pk}/").content.decode()
 
     assert "Safety: the customer reports sparks from the fuse box." in page
-    assert "Intent router" in page
+    assert "What the message is about" in page
 
 
 def test_the_turn_summary_agents_receive_names_the_category(pipeline):

@@ -196,11 +196,13 @@ def test_resolve_rejects_unknown_outcomes(escalated, agent):
         services.ticket_resolve(ticket=escalated, agent=agent, outcome="maybe")
 
 
-def test_open_tickets_expire(escalated, settings):
+def test_open_tickets_expire(escalated, agent, settings):
     from datetime import timedelta
 
     from django.utils import timezone
 
+    # the only agent on duty leaves before taking it: it waits in the queue, untaken
+    services.agent_presence_set(agent=agent, on_duty=False)
     assert services.tickets_expire() == 0
     later = timezone.now() + timedelta(hours=settings.ESCALATION_TICKET_EXPIRY_HOURS + 1)
     assert services.tickets_expire(now=later) == 1

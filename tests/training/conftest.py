@@ -98,18 +98,38 @@ def tiny_adapter_dir(tiny_model_dir, tmp_path_factory) -> Path:
     return out
 
 
+def evaluation_with(*, good_after: int, good_before: int = 0, questions: int = 4) -> dict:
+    """A run's evaluation as the platform measures it (``evaluation_build``, the judge):
+    on ``questions`` held-out questions, ``good_before`` / ``good_after`` answers repeat
+    the reference answer (the judge gives 5) and the others are empty (1)."""
+    from training.services.evaluation import evaluation_build
+
+    answers = [
+        {
+            "prompt": question,
+            "reference": reference,
+            "before": reference if i < good_before else "",
+            "after": reference if i < good_after else "",
+        }
+        for i, (question, reference) in enumerate(SUPPORT_QA[:questions])
+    ]
+    return evaluation_build(result={"summary": {}, "answers": answers})
+
+
 @pytest.fixture
 def succeeded_run(snapshot, tiny_model_dir, tiny_adapter_dir, ml_engineer):
-    """A DPO run brought to "succeeded" through the services, with a stored adapter."""
+    """A DPO run brought to "succeeded" through the services, with a stored adapter and
+    an evaluation: by default 2 of 4 held-out answers good after, none before (so it
+    passes the deployment gate against the base model)."""
     from training.services.artifacts import artifacts_store
     from training.services.runs import run_create, run_start, run_succeed
 
-    def make(**kwargs):
+    def make(*, good_after: int = 2, good_before: int = 0, base_model: str = "", **kwargs):
         run = run_create(
             snapshot=snapshot,
             created_by=ml_engineer,
             preset="tiny_cpu_dpo",
-            base_model=str(tiny_model_dir),
+            base_model=base_model or str(tiny_model_dir),
             enqueue=False,
             **kwargs,
         )
@@ -117,6 +137,55 @@ def succeeded_run(snapshot, tiny_model_dir, tiny_adapter_dir, ml_engineer):
         prefix, manifest = artifacts_store(
             run=run, local_dir=tiny_adapter_dir.parent, manifest={"base_model": run.base_model}
         )
-        return run_succeed(run_id=run.pk, artifact_prefix=prefix, manifest=manifest, evaluation={})
+        evaluation = evaluation_with(good_after=good_after, good_before=good_before)
+        return run_succeed(
+            run_id=run.pk, artifact_prefix=prefix, manifest=manifest, evaluation=evaluation
+        )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A reward model on the tiny model (score head, random init), saved where a
+    reward_model run saves its artifact."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(2)
+    out = tmp_path_factory.mktemp("reward-work") / "reward_model"
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def reward_run(snapshot, tiny_model_dir, tiny_reward_model_dir, ml_engineer):
+    """A reward_model run brought to "succeeded" through the services, with its model."""
+    from training.services.artifacts import artifacts_store
+    from training.services.runs import run_create, run_start, run_succeed
+
+    run = run_create(
+        snapshot=snapshot,
+        created_by=ml_engineer,
+        preset="tiny_cpu_reward_model",
+        base_model=str(tiny_model_dir),
+        enqueue=False,
+    )
+    run_start(run_id=run.pk)
+    prefix, manifest = artifacts_store(
+        run=run, local_dir=tiny_reward_model_dir.parent, manifest={"base_model": run.base_model}
+    )
+    return run_succeed(run_id=run.pk, artifact_prefix=prefix, manifest=manifest, evaluation={})
+
+
+# GRPO / RLOO on the tiny model: 3 steps of 4 answers (2 questions x 2), 8 new tokens.
+FAST_ONLINE = {
+    **FAST,
+    "num_generations": 2,
+    "max_completion_length": 8,
+    "threads": 1,
+}

@@ -29,6 +29,7 @@ def test_run_page_shows_progress_chart_evaluation_and_actions(staff_client, succ
     assert 'id="training-chart"' in html
     assert reverse("admin:training_trainingrun_live", args=[run.pk]) in html
     assert 'value="approve"' in html  # ML engineers hold approve_trainingrun
+    assert "Toy starter model (mechanics only)" in html  # trained on the tiny starter
 
     live = staff_client.get(reverse("admin:training_trainingrun_live", args=[run.pk])).json()
     assert live["status"] == "succeeded"
@@ -201,3 +202,18 @@ def test_build_starter_model_command_writes_a_reloadable_model(settings, tmp_pat
     call_command("build_starter_model", output=str(tmp_path / "starter"), steps=2)
     assert AutoTokenizer.from_pretrained(tmp_path / "starter").chat_template
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "starter").config.num_hidden_layers == 2
+
+
+def test_a_run_on_a_real_base_model_carries_no_toy_label(staff_client, succeeded_run, tmp_path):
+    from training.selectors import run_base_model_is_toy
+
+    real = tmp_path / "llama-3-8b"
+    real.mkdir()
+    (real / "config.json").write_text("{}")
+    toy, not_toy = succeeded_run(), succeeded_run(base_model=str(real))
+
+    page = staff_client.get(reverse("admin:training_trainingrun_change", args=[not_toy.pk]))
+
+    assert run_base_model_is_toy(run=toy)  # the tiny starter folder holds TOY_MODEL.txt
+    assert not run_base_model_is_toy(run=not_toy)
+    assert "Toy starter model" not in page.content.decode()

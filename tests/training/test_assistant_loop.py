@@ -26,6 +26,7 @@ def hf_assistant(settings, tiny_model_dir):
     settings.ASSISTANT_PROVIDER = "hf"
     settings.HF_BASE_MODEL_PATH = str(tiny_model_dir)
     settings.HF_MAX_NEW_TOKENS = 10
+    settings.HF_ALLOW_TOY_MODEL = True  # the tiny starter is a toy: this checks mechanics
     hf_provider._runtimes.clear()
     yield
     hf_provider._runtimes.clear()

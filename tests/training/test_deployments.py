@@ -25,7 +25,7 @@ def test_only_holders_of_the_approve_permission_can_approve(succeeded_run, revie
 def test_deploy_makes_the_adapter_live_and_rollback_restores_the_previous(
     succeeded_run, ml_engineer
 ):
-    first, second = succeeded_run(), succeeded_run()
+    first, second = succeeded_run(good_after=2), succeeded_run(good_after=3)
     for run in (first, second):
         run_approve(run=run, by=ml_engineer)
     assert adapter_live() is None  # base model only

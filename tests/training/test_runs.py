@@ -45,7 +45,7 @@ def test_dpo_run_trains_stores_metrics_adapter_and_evaluation(
 
 
 def test_reward_model_then_ppo_learns_and_deployed_adapter_goes_live(
-    run_in_sync, snapshot, tiny_model_dir, ml_engineer
+    run_in_sync, snapshot, tiny_model_dir, ml_engineer, admin_member
 ):
     # Given a reward model trained on the snapshot's pairs
     reward = run_in_sync(
@@ -81,13 +81,14 @@ def test_reward_model_then_ppo_learns_and_deployed_adapter_goes_live(
     scores = ppo.metrics.filter(name="objective/scores").order_by("step")
     assert [m.step for m in scores] == [1, 2]
     assert ppo.metrics.filter(name="objective/kl").count() == 2
-    # and its LoRA policy adapter can be approved and deployed
+    # and its LoRA policy adapter can be approved and deployed (two PPO steps on the toy
+    # usually show no gain: an admin deploys it past the deployment gate with a reason)
     from training.selectors import adapter_live
     from training.services.deployments import adapter_deploy
     from training.services.runs import run_approve
 
     run_approve(run=ppo, by=ml_engineer)
-    adapter_deploy(run=ppo, by=ml_engineer)
+    adapter_deploy(run=ppo, by=admin_member, force_reason="Checking the PPO adapter loads.")
     live = adapter_live()
     assert live.name == ppo.adapter_name
     model = PeftModel.from_pretrained(

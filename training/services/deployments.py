@@ -1,4 +1,10 @@
-"""Deploying an approved adapter to a slot, and rolling a slot back."""
+"""Deploying an approved adapter to a slot, and rolling a slot back.
+
+Deploying passes the deployment gate (``training.services.deployment_gate``): an adapter
+whose evaluation is not better than what is live in the slot is refused, unless an admin
+(``training.force_deploy_adapter``) forces it with a written reason, which is kept with
+the deployment.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from training.models import AdapterDeployment, TrainingRun
+from training.services.deployment_gate import GateVerdict, deployment_gate_check
+
+FORCE_REASON_MIN_CHARS = 10
 
 
 class DeploymentError(Exception):
     pass
+
+
+class DeploymentGateRefused(DeploymentError):
+    """The run's evaluation is not better than what is live; ``verdict`` says how."""
+
+    def __init__(self, verdict: GateVerdict) -> None:
+        super().__init__(verdict.refusal())
+        self.verdict = verdict
 
 
 def _require(user: User | AnonymousUser) -> User:
@@ -24,12 +41,18 @@ def _require(user: User | AnonymousUser) -> User:
 
 @transaction.atomic
 def adapter_deploy(
-    *, run: TrainingRun, by: User | AnonymousUser, slot: str = ""
+    *, run: TrainingRun, by: User | AnonymousUser, slot: str = "", force_reason: str = ""
 ) -> AdapterDeployment:
     """Make ``run``'s approved adapter live for ``slot`` ("" = organisation default).
 
     The slot's active deployment (locked) becomes the new one's ``previous`` so that a
     rollback restores it. ``adapter_live`` reads this per request: no restart needed.
+
+    The deployment gate compares the run's evaluation with the slot's live adapter (or
+    the base model) under that lock. When it is not better, ``DeploymentGateRefused`` is
+    raised, unless ``force_reason`` is given (at least ``FORCE_REASON_MIN_CHARS``
+    characters) by a holder of ``training.force_deploy_adapter``. The comparison, and a
+    forcing reason, are stored with the deployment.
     """
     user = _require(by)
     run = TrainingRun.objects.select_for_update().get(pk=run.pk)
@@ -38,13 +61,31 @@ def adapter_deploy(
     if run.approved_at is None:
         raise DeploymentError("Approve the run before deploying its adapter.")
     current = AdapterDeployment.objects.select_for_update().filter(slot=slot, active=True).first()
+    if current is not None and current.run_id == run.pk:
+        return current
+    verdict = deployment_gate_check(run=run, slot=slot)
+    reason = force_reason.strip()
+    if not verdict.passed:
+        if not reason:
+            raise DeploymentGateRefused(verdict)
+        if not user.has_perm("training.force_deploy_adapter"):
+            raise PermissionDenied("Only an admin can deploy an adapter past the deployment gate.")
+        if len(reason) < FORCE_REASON_MIN_CHARS:
+            raise DeploymentError(
+                "Write why the adapter should go live although it is not better "
+                f"(at least {FORCE_REASON_MIN_CHARS} characters)."
+            )
     if current is not None:
-        if current.run_id == run.pk:
-            return current
         current.active = False
         current.save(update_fields=["active"])
     deployment = AdapterDeployment(
-        slot=slot, run=run, active=True, previous=current, deployed_by=user
+        slot=slot,
+        run=run,
+        active=True,
+        previous=current,
+        deployed_by=user,
+        gate_summary=verdict.summary(),
+        forced_reason="" if verdict.passed else reason,
     )
     deployment.full_clean()
     deployment.save()
@@ -68,7 +109,12 @@ def adapter_rollback(*, by: User | AnonymousUser, slot: str = "") -> AdapterDepl
     if previous is None:
         return None
     restored = AdapterDeployment(
-        slot=slot, run=previous.run, active=True, previous=previous.previous, deployed_by=user
+        slot=slot,
+        run=previous.run,
+        active=True,
+        previous=previous.previous,
+        deployed_by=user,
+        gate_summary=f"rollback of {current.run.adapter_name}: restored without the gate",
     )
     restored.full_clean()
     restored.save()

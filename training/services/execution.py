@@ -28,9 +28,13 @@ from django.core.exceptions import ValidationError
 from labeling.selectors import snapshot_rows
 from training.child import EVENT_PREFIX
 from training.models import TrainingRun
+from training.selectors import run_guard_limits
 from training.services import runs as run_services
 from training.services.artifacts import artifact_local_dir, artifacts_store, code_version
 from training.services.base_models import BaseModelError, base_model_local_path
+from training.services.logs import LogNoiseFilter
+from training.services.runs import judge_reward_refusal
+from training.services.starter import is_toy_model
 
 logger = logging.getLogger(__name__)
 
@@ -97,18 +101,29 @@ def spec_build(*, run: TrainingRun, work_dir: Path) -> dict[str, Any]:
     if not _split(rows, "train"):
         raise RunSpecError(f"snapshot {snapshot} has no training rows for {run.algorithm}")
     reward_model_path = None
-    if run.algorithm == TrainingRun.Algorithm.PPO:
+    if run.is_online and run.reward_source == TrainingRun.RewardSource.REWARD_MODEL:
         reward_run = run.reward_run
         if reward_run is None or reward_run.status != TrainingRun.Status.SUCCEEDED:
-            raise RunSpecError("PPO needs a succeeded reward_model run as its reward run")
+            raise RunSpecError(
+                f"{run.algorithm} needs a succeeded reward_model run as its reward run"
+            )
         reward_model_path = str(artifact_local_dir(run=reward_run, kind="reward_model"))
+    if run.is_online and run.reward_source == TrainingRun.RewardSource.JUDGE:
+        # Checked again here: the judge may have lost its calibration since the run was
+        # created (new labels disagreeing with it).
+        refusal = judge_reward_refusal()
+        if refusal:
+            raise RunSpecError(refusal)
+    guards = run_guard_limits(run=run)
     base = base_model_local_path(uri=run.base_model)
     hp = dict(run.hyperparameters)
     return {
         "run_id": run.pk,
         "algorithm": run.algorithm,
         "base_model_path": str(base),
+        "reward_source": run.reward_source if run.is_online else None,
         "reward_model_path": reward_model_path,
+        "guards": guards.as_dict() if guards is not None else None,
         "rows": {"train": _split(rows, "train"), "test": _split(rows, "test")},
         "lora": {
             "r": run.lora_r,
@@ -194,7 +209,12 @@ def _run_supervised(run: TrainingRun) -> None:
     spec_path = work_dir / "spec.json"
     spec_path.write_text(json.dumps(spec))
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "TRL_EXPERIMENTAL_SILENCE": "1",  # PPO's import warning, on every run's log
+    }
     proc = subprocess.Popen(
         child_command(spec_path),
         stdout=subprocess.PIPE,
@@ -217,6 +237,7 @@ def _run_supervised(run: TrainingRun) -> None:
     last_child_signal = time.monotonic()
     status: str = TrainingRun.Status.RUNNING
     finished_stream = False
+    noise = LogNoiseFilter()  # progress bars, deprecation warnings, metric dicts
     while not finished_stream:
         try:
             line = lines.get(timeout=0.5)
@@ -248,7 +269,8 @@ def _run_supervised(run: TrainingRun) -> None:
                 error = event["message"]
         elif line:
             last_child_signal = time.monotonic()
-            pending_logs.append(line)
+            if noise.keep(line):
+                pending_logs.append(line)
         now = time.monotonic()
         if finished_stream or now - last_write >= HEARTBEAT_WRITE_SECONDS:
             status = run_services.run_heartbeat(run=run, log_lines=pending_logs)
@@ -287,6 +309,7 @@ def _finish(*, run: TrainingRun, spec: dict[str, Any], result: dict[str, Any], w
         "adapter_name": run.adapter_name,
         "algorithm": run.algorithm,
         "base_model": run.base_model,
+        "base_model_toy": is_toy_model(Path(spec["base_model_path"])),
         "snapshot": {"id": run.snapshot_id, "name": str(run.snapshot)},
         "reward_run": run.reward_run_id,
         "config": {

@@ -32,6 +32,18 @@ class Preset:
         }
 
 
+# GRPO / RLOO on the starter model: 8 answers per step (2 questions x 4), 24 new tokens.
+TINY_ONLINE: dict[str, Any] = {
+    "learning_rate": 1e-3,
+    "batch_size": 8,
+    "num_generations": 4,
+    "max_completion_length": 24,
+    "temperature": 1.0,
+    "beta": 0.04,
+    "missing_eos_penalty": 1.0,
+    "max_steps": 80,
+}
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -101,6 +113,65 @@ PRESETS: dict[str, Preset] = {
                 "kl_coef": 0.01,
                 "missing_eos_penalty": 2.0,
             },
+        ),
+        # Online RL after PPO: TRL's stable GRPO and RLOO trainers, LoRA policy, rewarded
+        # by a reward_model run (or the calibrated judge). Settings for a 7B-class base on
+        # a GPU worker: TRL's documented betas (GRPO 0.04 as in the DeepSeekMath paper,
+        # RLOO 0.05), a LoRA learning rate of 1e-5 (TRL's 1e-6 default is for full
+        # fine-tuning), 8 / 4 sampled answers per question.
+        Preset(
+            name="grpo_lora",
+            label="GRPO, LoRA r16/a32, lr 1e-5, 8 answers per question, beta 0.04 (GPU)",
+            algorithm="grpo",
+            lora_r=16,
+            lora_alpha=32,
+            lora_dropout=0.05,
+            hyperparameters={
+                "learning_rate": 1e-5,
+                "batch_size": 8,
+                "num_generations": 8,
+                "gradient_accumulation_steps": 4,
+                "max_completion_length": 256,
+                "temperature": 0.9,
+                "beta": 0.04,
+                "epochs": 1,
+            },
+        ),
+        Preset(
+            name="rloo_lora",
+            label="RLOO, LoRA r16/a32, lr 1e-5, 4 answers per question, beta 0.05 (GPU)",
+            algorithm="rloo",
+            lora_r=16,
+            lora_alpha=32,
+            lora_dropout=0.05,
+            hyperparameters={
+                "learning_rate": 1e-5,
+                "batch_size": 8,
+                "num_generations": 4,
+                "gradient_accumulation_steps": 4,
+                "max_completion_length": 256,
+                "temperature": 0.9,
+                "beta": 0.05,
+                "epochs": 1,
+            },
+        ),
+        Preset(
+            name="tiny_cpu_grpo",
+            label="Tiny CPU demo: GRPO (seconds)",
+            algorithm="grpo",
+            lora_r=8,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            hyperparameters=TINY_ONLINE,
+        ),
+        Preset(
+            name="tiny_cpu_rloo",
+            label="Tiny CPU demo: RLOO (seconds)",
+            algorithm="rloo",
+            lora_r=8,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            hyperparameters={**TINY_ONLINE, "beta": 0.05},
         ),
         Preset(
             name="tiny_cpu_dpo",

@@ -31,6 +31,7 @@ def run_create(
     algorithm: str = "",
     base_model: str = "",
     reward_run: TrainingRun | None = None,
+    reward_source: str = "",
     name: str = "",
     seed: int = 0,
     device: str = TrainingRun.Device.AUTO,
@@ -66,16 +67,52 @@ def run_create(
         preset=preset,
         base_model=base_model or str(settings.HF_BASE_MODEL_PATH),
         reward_run=reward_run,
+        reward_source=reward_source or TrainingRun.RewardSource.REWARD_MODEL,
         name=name,
         seed=seed,
         device=device,
         **fields,
     )
     run.full_clean()
+    _check_trainable(run)
     run.save()
     if enqueue:
         transaction.on_commit(lambda: run_enqueue(run_id=run.pk))
     return run
+
+
+def judge_reward_refusal() -> str:
+    """Why the AI judge may not reward a run now ("" when it may): it must first pass its
+    calibration gate (``labeling.judge.judge_usable_as_reward``)."""
+    from labeling import judge
+    from labeling.selectors import judge_human_agreement
+
+    if judge.judge_usable_as_reward():
+        return ""
+    figure = judge_human_agreement()
+    measured = (
+        f"Krippendorff's alpha {figure.alpha:.2f} on {figure.items} items"
+        if figure.alpha is not None
+        else f"no agreement figure yet ({figure.items} items)"
+    )
+    return (
+        "The AI judge cannot reward runs yet: it has not passed its calibration gate "
+        f"({measured}; it needs alpha >= {figure.threshold:g} on at least "
+        f"{figure.min_items} items labelled by reviewers). Use a reward model."
+    )
+
+
+def _check_trainable(run: TrainingRun) -> None:
+    """Refusals that need more than the row: the judge's calibration, PPO's presence."""
+    if run.is_online and run.reward_source == TrainingRun.RewardSource.JUDGE:
+        refusal = judge_reward_refusal()
+        if refusal:
+            raise ValidationError({"reward_source": refusal})
+    if run.algorithm == TrainingRun.Algorithm.PPO:
+        from training.services.trl_backend import PPO_MISSING, ppo_available, trl_version
+
+        if not ppo_available():
+            raise ValidationError({"algorithm": PPO_MISSING.format(version=trl_version())})
 
 
 def run_enqueue(*, run_id: int) -> None:

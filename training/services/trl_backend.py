@@ -4,28 +4,63 @@ It runs inside the training child process (``manage.py training_run_child``) and
 touches the database: it takes a plain ``spec`` dict, reports progress through ``emit``
 (one JSON-able dict per event) and writes the adapter (or reward model) to
 ``spec["output_dir"]``. Keeping TRL behind this one module lets the algorithm set follow
-TRL releases (PPO only exists in ``trl.experimental`` up to 1.12).
+TRL releases: PPO only exists in ``trl.experimental`` up to 1.12 and is gone in 1.13, where
+GRPO and RLOO (TRL's stable online trainers) are the online path.
 
-Spec keys: algorithm, base_model_path, reward_model_path (ppo), rows {"train", "test"},
+Spec keys: algorithm, base_model_path, reward_source ("reward_model" | "judge", online
+runs), reward_model_path (online runs rewarded by a reward model), rows {"train", "test"},
 lora {r, alpha, dropout, target_modules}, hyperparameters, seed, device, output_dir,
-eval_prompts [{prompt, reference}], max_new_tokens.
+guards (online runs: ``GuardLimits.as_dict()``), eval_prompts [{prompt, reference}],
+max_new_tokens.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+from training.services.guards import AnswerLengths, GuardLimits, GuardTripped, guard_callback
+
 Emit = Callable[[dict[str, Any]], None]
 
-ALGORITHMS = ("reward_model", "ppo", "kto", "dpo")
+ALGORITHMS = ("reward_model", "ppo", "kto", "dpo", "grpo", "rloo")
+# Online runs sample new answers and are rewarded for them; every one is guarded.
+ONLINE_ALGORITHMS = ("ppo", "grpo", "rloo")
+REWARD_SOURCES = ("reward_model", "judge")
+
+__all__ = ["GuardTripped", "TrainingConfigError", "ppo_available", "train"]
 
 
 class TrainingConfigError(ValueError):
     """The run's configuration cannot be trained; the message tells the user why."""
+
+
+PPO_MISSING = (
+    "PPO needs trl.experimental.ppo, which TRL removed in 1.13 (installed: trl {version}). "
+    "Use a GRPO or RLOO run (TRL's stable online trainers, same reward model), or pin "
+    "trl<1.13 on the training workers."
+)
+
+
+def ppo_available() -> bool:
+    """Whether the installed TRL still ships PPO (``trl.experimental.ppo``, up to 1.12)."""
+    try:
+        return importlib.util.find_spec("trl.experimental.ppo") is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        return False
+
+
+def trl_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("trl")
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def device_resolve(requested: str) -> str:
@@ -191,6 +226,8 @@ def train(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
         "ppo": _train_ppo,
         "kto": _train_kto,
         "dpo": _train_dpo,
+        "grpo": _train_grpo,
+        "rloo": _train_rloo,
     }[algorithm]
     summary = trainer_fn(spec, emit, device)
     emit({"event": "log", "line": f"{algorithm} finished: {summary.get('artifact')}"})
@@ -277,7 +314,20 @@ def reward_pair_accuracy(*, model_dir: Path, rows: list[dict[str, Any]]) -> floa
     return wins / len(rows)
 
 
+def _guard(spec: dict[str, Any], emit: Emit, lengths: AnswerLengths | None = None) -> Any:
+    limits = GuardLimits.from_dict(spec.get("guards") or {})
+    return guard_callback(limits=limits, emit=emit, lengths=lengths)
+
+
+def _train_guarded(trainer: Any, guard: Any) -> None:
+    """``trainer.train()``; raises ``GuardTripped`` when the guard stopped it."""
+    trainer.train()
+    guard.raise_if_tripped()
+
+
 def _train_ppo(spec: dict[str, Any], emit: Emit, device: str) -> dict[str, Any]:
+    if not ppo_available():
+        raise TrainingConfigError(PPO_MISSING.format(version=trl_version()))
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from trl.experimental.ppo import PPOConfig, PPOTrainer
@@ -326,6 +376,10 @@ def _train_ppo(spec: dict[str, Any], emit: Emit, device: str) -> dict[str, Any]:
         num_sample_generations=0,
         local_rollout_forward_batch_size=batch_size,
     )
+    # PPO logs no answer length: record it from the policy's generations for the guard.
+    lengths = AnswerLengths(eos_token_id=tokenizer.eos_token_id)
+    lengths.wrap(policy)
+    guard = _guard(spec, emit, lengths)
     trainer = PPOTrainer(
         args=args,
         processing_class=tokenizer,
@@ -335,11 +389,175 @@ def _train_ppo(spec: dict[str, Any], emit: Emit, device: str) -> dict[str, Any]:
         value_model=value_model,
         train_dataset=dataset,
         peft_config=_lora_config(spec, "CAUSAL_LM"),
-        callbacks=[_reporter(emit)],
+        callbacks=[guard, _reporter(emit)],
     )
-    trainer.train()
+    _train_guarded(trainer, guard)
     out = Path(spec["output_dir"]) / "adapter"
     cast(Any, trainer.model).policy.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {"artifact": "adapter"}
+
+
+def _prompts_with_references(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One entry per distinct question of the split, with a known-good answer when the
+    snapshot has one (a chosen answer, a desirable completion, a response scored 4+)."""
+    references: dict[str, str] = {}
+    for row in rows:
+        prompt = row.get("prompt")
+        if not prompt:
+            continue
+        if not references.get(prompt):
+            references[prompt] = _good_answer(row)
+    return [{"question": q, "reference": r} for q, r in references.items()]
+
+
+def _good_answer(row: dict[str, Any]) -> str:
+    if row.get("chosen"):
+        return str(row["chosen"])
+    if row.get("label") and row.get("completion"):
+        return str(row["completion"])
+    if row.get("response") and float(row.get("score") or 0) >= 4:
+        return str(row["response"])
+    return ""
+
+
+def _reward_function(spec: dict[str, Any], emit: Emit, policy_tokenizer: Any) -> Callable:
+    """The online run's reward: the platform's reward model (scored on ``text + EOS``,
+    as it was trained) or, once calibrated, the AI judge (1-5)."""
+    source = spec.get("reward_source") or "reward_model"
+    hp = spec["hyperparameters"]
+    if source == "judge":
+        return _judge_reward(emit)
+    if source != "reward_model":
+        raise TrainingConfigError(f"unknown reward source {source!r}; choose {REWARD_SOURCES}")
+    from transformers import AutoModelForSequenceClassification
+
+    path = spec.get("reward_model_path")
+    if not path or not (Path(path) / "config.json").exists():
+        raise TrainingConfigError(
+            f"{spec['algorithm']} rewarded by a reward model needs one: pick a succeeded "
+            "reward_model run as the reward run"
+        )
+    tokenizer = _tokenizer_load(path, padding_side="right")
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).eval()
+    model.config.pad_token_id = tokenizer.pad_token_id
+    penalty = float(hp.get("missing_eos_penalty") or 0.0)
+    eos = policy_tokenizer.eos_token_id
+
+    def reward_model(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+        # The trainer decodes completions without special tokens; reward_scores puts the
+        # EOS back, where the reward model reads its score.
+        texts = [
+            p + (_completion(c) if c else "") for p, c in zip(prompts, completions, strict=True)
+        ]
+        scores = reward_scores(model=model, tokenizer=tokenizer, texts=texts)
+        if penalty and completion_ids is not None:
+            # Like PPO's missing_eos_penalty: an answer cut off at the length limit loses.
+            scores = [
+                score - penalty if eos not in ids else score
+                for score, ids in zip(scores, completion_ids, strict=True)
+            ]
+        return scores
+
+    return reward_model
+
+
+def _judge_reward(emit: Emit) -> Callable:
+    """The AI judge as a reward (``labeling.judge.judge_scores``, 1-5 per answer).
+
+    The judge is the labeling app's: the child loads Django's settings for it (never the
+    database). The worker checked the judge's calibration gate before starting the run.
+    """
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        raise TrainingConfigError("the judge reward needs DJANGO_SETTINGS_MODULE in the worker")
+    import django
+
+    django.setup()
+    from labeling.judge import judge_scores
+
+    emit({"event": "log", "line": "reward: the AI judge (calibrated against reviewers)"})
+
+    def judge(prompts, completions, question, reference, **kwargs) -> list[float]:
+        cases = [
+            (q, c.strip(), r or None)
+            for q, c, r in zip(question, completions, reference, strict=True)
+        ]
+        return [float(result.score) for result in judge_scores(cases)]
+
+    return judge
+
+
+def _train_grpo(spec: dict[str, Any], emit: Emit, device: str) -> dict[str, Any]:
+    return _online_trainer(spec, emit, device, kind="grpo")
+
+
+def _train_rloo(spec: dict[str, Any], emit: Emit, device: str) -> dict[str, Any]:
+    return _online_trainer(spec, emit, device, kind="rloo")
+
+
+def _online_trainer(spec: dict[str, Any], emit: Emit, device: str, *, kind: str):
+    """GRPO or RLOO (TRL's stable online trainers) with a LoRA policy.
+
+    Each step samples ``num_generations`` answers per question and moves the policy
+    towards the better-rewarded ones; the reference for the KL is the base model (the
+    adapter disabled). ``batch_size`` counts answers, so it must be a multiple of
+    ``num_generations``.
+    """
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+
+    hp = spec["hyperparameters"]
+    entries = _prompts_with_references(spec["rows"].get("train", []))
+    if not entries:
+        raise TrainingConfigError(f"{kind} needs prompts; the snapshot's train split has none")
+    batch_size = int(hp.get("batch_size", 8))
+    generations = int(hp.get("num_generations", 4))
+    if generations < 2 or batch_size % generations:
+        raise TrainingConfigError(
+            f"{kind}: batch_size ({batch_size}) must be a multiple of num_generations "
+            f"({generations}, at least 2): each question gets num_generations answers"
+        )
+    base = spec["base_model_path"]
+    tokenizer = _tokenizer_load(base, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(
+        base, **_model_kwargs(device=device, hyperparameters=hp)
+    )
+    reward = _reward_function(spec, emit, tokenizer)
+    dataset = Dataset.from_list(
+        [{"prompt": prompt_text(tokenizer, e["question"]), **e} for e in entries]
+    )
+    online: dict[str, Any] = {
+        **_common_args(spec, device),
+        "num_generations": generations,
+        "max_completion_length": int(hp.get("max_completion_length", 24)),
+        "temperature": float(hp.get("temperature", 1.0)),
+        "beta": float(hp.get("beta", 0.04)),
+        "num_iterations": int(hp.get("num_iterations", 1)),
+        "log_completions": False,
+    }
+    if kind == "grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        args: Any = GRPOConfig(**online)
+        trainer_cls: Any = GRPOTrainer
+    else:
+        from trl import RLOOConfig, RLOOTrainer
+
+        args = RLOOConfig(**online)
+        trainer_cls = RLOOTrainer
+    guard = _guard(spec, emit)
+    trainer = trainer_cls(
+        model=model,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=_lora_config(spec, "CAUSAL_LM"),
+        callbacks=[guard, _reporter(emit)],
+    )
+    _train_guarded(trainer, guard)
+    out = Path(spec["output_dir"]) / "adapter"
+    trainer.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"artifact": "adapter"}
 

@@ -1,0 +1,167 @@
+"""The customer turn is durable: claimed in the database, so two server processes never
+run two turns of one conversation at once; a turn whose process died is swept and the
+customer told; a late finish from a process thought dead writes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import time
+
+import pytest
+from django.utils import timezone
+from websockets.sync.client import connect
+
+from chat.models import Conversation, Message, Turn
+from chat.services import customer_message_receive
+from chat.services.turns import DEAD_OWNER_ERROR, turn_answer_store, turn_claim_next, turns_sweep
+from chat.visitors import VISITOR_COOKIE
+from tests.factories import ConversationFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def chat_socket(base_url: str, conversation: Conversation, token: str):
+    return connect(
+        base_url.replace("http", "ws", 1) + f"/ws/chat/{conversation.pk}/",
+        origin=base_url,
+        additional_headers={"Cookie": f"{VISITOR_COOKIE}={token}"},
+        open_timeout=30,
+    )
+
+
+def wait_for(predicate, *, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def later(settings) -> dt.datetime:
+    """A moment past every running turn's deadline and the sweep's grace."""
+    return timezone.now() + dt.timedelta(
+        seconds=settings.ASSISTANT_TIMEOUT_SECONDS + settings.TURN_SWEEP_GRACE_SECONDS + 1
+    )
+
+
+def test_two_server_processes_run_one_conversations_turns_one_after_another(
+    live_servers, scripted, visitor
+):
+    scripted.delay = 0.3  # each turn takes a while: overlapping turns would show
+    conversation = ConversationFactory(visitor_id=visitor[0])
+    url_a, server_a = live_servers.start()
+    url_b, server_b = live_servers.start()
+    with (
+        chat_socket(url_a, conversation, visitor[1]) as first,
+        chat_socket(url_b, conversation, visitor[1]) as second,
+    ):
+        for i, sock in enumerate([first, second, first, second, first, second]):
+            sock.send(json.dumps({"type": "message", "client_id": f"m{i}", "text": f"q {i}"}))
+        finished = Turn.objects.filter(conversation=conversation, status="answered")
+        wait_for(lambda: finished.count() == 6, what="six answered turns")
+
+    turns = list(
+        Turn.objects.filter(conversation=conversation)
+        .select_related("customer_message")
+        .order_by("customer_message__seq")
+    )
+    # the two servers stored the messages in whatever order they arrived (that is the
+    # conversation's order, by seq); every one got a turn
+    assert sorted(t.customer_message.text for t in turns) == [f"q {i}" for i in range(6)]
+    for earlier, next_turn in itertools.pairwise(turns):
+        # one after the other, in the conversation's order: never two running at once
+        assert earlier.finished_at <= next_turn.started_at, (earlier, next_turn)
+    answers = Message.objects.filter(conversation=conversation, role="assistant")
+    assert sorted(answers.values_list("reply_to_id", flat=True)) == sorted(
+        t.customer_message_id for t in turns
+    )
+    # both processes stored messages and ran turns (owners carry the process id)
+    assert {server_a.pid, server_b.pid} >= {int(t.owner.split(":")[1]) for t in turns}
+
+
+def test_a_turn_whose_process_died_is_swept_and_the_customer_told(
+    live_servers, scripted, visitor, settings
+):
+    scripted.hang = True  # the provider never answers: the process dies mid-turn
+    conversation = ConversationFactory(visitor_id=visitor[0])
+    url, server = live_servers.start()
+    with chat_socket(url, conversation, visitor[1]) as sock:
+        sock.send(json.dumps({"type": "message", "client_id": "d1", "text": "Hello?"}))
+        running = Turn.objects.filter(conversation=conversation, status="running")
+        wait_for(running.exists, what="the turn to start")
+        server.kill()  # SIGKILL: no cleanup, no notice
+        server.join(timeout=10)
+    turn = Turn.objects.get(conversation=conversation)
+    assert turn.status == "running" and turn.owner.split(":")[1] == str(server.pid)
+
+    assert turns_sweep() == 0  # not yet past its deadline
+    assert turns_sweep(now=later(settings)) == 1
+    assert turns_sweep(now=later(settings)) == 0  # idempotent
+
+    turn.refresh_from_db()
+    conversation.refresh_from_db()
+    assert (turn.status, turn.error) == ("failed", DEAD_OWNER_ERROR)
+    assert not Turn.objects.filter(status="running").exists()
+    notice = turn.outputs.get(role=Message.Role.SYSTEM)
+    assert notice.visibility == "public" and notice.marker == Message.Marker.TURN_FAILED
+    assert "could not answer" in notice.text
+    # flagged and handed to a person (the provider-failure rule opens a ticket)
+    assert conversation.needs_attention
+    assert conversation.handling == Conversation.Handling.WAITING_FOR_HUMAN
+    assert conversation.tickets.get().reason == "provider_failure"
+
+
+def test_a_late_finish_from_a_process_thought_dead_writes_nothing(visitor, settings):
+    conversation = ConversationFactory(visitor_id=visitor[0])
+    customer_message_receive(
+        conversation=conversation, text="hi", client_id="x1", author=None, rate_subject="t"
+    )
+    claimed = turn_claim_next(conversation_id=conversation.pk, owner="web-1:4242:aaaa")
+    assert turns_sweep(now=later(settings)) == 1
+
+    from chat.assistant.contract import DraftInfo, Prepared, Retrieval, Sentiment
+    from chat.review import Verdict
+
+    stored = turn_answer_store(
+        turn_id=claimed.turn.pk,
+        owner="web-1:4242:aaaa",
+        prepared=Prepared(
+            passages=[],
+            sentiment=Sentiment(label="neutral", score=0.0, method="vader"),
+            retrieval=Retrieval(top_score=0.5, min_score=0.3, no_answer=False),
+        ),
+        verdict=Verdict(route="answer"),
+        text="a late answer",
+        info=DraftInfo(provider="local", model_name="x"),
+        first_token_ms=1,
+        stream_id="s",
+    )
+    assert stored is None
+    assert not Message.objects.filter(conversation=conversation, role="assistant").exists()
+    assert Message.objects.filter(conversation=conversation, marker="turn_failed").count() == 1
+
+
+def test_a_pending_turn_nobody_claimed_is_swept_but_not_behind_a_running_one(visitor, settings):
+    orphan = ConversationFactory(visitor_id=visitor[0])
+    queued = ConversationFactory(visitor_id=visitor[0])
+    for conversation, text in ((orphan, "lost?"), (queued, "first"), (queued, "second")):
+        customer_message_receive(
+            conversation=conversation, text=text, client_id=text, author=None, rate_subject="t"
+        )
+    # ``queued``'s first turn runs (and is not yet late); its second waits behind it
+    turn_claim_next(conversation_id=queued.pk, owner="web-2:1:bbbb")
+    now = timezone.now() + dt.timedelta(
+        seconds=settings.ASSISTANT_TIMEOUT_SECONDS + settings.TURN_SWEEP_GRACE_SECONDS + 1
+    )
+    Turn.objects.filter(conversation=queued, status="running").update(
+        deadline_at=now + dt.timedelta(seconds=60)
+    )
+
+    assert turns_sweep(now=now) == 1
+    assert Turn.objects.get(conversation=orphan).status == "failed"
+    assert sorted(Turn.objects.filter(conversation=queued).values_list("status", flat=True)) == [
+        "pending",
+        "running",
+    ]

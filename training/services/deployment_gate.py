@@ -1,0 +1,231 @@
+"""The deployment gate: an adapter goes live only when its evaluation beats what is live.
+
+A run's evaluation (``TrainingRun.evaluation``) holds figures measured on held-out
+questions with its adapter and without it. What the figures are depends on the kind of
+adapter: a generative adapter is judged on the answers it writes (judge mean score and
+share of answers above 3); other kinds (a retriever adapter, an intent model) measure
+other things. Each kind registers its comparison with ``gate_kind_register``: the
+metrics, which direction is better, and how to read them from an evaluation.
+
+The baseline is the slot's live adapter when it is of the same kind and was evaluated,
+else the base model (the run's own "without adapter" figures). The gate passes when no
+metric is worse and at least one is better. ``adapter_deploy`` refuses a run that fails
+unless an admin forces it with a written reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from training.models import AdapterDeployment, TrainingRun
+
+Figures = dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class GateMetric:
+    key: str
+    label: str
+    higher_is_better: bool = True
+    percent: bool = False
+
+    def show(self, value: float | None) -> str:
+        if value is None:
+            return "none"
+        return f"{value:.0%}" if self.percent else f"{value:.2f}"
+
+
+@dataclass(frozen=True)
+class GateKind:
+    """How one kind of adapter is compared: ``with_adapter`` / ``without_adapter`` read
+    a run's evaluation into ``{metric key: value}``."""
+
+    name: str
+    metrics: tuple[GateMetric, ...]
+    with_adapter: Callable[[dict[str, Any]], Figures]
+    without_adapter: Callable[[dict[str, Any]], Figures]
+
+
+_KINDS: dict[str, GateKind] = {}
+
+
+def gate_kind_register(*, algorithms: Iterable[str], kind: GateKind) -> None:
+    """Compare runs of ``algorithms`` with ``kind`` (a later registration replaces an
+    earlier one for the same algorithm)."""
+    for algorithm in algorithms:
+        _KINDS[str(algorithm)] = kind
+
+
+def gate_kind_for(algorithm: str) -> GateKind | None:
+    return _KINDS.get(str(algorithm))
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    metric: GateMetric
+    candidate: float | None
+    baseline: float | None
+
+    @property
+    def better(self) -> bool:
+        if self.candidate is None or self.baseline is None:
+            return False
+        if self.metric.higher_is_better:
+            return self.candidate > self.baseline
+        return self.candidate < self.baseline
+
+    @property
+    def worse(self) -> bool:
+        if self.candidate is None or self.baseline is None:
+            return True
+        if self.metric.higher_is_better:
+            return self.candidate < self.baseline
+        return self.candidate > self.baseline
+
+    def text(self) -> str:
+        direction = "higher" if self.metric.higher_is_better else "lower"
+        verdict = direction if self.better else ("worse" if self.worse else "not " + direction)
+        return (
+            f"{self.metric.label} {self.metric.show(self.candidate)} vs "
+            f"{self.metric.show(self.baseline)} ({verdict})"
+        )
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    passed: bool
+    candidate: str  # "run-5"
+    baseline: str  # "run-3, live for the default slot" / "the base model (...)"
+    comparisons: list[MetricComparison] = field(default_factory=list)
+    problem: str = ""  # why nothing could be compared, when that is the case
+
+    def summary(self) -> str:
+        """One line: what was compared with what, and the outcome."""
+        outcome = "better" if self.passed else "not better"
+        detail = "; ".join(c.text() for c in self.comparisons) or self.problem
+        return f"{self.candidate} vs {self.baseline}: {outcome} ({detail})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "candidate": self.candidate,
+            "baseline": self.baseline,
+            "comparisons": [
+                {
+                    "metric": c.metric.label,
+                    "candidate": c.candidate,
+                    "baseline": c.baseline,
+                    "better": c.better,
+                }
+                for c in self.comparisons
+            ],
+            "problem": self.problem,
+        }
+
+    def refusal(self) -> str:
+        detail = "; ".join(c.text() for c in self.comparisons) or self.problem
+        return (
+            f"{self.candidate} was not deployed: its evaluation is not better than "
+            f"{self.baseline}: {detail}. An admin can force the deployment with a written "
+            "reason."
+        )
+
+
+def _slot_name(slot: str) -> str:
+    return f"slot {slot!r}" if slot else "the default slot"
+
+
+def deployment_gate_check(*, run: TrainingRun, slot: str = "") -> GateVerdict:
+    """Is ``run``'s evaluation better than what is live for ``slot``? A read; the caller
+    holds the slot's lock when it acts on the answer."""
+    candidate = run.adapter_name
+    kind = gate_kind_for(run.algorithm)
+    if kind is None:
+        return GateVerdict(
+            passed=False,
+            candidate=candidate,
+            baseline="what is live",
+            problem=f"{run.algorithm} runs register no evaluation comparison",
+        )
+    evaluation = run.evaluation if isinstance(run.evaluation, dict) else {}
+    figures = kind.with_adapter(evaluation)
+    missing = [m.label for m in kind.metrics if figures.get(m.key) is None]
+    if missing:
+        return GateVerdict(
+            passed=False,
+            candidate=candidate,
+            baseline="what is live",
+            problem=f"{candidate} has no evaluation figure for {', '.join(missing)}",
+        )
+    baseline_figures, baseline = _baseline(run=run, kind=kind, slot=slot)
+    comparisons = [
+        MetricComparison(
+            metric=m, candidate=figures.get(m.key), baseline=baseline_figures.get(m.key)
+        )
+        for m in kind.metrics
+    ]
+    passed = all(not c.worse for c in comparisons) and any(c.better for c in comparisons)
+    return GateVerdict(
+        passed=passed, candidate=candidate, baseline=baseline, comparisons=comparisons
+    )
+
+
+def _baseline(*, run: TrainingRun, kind: GateKind, slot: str) -> tuple[Figures, str]:
+    evaluation = run.evaluation if isinstance(run.evaluation, dict) else {}
+    live = (
+        AdapterDeployment.objects.filter(slot=slot, active=True)
+        .select_related("run")
+        .exclude(run=run)
+        .first()
+    )
+    if live is None:
+        return (
+            kind.without_adapter(evaluation),
+            f"the base model (nothing is deployed for {_slot_name(slot)})",
+        )
+    live_run = live.run
+    note = "" if live_run.snapshot_id == run.snapshot_id else ", evaluated on another snapshot"
+    if gate_kind_for(live_run.algorithm) is kind:
+        live_figures = kind.with_adapter(live_run.evaluation or {})
+        if all(live_figures.get(m.key) is not None for m in kind.metrics):
+            return live_figures, f"{live_run.adapter_name}, live for {_slot_name(slot)}{note}"
+    return (
+        kind.without_adapter(evaluation),
+        f"the base model ({live_run.adapter_name}, live for {_slot_name(slot)}, has no "
+        f"comparable {kind.name} evaluation)",
+    )
+
+
+# --- generative adapters (PPO, GRPO, RLOO, KTO, DPO): the answers they write ---------------
+
+
+def _judge_figures(side: str) -> Callable[[dict[str, Any]], Figures]:
+    def read(evaluation: dict[str, Any]) -> Figures:
+        figures = evaluation.get(side) or {}
+        return {"judge_mean": figures.get("mean"), "share_above_3": figures.get("share_above_3")}
+
+    return read
+
+
+GENERATIVE = GateKind(
+    name="generative",
+    metrics=(
+        GateMetric(key="judge_mean", label="judge mean"),
+        GateMetric(key="share_above_3", label="share above 3", percent=True),
+    ),
+    with_adapter=_judge_figures("after"),
+    without_adapter=_judge_figures("before"),
+)
+
+gate_kind_register(
+    algorithms=(
+        TrainingRun.Algorithm.PPO,
+        TrainingRun.Algorithm.GRPO,
+        TrainingRun.Algorithm.RLOO,
+        TrainingRun.Algorithm.KTO,
+        TrainingRun.Algorithm.DPO,
+    ),
+    kind=GENERATIVE,
+)

@@ -19,6 +19,8 @@ Outcome = Decision.Outcome
 
 # A ticket's reason code in a few words (rule kinds, and the reasons opened elsewhere).
 REASON_LABELS: dict[str, str] = {
+    # The intent router's categories (a ticket it opened has the category as reason).
+    **{label: LABEL_NAMES[label] for label in ESCALATING},
     Kind.NEGATIVE_SENTIMENT: "Unhappy customer",
     Kind.HUMAN_REQUEST: "Asked for a person",
     Kind.TOXICITY: "Possibly offensive message",
@@ -28,8 +30,6 @@ REASON_LABELS: dict[str, str] = {
     "agent_takeover": "An agent stepped in",
     "harmful_content": "Harmful message",
     Kind.INTENT: "The intent router",
-    # The intent router's categories (a ticket it opened has the category as reason).
-    **{label: LABEL_NAMES[label] for label in ESCALATING},
 }
 
 # What the outcome of one check means for the customer.
@@ -149,15 +149,30 @@ def _no_answer(d: Decision, fired: bool) -> tuple[str, str]:
     return words, numbers
 
 
+FIGURE_NAMES: dict[str, str] = {
+    "answer": "answer",
+    "small_talk": "small talk",
+    "out_of_scope": "out of scope",
+    "human_request": "asks for a person",
+    "billing_dispute": "billing dispute",
+    "vulnerable": "vulnerable customer",
+}
+
+
+def _figure_name(label: str) -> str:
+    return FIGURE_NAMES.get(label, label.replace("_", " "))
+
+
 def _intent(d: Decision, fired: bool) -> tuple[str, str]:
     """The router's category in the words derived from the message; its figures."""
     inputs = d.inputs or {}
     scores = inputs.get("scores") or {}
     top = sorted(scores.items(), key=lambda kv: -kv[1])[:3]
-    figures = ", ".join(f"{label} {p:.2f}" for label, p in top)
+    figures = ", ".join(f"{_figure_name(label)} {p:.2f}" for label, p in top)
+    category = _figure_name(d.category)
     because = {
-        "threshold": f"{d.category} reached its threshold",
-        "top class": f"{d.category} is the likeliest class (always escalated)",
+        "threshold": f"{category} reached its threshold",
+        "top class": f"{category} is the likeliest class (always escalated)",
         "combined": "the escalating classes together reached the combined threshold",
         "answerable": "the knowledge base covers it",
     }.get(inputs.get("because") or "", "")

@@ -259,6 +259,8 @@ def intent_detail(*, category: str, text: str, evidence: str = "") -> str:
             )
             return f"{name}: the customer {_VERBS[category]} {phrase}{where}{child}."[:300]
     quoted = _quote(evidence or text)
+    if category == "human_request":
+        return f"The customer asks for a person: {quoted}."[:300]
     return f"{name}: the customer wrote {quoted}."[:300]
 
 

@@ -42,7 +42,7 @@ def main() -> None:
     from escalation.services.decisions import patterns_match
 
     seeded = importlib.import_module("escalation.migrations.0002_default_rules")
-    current = importlib.import_module("escalation.migrations.0008_intent_router_rules")
+    current = importlib.import_module("escalation.migrations.0009_intent_router_rules")
     rules = {rule["kind"]: rule for rule in seeded.RULES}
     human_patterns = [p for p in rules["human_request"]["patterns"].splitlines() if p]
     old_keywords = [p for p in current.OLD_KEYWORDS.splitlines() if p]

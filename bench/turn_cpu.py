@@ -156,7 +156,11 @@ def main() -> None:
         return with_router
 
     async def run_all() -> tuple[list[float], list[float]]:
-        # One event loop for everything, as in a server process.
+        # One event loop for everything, as in a server process, warmed up like one (the
+        # chat socket warms the assistant up when the first customer connects).
+        from chat.assistant import assistant_warm_up
+
+        await assistant_warm_up()
         await measure(socket_turn, "warm-up", 20)  # models loaded, caches filled
         baseline = await measure(store_only_socket, "store only", args.turns)
         if args.router:

@@ -13,6 +13,7 @@ from django.http import HttpRequest
 
 from chat.models import (
     Article,
+    ArticlePassage,
     Conversation,
     CustomerFeedback,
     IntentExample,
@@ -142,6 +143,27 @@ class EmbeddingStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ArticlePassageInline(admin.TabularInline):
+    """How the article was split (written by the background embedding, read-only)."""
+
+    model = ArticlePassage
+    fields = ["position", "anchor", "kind", "heading", "text"]
+    readonly_fields = ["position", "anchor", "kind", "heading", "text"]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = "Passages (what the assistant retrieves and cites)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ArticlePassage]:
+        return super().get_queryset(request).defer("embedding", "token_vectors")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Article)
 class ArticleAdmin(admin.ModelAdmin):
     list_display = [
@@ -167,6 +189,10 @@ class ArticleAdmin(admin.ModelAdmin):
         *readonly_fields,
     ]
     actions = ["publish", "unpublish", "recompute_embeddings"]
+    inlines = [ArticlePassageInline]
+
+    def get_inlines(self, request: HttpRequest, obj: Article | None) -> list[Any]:
+        return list(self.inlines) if obj is not None else []  # a new article has none yet
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Article]:
         # The vector is a few KB per row and never shown.

@@ -8,23 +8,26 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from chat import serializers, services, turns
 from chat.access import is_support_staff
+from chat.clients import client_address
 from chat.models import Conversation, Message
 from chat.selectors import conversation_messages_after, conversations_for_customer
-from chat.transcripts import transcript_export
+from chat.transcripts import transcript_export, transcript_path
 from chat.visitors import rate_subject
 
 
@@ -120,7 +123,9 @@ class ConversationViewSet(
         conversation = services.conversation_start(
             customer=request.user,  # type: ignore[arg-type]
             visitor_id="",
-            rate_subject=rate_subject(user=request.user, visitor_id=""),
+            rate_subject=rate_subject(
+                user=request.user, visitor_id="", address=client_address(request.META)
+            ),
             channel=Conversation.Channel.API,
             title=body.validated_data["title"],
         )
@@ -133,7 +138,7 @@ class ConversationViewSet(
         parameters=[
             OpenApiParameter("after_seq", OpenApiTypes.INT, description="Only messages after it")
         ],
-        responses=serializers.AgentMessageSerializer(many=True),
+        responses=serializers.ConversationMessageSerializer(many=True),
         description="Messages in sequence order (cursor pagination on seq). Customers get "
         "the public ones; agents also get withheld drafts and internal notes.",
     )
@@ -173,7 +178,9 @@ class ConversationViewSet(
             text=body.validated_data["text"],
             client_id=body.validated_data["client_id"],
             author=request.user,  # type: ignore[arg-type]
-            rate_subject=rate_subject(user=request.user, visitor_id=""),
+            rate_subject=rate_subject(
+                user=request.user, visitor_id="", address=client_address(request.META)
+            ),
             claim_owner=turns.process_owner(),
         )
         message = received.message
@@ -234,12 +241,36 @@ class ConversationViewSet(
         conversation = services.conversation_end(conversation=self._owned())
         return Response(serializers.ConversationSerializer(conversation).data)
 
-    @extend_schema(request=None, responses={201: serializers.TranscriptSerializer})
-    @action(detail=True, methods=["post"])
-    def transcript(self, request: Request, pk: str | None = None) -> Response:
-        """Export the conversation as one JSON transcript to the configured storage
-        (agents and staff only: it holds internal checks)."""
+    @extend_schema(
+        methods=["GET"],
+        responses={(200, "application/json"): OpenApiTypes.OBJECT},
+        description="The conversation's last exported transcript (support staff only). "
+        "Transcripts are never served from a public URL.",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=None,
+        responses={201: serializers.TranscriptSerializer},
+        description="Export the conversation as one JSON transcript to the configured "
+        "storage (support staff only: it holds withheld drafts and internal checks). "
+        "``url`` is this endpoint, which serves it to support staff.",
+    )
+    @action(detail=True, methods=["get", "post"])
+    def transcript(self, request: Request, pk: str | None = None) -> Any:
         if not is_support_staff(request.user):
-            raise PermissionDenied("Only support staff export transcripts.")
-        path = transcript_export(conversation=self.get_object())
-        return Response({"path": path, "url": default_storage.url(path)}, status=201)
+            raise PermissionDenied("Only support staff read or export transcripts.")
+        conversation = self.get_object()
+        url = request.build_absolute_uri(
+            reverse("api:conversation-transcript", kwargs={"pk": conversation.pk})
+        )
+        if request.method == "POST":
+            path = transcript_export(conversation=conversation)
+            return Response({"path": path, "url": url}, status=201)
+        path = transcript_path(conversation)
+        if not default_storage.exists(path):
+            raise NotFound("No transcript has been exported for this conversation yet.")
+        return FileResponse(
+            default_storage.open(path, "rb"),
+            content_type="application/json",
+            filename=f"transcript-{conversation.pk}.json",
+        )

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from chat import services, turns, waiting
+from chat.clients import client_address_of_scope
 from chat.events import db
 from chat.models import Conversation, Message
 from chat.selectors import conversation_messages_after
@@ -137,7 +138,11 @@ class ChatConsumer(JsonFrameConsumer):
             text=content.get("text"),
             client_id=content.get("client_id"),
             author=self.user,
-            rate_subject=rate_subject(user=self.user, visitor_id=self.visitor_id),
+            rate_subject=rate_subject(
+                user=self.user,
+                visitor_id=self.visitor_id,
+                address=client_address_of_scope(self.scope),
+            ),
             claim_owner=turns.process_owner(),
         )
         message = received.message

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 
 logger = logging.getLogger(__name__)
@@ -24,13 +25,26 @@ class ApplicationError(Exception):
     code = "invalid"
     status = 400
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        fields: dict[str, list[str]] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         if status:
             self.status = status
+        # Per-field problems ({"manifest": ["line 3: ..."]}), sent as ``fields``.
+        self.fields = fields
+
+    def body(self) -> dict[str, Any]:
+        extra = {"fields": self.fields} if self.fields else {}
+        return error_body(self.code, self.message, **extra)
 
 
 class NotFound(ApplicationError):
@@ -53,6 +67,11 @@ class RateLimited(ApplicationError):
     status = 429
 
 
+class Unavailable(ApplicationError):
+    code = "unavailable"
+    status = 503
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     """The body of every API error and the payload of every socket error frame."""
     return {"code": code, "message": message, **extra}
@@ -68,8 +87,9 @@ _DRF_MESSAGES = {
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
     """DRF ``EXCEPTION_HANDLER``: ``ApplicationError`` and DRF's errors as {code, message}.
 
-    Validation errors keep their per-field details under ``fields``. Anything else is
-    left to DRF (and becomes a 500, which the tests treat as a bug).
+    Validation errors (DRF's and Django's, from a service's ``full_clean``) keep their
+    per-field details under ``fields``; Django's ``PermissionDenied`` keeps its message.
+    Anything else is left to DRF (and becomes a 500, which the tests treat as a bug).
     """
     from rest_framework import exceptions
     from rest_framework.response import Response
@@ -77,11 +97,16 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
 
     if isinstance(exc, ApplicationError):
         set_rollback()
-        return Response(error_body(exc.code, exc.message), status=exc.status)
+        headers = {"Retry-After": "60"} if exc.status == 429 else {}
+        return Response(exc.body(), status=exc.status, headers=headers)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
     if not isinstance(exc, exceptions.APIException):
         return None
     headers = {}

@@ -307,6 +307,41 @@ class Article(models.Model):
         return self.title
 
 
+class ArticlePassage(models.Model):
+    """A passage of an article (a section, a numbered step or a few sentences), with its
+    embedding: what the assistant retrieves and cites, and what the help page anchors.
+
+    Written only by the background embedding (``chat.services.articles_embed``), which
+    replaces an article's passages whenever it re-embeds the article."""
+
+    class Kind(models.TextChoices):
+        SECTION = "section", "Section"
+        STEP = "step", "Numbered step"
+        PROSE = "prose", "Paragraph"
+
+    article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="passages")
+    position = models.PositiveSmallIntegerField()
+    anchor = models.SlugField(max_length=80)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    heading = models.CharField(max_length=200, blank=True)
+    text = models.TextField()
+    # Unit sentence vector of "title: heading\n\ntext", and its token vectors (float16
+    # rows, unit length) for late-interaction scoring; empty for encoders without them.
+    embedding = models.JSONField()
+    token_vectors = models.BinaryField(blank=True, default=b"")
+    embedding_model = models.CharField(max_length=120)
+
+    class Meta:
+        ordering = ["article", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["article", "anchor"], name="passage_anchor_unique"),
+            models.UniqueConstraint(fields=["article", "position"], name="passage_position_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.article_id}#{self.anchor}"
+
+
 class CustomerFeedback(models.Model):
     """The customer's 1-5 rating at the end of a conversation (the RLHF blog's scale)."""
 

@@ -11,6 +11,9 @@ import json
 import re
 from typing import Any
 
+from django import forms
+from django.conf import settings
+
 from chat.errors import ApplicationError
 
 # Lone UTF-16 surrogates (from "\ud800" escapes) and NUL cannot be stored by PostgreSQL
@@ -124,3 +127,42 @@ def text_field(value: Any, *, name: str, max_chars: int, required: bool = True) 
             code=f"{name}_too_long",
         )
     return value
+
+
+class BoundedJSONFormField(forms.JSONField):
+    """Django's ``forms.JSONField`` for text people type in the admin, within the socket
+    bounds (``SOCKET_MAX_FRAME_BYTES`` / ``_DEPTH``) and with storable strings only: deep
+    nesting was a RecursionError (500) and a NUL escape a PostgreSQL error. Used through
+    ``formfield_overrides`` or declared on a form."""
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        """Show refused input again as typed (parsing it again is what failed)."""
+        if self.disabled or not isinstance(data, str) or data in self.empty_values:
+            return super().bound_data(data, initial)
+        try:
+            self._parse(data)
+        except forms.ValidationError:
+            return forms.fields.InvalidJSONInput(data)
+        return super().bound_data(data, initial)
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or not isinstance(value, str) or value in self.empty_values:
+            return super().to_python(value)
+        self._parse(value)
+        return super().to_python(value)
+
+    def _parse(self, value: str) -> Any:
+        try:
+            parsed = json_loads_bounded(
+                value,
+                max_bytes=settings.SOCKET_MAX_FRAME_BYTES,
+                max_depth=settings.SOCKET_MAX_FRAME_DEPTH,
+            )
+        except PayloadError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from exc
+        if not strings_storable(parsed):
+            raise forms.ValidationError(
+                "This contains characters that cannot be stored (NUL or lone surrogates).",
+                code="invalid_characters",
+            )
+        return parsed

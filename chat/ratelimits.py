@@ -1,8 +1,10 @@
-"""Per-visitor rate limits in the Django cache, so every Daphne process shares them."""
+"""Rate limits in the Django cache, so every Daphne process shares them: per account or
+visitor, and per client address."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
 
@@ -57,3 +59,32 @@ def rate_limit_consume(*, scope: str, subject: str, rate: str) -> bool:
         cache.add(key, 1, timeout=period + 5)
         used = 1
     return used <= limit
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Whom the chat's rate limits count: the account when signed in, else the visitor
+    cookie (``identity``), and also the client address (``chat.clients``), so that
+    clearing cookies gives no fresh budget of conversations and assistant turns."""
+
+    identity: str
+    address: str = ""
+
+
+def rate_limits_consume(
+    *, scope: str, requester: Requester | str, rate: str, address_rate: str
+) -> bool:
+    """Count one action against the requester's identity (``rate``) and its client
+    address (``address_rate``, more generous: people share addresses); False when either
+    is over its limit."""
+    if isinstance(requester, str):
+        requester = Requester(identity=requester)
+    within = rate_limit_consume(scope=scope, subject=requester.identity, rate=rate)
+    if requester.address:
+        within = (
+            rate_limit_consume(
+                scope=scope, subject=f"address:{requester.address}", rate=address_rate
+            )
+            and within
+        )
+    return within

@@ -6,7 +6,15 @@ from typing import Any
 
 from django.db.models import Count, F, Max, Q, QuerySet
 
-from chat.models import Article, Conversation, IntentExample, Message, RouterVersion, Turn
+from chat.models import (
+    Article,
+    ArticlePassage,
+    Conversation,
+    IntentExample,
+    Message,
+    RouterVersion,
+    Turn,
+)
 
 HISTORY_LIMIT = 20
 
@@ -93,6 +101,32 @@ def articles_retrievable(*, embedding_model: str) -> QuerySet[Article]:
     return Article.objects.filter(
         is_published=True, embedding_model=embedding_model, embedding__isnull=False
     )
+
+
+def articles_published() -> QuerySet[Article]:
+    """Published articles for the help center, by category then title (no vectors)."""
+    return (
+        Article.objects.filter(is_published=True)
+        .only("slug", "title", "category")
+        .order_by("category", "title")
+    )
+
+
+def article_published(*, slug: str) -> Article | None:
+    """The published article with this slug, or None (unpublished ones are not public)."""
+    return Article.objects.filter(is_published=True, slug=slug).defer("embedding").first()
+
+
+def article_passages_retrievable(*, embedding_model: str) -> QuerySet[ArticlePassage]:
+    """Passages of published articles embedded with ``embedding_model``, article by
+    article in reading order (they are replaced whenever their article is re-embedded,
+    so the articles' signature covers them)."""
+    return ArticlePassage.objects.filter(
+        article__is_published=True,
+        article__embedding_model=embedding_model,
+        article__embedding__isnull=False,
+        embedding_model=embedding_model,
+    ).order_by("article_id", "position")
 
 
 def articles_retrievable_signature(*, embedding_model: str) -> tuple[Any, ...]:

@@ -9,6 +9,17 @@ from chat.models import Conversation, CustomerFeedback, Message, Turn
 from chat.selectors import display_name
 
 
+class ErrorSerializer(serializers.Serializer):
+    """Every API error (``chat.errors``): a stable code, a message for people, and for
+    invalid input the problems by field."""
+
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.JSONField(), required=False, help_text="Problems by field"
+    )
+
+
 class ConversationSerializer(serializers.ModelSerializer):
     agent_name = serializers.SerializerMethodField()
 
@@ -115,6 +126,25 @@ class AgentMessageSerializer(MessageSerializer):
             "latency_ms",
         ]
         read_only_fields = fields
+
+
+class ConversationMessageSerializer(MessageSerializer):
+    """Schema only: a message as the messages endpoint returns it. Customers get the
+    public fields; support staff also get the fields below (absent for customers)."""
+
+    visibility = serializers.ChoiceField(choices=Message.Visibility.choices, required=False)
+    marker = serializers.ChoiceField(
+        choices=Message.Marker.choices, allow_blank=True, required=False
+    )
+    turn = TurnSerializer(required=False, allow_null=True)
+    provider = serializers.CharField(required=False, allow_blank=True)
+    model_name = serializers.CharField(required=False, allow_blank=True)
+    adapter = serializers.CharField(required=False, allow_blank=True)
+    latency_ms = serializers.IntegerField(required=False, allow_null=True)
+
+    class Meta(MessageSerializer.Meta):
+        fields = AgentMessageSerializer.Meta.fields
+        read_only_fields = MessageSerializer.Meta.fields
 
 
 class MessageCreateSerializer(serializers.Serializer):

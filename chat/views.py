@@ -15,6 +15,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import services
+from chat.clients import client_address
 from chat.errors import ApplicationError, error_body
 from chat.payloads import json_loads_bounded
 from chat.selectors import conversations_for_customer, display_name
@@ -107,7 +108,9 @@ def conversation_start_view(request: HttpRequest) -> JsonResponse:
         conversation = services.conversation_start(
             customer=user,
             visitor_id=visitor_id,
-            rate_subject=rate_subject(user=request.user, visitor_id=visitor_id),
+            rate_subject=rate_subject(
+                user=request.user, visitor_id=visitor_id, address=client_address(request.META)
+            ),
             title=title if isinstance(title, str) else "",
         )
     except ApplicationError as exc:

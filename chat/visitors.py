@@ -10,6 +10,7 @@ from django.core import signing
 
 from chat.access import is_support_staff
 from chat.models import Conversation
+from chat.ratelimits import Requester
 
 VISITOR_COOKIE = "loopdesk_visitor"
 VISITOR_SALT = "chat.visitor"
@@ -33,11 +34,12 @@ def visitor_id_from_token(token: str | None) -> str:
     return value if isinstance(value, str) else ""
 
 
-def rate_subject(*, user: Any, visitor_id: str) -> str:
-    """The identity rate limits count against: the account, else the visitor."""
+def rate_subject(*, user: Any, visitor_id: str, address: str = "") -> Requester:
+    """Whom rate limits count against: the account, else the visitor; and the client
+    address (``chat.clients``)."""
     if user is not None and user.is_authenticated:
-        return f"user:{user.pk}"
-    return f"visitor:{visitor_id}"
+        return Requester(identity=f"user:{user.pk}", address=address)
+    return Requester(identity=f"visitor:{visitor_id}", address=address)
 
 
 def conversation_audience(*, conversation: Conversation, user: Any, visitor_id: str) -> str | None:

@@ -80,8 +80,9 @@ def demo_load() -> dict[str, int]:
             queue_embedding=False,
         )
         if changed:
-            changed_ids.append(row.pk)
             articles_created += 1
+        if changed or row.embedded_at is None:  # new, edited, or never split into passages
+            changed_ids.append(row.pk)
     # Embedded in the background after commit, a batch per task (one log line each).
     articles_embed_queue(article_ids=changed_ids)
     return {"users": users_created, "articles": articles_created}

@@ -1,8 +1,10 @@
 """The support organisation's roles as Django groups with model permissions.
 
 Each role lists permission patterns ``app_label.codename`` where the codename may hold
-shell wildcards (``escalation.*``, ``chat.view_*``). ``roles_sync`` makes each group hold
-exactly the permissions its patterns match, so it can run on every deploy.
+shell wildcards (``escalation.*``, ``chat.view_*``), and patterns ``excluded`` even so.
+``roles_sync`` makes each group hold exactly the permissions its patterns match, so it can
+run on every deploy. What each role may see and do is summed up in docs/security.md and
+checked operation by operation in tests/test_authorization_matrix.py.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ ROLES: dict[str, Role] = {
             "escalation.change_*",
             "escalation.delete_*",
         ),
+        # Webhooks decide where events (conversation ids, notes, agents' names) are sent:
+        # an admin's choice, not an agent's.
+        excluded=("escalation.*_webhook", "escalation.*_webhookdelivery"),
         description="Work escalated conversations in the agent console.",
     ),
     REVIEWERS: Role(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.auth.models import User
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from chat.payloads import BoundedJSONFormField
 from escalation import services
 from escalation.models import (
     AgentPresence,
@@ -207,6 +209,7 @@ class DeliveryInline(admin.TabularInline):
 @admin.register(Webhook)
 class WebhookAdmin(admin.ModelAdmin):
     list_display = ["name", "url", "enabled", "created_at"]
+    formfield_overrides = {models.JSONField: {"form_class": BoundedJSONFormField}}
     inlines = [DeliveryInline]
 
 

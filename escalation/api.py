@@ -4,7 +4,6 @@ events, webhooks with their delivery log, agent presence, and the Step Functions
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from typing import Any
 
@@ -17,10 +16,13 @@ from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from chat.clients import AddressAnonThrottle
+from chat.errors import ApplicationError, Unavailable
 from chat.models import Conversation
+from chat.payloads import PayloadError, json_loads_bounded
+from chat.serializers import ErrorSerializer
 from escalation import selectors, services
 from escalation.models import DomainEvent, Ticket, Webhook
 from escalation.serializers import (
@@ -31,6 +33,7 @@ from escalation.serializers import (
     DomainEventSerializer,
     FlagResponseSerializer,
     FlagSerializer,
+    KnowledgeDraftCreatedSerializer,
     PresenceSerializer,
     PresenceStateSerializer,
     ResolveSerializer,
@@ -38,11 +41,19 @@ from escalation.serializers import (
     TicketSerializer,
     WebhookDeliverySerializer,
     WebhookSerializer,
-    error_body,
 )
 
 SIGNATURE_HEADER = "X-Loopdesk-Signature"
 TIMESTAMP_HEADER = "X-Loopdesk-Timestamp"
+TIMESTAMP_MAX_DIGITS = 12
+SIGNATURE_MAX_CHARS = 200
+# A callback carries a ticket id and a task token (at most 2,048 characters).
+CALLBACK_MAX_BYTES = 16 * 1024
+
+
+class CallbackUnauthenticated(ApplicationError):
+    code = "unsigned"
+    status = 401
 
 
 class IsAgent(permissions.BasePermission):
@@ -59,12 +70,6 @@ class ManagesWebhooks(permissions.BasePermission):
 
 class NewestFirst(CursorPagination):
     ordering = "-id"
-
-
-def _escalation_error(exc: services.EscalationError) -> Response:
-    bad_input = exc.code in ("invalid_outcome", "empty", "invalid")
-    code = status.HTTP_400_BAD_REQUEST if bad_input else status.HTTP_409_CONFLICT
-    return Response(error_body(exc.code, exc.message), status=code)
 
 
 def _agent(request: Request) -> User:
@@ -107,10 +112,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def claim(self, request: Request, pk: str | None = None) -> Response:
         """Take over the ticket's conversation; of racing agents exactly one wins (409 else)."""
-        try:
-            ticket = services.ticket_claim(ticket=self.get_object(), agent=_agent(request))
-        except services.EscalationError as exc:
-            return _escalation_error(exc)
+        ticket = services.ticket_claim(ticket=self.get_object(), agent=_agent(request))
         return self._respond(ticket)
 
     @extend_schema(request=ResolveSerializer, responses=TicketDetailSerializer)
@@ -118,12 +120,9 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
     def resolve(self, request: Request, pk: str | None = None) -> Response:
         body = ResolveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            ticket = services.ticket_resolve(
-                ticket=self.get_object(), agent=_agent(request), **body.validated_data
-            )
-        except services.EscalationError as exc:
-            return _escalation_error(exc)
+        ticket = services.ticket_resolve(
+            ticket=self.get_object(), agent=_agent(request), **body.validated_data
+        )
         return self._respond(ticket)
 
     @extend_schema(request=CloseSerializer, responses=TicketDetailSerializer)
@@ -131,22 +130,16 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
     def close(self, request: Request, pk: str | None = None) -> Response:
         body = CloseSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            ticket = services.ticket_close(
-                ticket=self.get_object(), agent=_agent(request), **body.validated_data
-            )
-        except services.EscalationError as exc:
-            return _escalation_error(exc)
+        ticket = services.ticket_close(
+            ticket=self.get_object(), agent=_agent(request), **body.validated_data
+        )
         return self._respond(ticket)
 
     @extend_schema(request=None, responses=TicketDetailSerializer)
     @action(detail=True, methods=["post"], url_path="hand-back")
     def hand_back(self, request: Request, pk: str | None = None) -> Response:
         ticket = self.get_object()
-        try:
-            services.conversation_hand_back(conversation=ticket.conversation, agent=_agent(request))
-        except services.EscalationError as exc:
-            return _escalation_error(exc)
+        services.conversation_hand_back(conversation=ticket.conversation, agent=_agent(request))
         return self._respond(ticket)
 
     @extend_schema(request=AssignSerializer, responses=TicketDetailSerializer)
@@ -160,30 +153,15 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         if body.validated_data["agent"] is not None:
             agent = User.objects.filter(pk=body.validated_data["agent"], is_active=True).first()
             if agent is None or not selectors.is_agent(agent):
-                return Response(
-                    error_body("invalid", "That person is not support staff."),
-                    status=status.HTTP_400_BAD_REQUEST,
-                )
-        try:
-            ticket = services.ticket_reassign(
-                ticket=self.get_object(), agent=agent, by=_agent(request)
-            )
-        except services.NotSupervisor as exc:
-            return Response(error_body(exc.code, exc.message), status=exc.status)
-        except services.EscalationError as exc:
-            return _escalation_error(exc)
+                raise services.EscalationError("That person is not support staff.")
+        ticket = services.ticket_reassign(ticket=self.get_object(), agent=agent, by=_agent(request))
         return self._respond(ticket)
 
-    @extend_schema(request=None, responses={201: None})
+    @extend_schema(request=None, responses={201: KnowledgeDraftCreatedSerializer})
     @action(detail=True, methods=["post"], url_path="knowledge-draft")
     def knowledge_draft(self, request: Request, pk: str | None = None) -> Response:
         """Turn the resolved conversation into an unpublished expert article draft."""
-        try:
-            draft = services.knowledge_draft_create(
-                ticket=self.get_object(), author=_agent(request)
-            )
-        except services.EscalationError as exc:
-            return _escalation_error(exc)
+        draft = services.knowledge_draft_create(ticket=self.get_object(), author=_agent(request))
         return Response(
             {"draft_id": draft.pk, "article": draft.article.slug}, status=status.HTTP_201_CREATED
         )
@@ -192,16 +170,11 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
 class ConversationTakeOverView(APIView):
     permission_classes = [IsAgent]
 
-    @extend_schema(request=None, responses=TicketDetailSerializer)
+    @extend_schema(request=None, responses=TicketSerializer)
     def post(self, request: Request, conversation_id: str) -> Response:
         """Take over a conversation (opens a ticket when none is active)."""
         conversation = get_object_or_404(Conversation, pk=conversation_id)
-        try:
-            ticket = services.conversation_take_over(
-                conversation=conversation, agent=_agent(request)
-            )
-        except services.EscalationError as exc:
-            return _escalation_error(exc)
+        ticket = services.conversation_take_over(conversation=conversation, agent=_agent(request))
         return Response(TicketSerializer(ticket).data)
 
 
@@ -223,16 +196,13 @@ class ConversationFlagView(APIView):
             message = get_object_or_404(
                 Message, pk=body.validated_data["message_id"], conversation=conversation
             )
-        try:
-            example = conversation_flag(
-                conversation=conversation,
-                agent=_agent(request),
-                category=body.validated_data["category"],
-                message=message,
-                note=body.validated_data["note"],
-            )
-        except services.EscalationError as exc:
-            return _escalation_error(exc)
+        example = conversation_flag(
+            conversation=conversation,
+            agent=_agent(request),
+            category=body.validated_data["category"],
+            message=message,
+            note=body.validated_data["note"],
+        )
         return Response(
             {
                 "example_id": example.pk,
@@ -291,13 +261,13 @@ class WebhookViewSet(
     queryset = Webhook.objects.all()
 
     @extend_schema(responses=WebhookDeliverySerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def deliveries(self, request: Request, pk: str | None = None) -> Response:
         deliveries = self.get_object().deliveries.select_related("event")[:100]
         return Response(WebhookDeliverySerializer(deliveries, many=True).data)
 
 
-class CallbackThrottle(AnonRateThrottle):
+class CallbackThrottle(AddressAnonThrottle):
     rate = "120/min"
 
 
@@ -321,7 +291,15 @@ class StepFunctionsCallbackView(APIView):
 
     @extend_schema(
         request=CallbackSerializer,
-        responses={200: CallbackResponseSerializer, 201: CallbackResponseSerializer},
+        responses={
+            200: CallbackResponseSerializer,
+            201: CallbackResponseSerializer,
+            400: ErrorSerializer,
+            401: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+            503: ErrorSerializer,
+        },
         parameters=[
             OpenApiParameter(SIGNATURE_HEADER, str, OpenApiParameter.HEADER, required=True),
             OpenApiParameter(TIMESTAMP_HEADER, str, OpenApiParameter.HEADER, required=True),
@@ -330,49 +308,38 @@ class StepFunctionsCallbackView(APIView):
     def post(self, request: Request) -> Response:
         secret = settings.STEP_FUNCTIONS_CALLBACK_SECRET
         if not secret:
-            return Response(
-                error_body("not_configured", "Callbacks are not configured."),
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            )
-        raw = request.body
+            raise Unavailable("Callbacks are not configured.", code="not_configured")
         timestamp = request.headers.get(TIMESTAMP_HEADER, "")
         signature = request.headers.get(SIGNATURE_HEADER, "")
-        if not timestamp.isdigit() or not signature:
-            return Response(
-                error_body("unsigned", f"{TIMESTAMP_HEADER} and {SIGNATURE_HEADER} are required."),
-                status=status.HTTP_401_UNAUTHORIZED,
+        # ASCII digits only, as long as a unix time: int() must never see "²³" or 5,000
+        # digits (both were a 500 before the signature was checked).
+        if not (
+            timestamp.isascii()
+            and timestamp.isdigit()
+            and len(timestamp) <= TIMESTAMP_MAX_DIGITS
+            and signature.isascii()
+            and 0 < len(signature) <= SIGNATURE_MAX_CHARS
+        ):
+            raise CallbackUnauthenticated(
+                f"{TIMESTAMP_HEADER} (unix seconds) and {SIGNATURE_HEADER} are required.",
+                code="unsigned",
             )
         if abs(time.time() - int(timestamp)) > settings.ESCALATION_CALLBACK_MAX_SKEW_SECONDS:
-            return Response(
-                error_body("stale", "The timestamp is too old or in the future."),
-                status=status.HTTP_401_UNAUTHORIZED,
+            raise CallbackUnauthenticated(
+                "The timestamp is too old or in the future.", code="stale"
+            )
+        raw = request.body
+        if len(raw) > CALLBACK_MAX_BYTES:
+            raise PayloadError(
+                f"That is too large (at most {CALLBACK_MAX_BYTES} bytes).", code="too_large"
             )
         expected = callback_signature(secret=secret, timestamp=timestamp, body=raw)
         if not hmac.compare_digest(expected, signature):
-            return Response(
-                error_body("bad_signature", "The signature does not match."),
-                status=status.HTTP_401_UNAUTHORIZED,
-            )
-        try:
-            data = json.loads(raw or b"")
-        except (ValueError, UnicodeDecodeError):
-            return Response(
-                error_body("malformed_json", "The body is not valid JSON."),
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+            raise CallbackUnauthenticated("The signature does not match.", code="bad_signature")
+        data = json_loads_bounded(raw, max_bytes=CALLBACK_MAX_BYTES, max_depth=4)
         body = CallbackSerializer(data=data if isinstance(data, dict) else {})
-        if not body.is_valid():
-            return Response(
-                {"code": "invalid", "detail": "Invalid callback.", "errors": body.errors},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        try:
-            callback, created = services.workflow_callback_register(**body.validated_data)
-        except services.EscalationError as exc:
-            code = (
-                status.HTTP_404_NOT_FOUND if exc.code == "not_found" else status.HTTP_409_CONFLICT
-            )
-            return Response(error_body(exc.code, exc.message), status=code)
+        body.is_valid(raise_exception=True)
+        callback, created = services.workflow_callback_register(**body.validated_data)
         return Response(
             {"callback_id": callback.pk, "state": callback.state, "created": created},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

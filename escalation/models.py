@@ -14,6 +14,10 @@ from django.db.models import Q
 AGENT_CAPACITY_MAX = 20
 
 
+# Supervisors (admins) resolve, close and reassign tickets other agents handle.
+SUPERVISOR_PERMISSION = "escalation.supervise_ticket"
+
+
 class Priority(models.TextChoices):
     LOW = "low", "Low"
     NORMAL = "normal", "Normal"
@@ -265,6 +269,14 @@ class Ticket(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    # Who resolved or closed the ticket (None: the system, e.g. expiry).
+    finished_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["-handoff_at", "-id"]
@@ -416,10 +428,16 @@ class Webhook(models.Model):
         return self.name
 
     def clean(self) -> None:
+        from escalation.webhooks import DestinationRefused, destination_check
+
         if not isinstance(self.events, list) or any(
             name not in DomainEvent.Name.values for name in self.events
         ):
             raise ValidationError({"events": "A list of known event names (empty = all)."})
+        try:
+            destination_check(self.url)
+        except DestinationRefused as exc:
+            raise ValidationError({"url": str(exc)}) from exc
 
     def wants(self, event_name: str) -> bool:
         return self.enabled and (not self.events or event_name in self.events)

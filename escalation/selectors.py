@@ -28,12 +28,11 @@ from django.utils import timezone
 from chat.access import is_support_staff
 from chat.models import Conversation, Message, Turn
 from chat.selectors import display_name
-from escalation.models import AgentPresence, CannedReply, Decision, Ticket
+from escalation.models import SUPERVISOR_PERMISSION, AgentPresence, CannedReply, Decision, Ticket
 from escalation.wording import decision_explained, reason_label, ticket_reason_explained
 
 # Who may move tickets between agents (and resolve or close other agents' tickets):
 # supervisors, the admins role (``config.roles``).
-SUPERVISOR_PERMISSION = "escalation.supervise_ticket"
 
 # The typical handle time is the median of at most this many tickets finished in the
 # last HANDLE_TIME_DAYS; with fewer than HANDLE_TIME_MIN_SAMPLES there is no estimate.

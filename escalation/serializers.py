@@ -16,10 +16,15 @@ from escalation.models import (
     Webhook,
     WebhookDelivery,
 )
+from escalation.webhooks import DestinationRefused, destination_check
 
 
 class TicketSerializer(serializers.ModelSerializer):
     conversation_id = serializers.UUIDField(read_only=True)
+    # "" until the ticket is resolved or closed (documented as such, not as an enum miss).
+    outcome = serializers.ChoiceField(
+        choices=Ticket.Outcome.choices, allow_blank=True, read_only=True
+    )
     assigned_agent = serializers.SerializerMethodField()
     first_response_seconds = serializers.FloatField(read_only=True, allow_null=True)
     resolution_seconds = serializers.FloatField(read_only=True, allow_null=True)
@@ -158,8 +163,10 @@ class WebhookSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
     def validate_url(self, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise serializers.ValidationError("Use an http(s) URL.")
+        try:
+            destination_check(value)
+        except DestinationRefused as exc:
+            raise serializers.ValidationError(str(exc)) from exc
         return value
 
 
@@ -185,7 +192,7 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
 class CallbackSerializer(serializers.Serializer):
     """What the Step Functions Lambda posts: the ticket and the task token to answer."""
 
-    ticket_id = serializers.IntegerField(min_value=1)
+    ticket_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     task_token = serializers.CharField(min_length=1, max_length=2048, trim_whitespace=False)
 
     def validate_task_token(self, value: str) -> str:
@@ -194,11 +201,12 @@ class CallbackSerializer(serializers.Serializer):
         return value
 
 
+class KnowledgeDraftCreatedSerializer(serializers.Serializer):
+    draft_id = serializers.IntegerField()
+    article = serializers.SlugField(help_text="The unpublished article's slug")
+
+
 class CallbackResponseSerializer(serializers.Serializer):
     callback_id = serializers.IntegerField()
     state = serializers.CharField()
     created = serializers.BooleanField()
-
-
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"code": code, "detail": message}

@@ -304,7 +304,7 @@ class LabelingItemAdmin(ExpertOnlyMixin, admin.ModelAdmin):
                 )
             except ManifestError as exc:
                 errors = exc.errors
-                self.message_user(request, "Nothing was imported.", messages.ERROR)
+                self.message_user(request, exc.message, messages.ERROR)
             else:
                 self.message_user(
                     request,

@@ -5,21 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chat.serializers import ErrorSerializer
 from labeling import selectors, services
 from labeling.exports import jsonl_response, snapshot_export_lines
 from labeling.groundtruth import (
-    ManifestError,
     input_manifest_lines,
+    manifest_size_check,
     output_manifest_import,
     output_manifest_lines,
 )
@@ -104,10 +107,19 @@ class ItemConsolidatedSerializer(ItemSerializer):
         read_only_fields = fields
 
 
+class ViewsItems(permissions.BasePermission):
+    message = "Only reviewers and ML engineers see labeling items."
+
+    def has_permission(self, request, view):  # type: ignore[no-untyped-def]
+        user = request.user
+        return bool(user.is_authenticated and user.has_perm("labeling.view_labelingitem"))
+
+
 class ItemViewSet(viewsets.ReadOnlyModelViewSet):
     """Labeling items. Reviewers see only the items assigned to them."""
 
     pagination_class = ById
+    permission_classes = [permissions.IsAuthenticated, ViewsItems]
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         return selectors.items_visible_to(user=self.request.user).order_by("-id")
@@ -185,15 +197,12 @@ class AssignmentViewSet(viewsets.ReadOnlyModelViewSet):
         label = self.get_object()
         data = LabelSubmitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            label = services.label_submit(
-                label=label,
-                reviewer=request.user,  # type: ignore[arg-type]
-                source=Label.Source.API,
-                **data.validated_data,
-            )
-        except services.LabelingError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        label = services.label_submit(
+            label=label,
+            reviewer=request.user,  # type: ignore[arg-type]
+            source=Label.Source.API,
+            **data.validated_data,
+        )
         label = Label.objects.select_related("item", "reviewer").get(pk=label.pk)
         return Response(JudgeAfterLabelSerializer(label).data)
 
@@ -269,7 +278,7 @@ class SnapshotViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             OpenApiParameter("split", str, enum=["train", "test"], required=False),
             OpenApiParameter("redact", bool, required=False),
         ],
-        responses={200: JSONL_RESPONSE},
+        responses={(200, "application/jsonl"): JSONL_RESPONSE},
     )
     @action(detail=True, methods=["get"], url_path="rows")
     def rows(self, request: Request, pk: str | None = None) -> Any:
@@ -277,9 +286,7 @@ class SnapshotViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         snapshot = self.get_object()
         kind = request.query_params.get("kind", "")
         if kind not in SnapshotRow.Kind.values:
-            return Response(
-                {"kind": f"one of {SnapshotRow.Kind.values}"}, status=status.HTTP_400_BAD_REQUEST
-            )
+            raise ValidationError({"kind": [f"One of {', '.join(SnapshotRow.Kind.values)}."]})
         split = request.query_params.get("split") or None
         redact = request.query_params.get("redact") in ("1", "true")
         return jsonl_response(
@@ -294,7 +301,7 @@ class SnapshotViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 class OutputManifestView(APIView):
     permission_classes = [permissions.IsAuthenticated, SeesAllLabels]
 
-    @extend_schema(responses={200: JSONL_RESPONSE})
+    @extend_schema(responses={(200, "application/jsonl"): JSONL_RESPONSE})
     def get(self, request: Request) -> Any:
         """Consolidated labels as a Ground Truth output manifest (one line per worker)."""
         return jsonl_response(output_manifest_lines(), "output.manifest")
@@ -303,7 +310,7 @@ class OutputManifestView(APIView):
 class InputManifestView(APIView):
     permission_classes = [permissions.IsAuthenticated, SeesAllLabels]
 
-    @extend_schema(responses={200: JSONL_RESPONSE})
+    @extend_schema(responses={(200, "application/jsonl"): JSONL_RESPONSE})
     def get(self, request: Request) -> Any:
         """Every item as a Ground Truth input manifest line {"source": "question,answer"}."""
         return jsonl_response(input_manifest_lines(), "input.manifest")
@@ -311,7 +318,12 @@ class InputManifestView(APIView):
 
 class ManifestImportSerializer(serializers.Serializer):
     manifest = serializers.FileField()
-    label_attribute = serializers.CharField(required=False, allow_blank=True, default="")
+    label_attribute = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=200
+    )
+
+    def validate_manifest(self, value: Any) -> Any:
+        return manifest_size_check(value)
 
 
 class ImportResultSerializer(serializers.Serializer):
@@ -321,29 +333,24 @@ class ImportResultSerializer(serializers.Serializer):
     consolidated = serializers.IntegerField()
 
 
-class ManifestErrorSerializer(serializers.Serializer):
-    errors = serializers.ListField(child=serializers.CharField())  # type: ignore[assignment]
-
-
 class ManifestImportView(APIView):
     permission_classes = [permissions.IsAuthenticated, SeesAllLabels]
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
         request={"multipart/form-data": ManifestImportSerializer},
-        responses={200: ImportResultSerializer, 400: ManifestErrorSerializer},
+        responses={200: ImportResultSerializer, 400: ErrorSerializer},
     )
     def post(self, request: Request) -> Response:
-        """Import a Ground Truth output manifest: all lines or none."""
+        """Import a Ground Truth output manifest: all lines or none. A refused manifest
+        answers 400 with the first problems by line under ``fields.manifest`` and their
+        count in ``message``."""
         data = ManifestImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            result = output_manifest_import(
-                lines=data.validated_data["manifest"],
-                attribute=data.validated_data["label_attribute"] or None,
-            )
-        except ManifestError as exc:
-            return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+        result = output_manifest_import(
+            lines=data.validated_data["manifest"],
+            attribute=data.validated_data["label_attribute"] or None,
+        )
         return Response(ImportResultSerializer(result).data)
 
 
@@ -353,18 +360,22 @@ class SamplingRunSerializer(serializers.Serializer):
     capped = serializers.BooleanField()
 
 
+class RunsSampling(permissions.BasePermission):
+    message = "Only ML engineers run sampling policies."
+
+    def has_permission(self, request, view):  # type: ignore[no-untyped-def]
+        return bool(
+            request.user.is_authenticated and request.user.has_perm("labeling.run_sampling")
+        )
+
+
 class SamplingPolicyRunView(APIView):
-    permission_classes = [permissions.IsAuthenticated]
-    parser_classes = [JSONParser]
+    permission_classes = [permissions.IsAuthenticated, RunsSampling]
 
     @extend_schema(request=None, responses=SamplingRunSerializer)
     def post(self, request: Request, pk: int) -> Response:
         """Run one sampling policy now."""
-        if not request.user.has_perm("labeling.run_sampling"):
-            return Response(status=status.HTTP_403_FORBIDDEN)
-        policy = SamplingPolicy.objects.filter(pk=pk).first()
-        if policy is None:
-            return Response(status=status.HTTP_404_NOT_FOUND)
+        policy = get_object_or_404(SamplingPolicy, pk=pk)
         result = services.sampling_policy_run(policy=policy)
         return Response(SamplingRunSerializer(result).data)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from labeling.models import LabelingBatch
@@ -64,5 +66,13 @@ class SnapshotFreezeForm(forms.Form):
 class ManifestImportForm(forms.Form):
     manifest = forms.FileField(help_text="A Ground Truth output manifest (JSON Lines).")
     label_attribute = forms.CharField(
-        required=False, help_text="Leave empty to detect it from the first line."
+        required=False, max_length=200, help_text="Leave empty to detect it from the first line."
     )
+
+    def clean_manifest(self) -> Any:
+        from labeling.groundtruth import ManifestError, manifest_size_check
+
+        try:
+            return manifest_size_check(self.cleaned_data["manifest"])
+        except ManifestError as exc:
+            raise forms.ValidationError(exc.errors[0]) from exc

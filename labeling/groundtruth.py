@@ -25,6 +25,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chat.errors import ApplicationError
+from chat.payloads import PayloadError, json_loads_bounded, strings_storable
 from labeling.models import Label, LabelingBatch, LabelingItem
 from labeling.selectors import manifest_source, source_hash
 
@@ -123,12 +125,63 @@ def input_manifest_lines(*, items: Iterable[LabelingItem] | None = None) -> Iter
         )
 
 
-class ManifestError(ValueError):
-    """A manifest that cannot be imported; ``errors`` lists "line N: problem"."""
+# A manifest line is flat JSON a few levels deep; a worker id fits Label.worker_id; a
+# Loopdesk reviewer id fits a 64-bit key.
+LINE_MAX_BYTES = 1024 * 1024
+LINE_MAX_DEPTH = 8
+WORKER_ID_MAX_CHARS = Label._meta.get_field("worker_id").max_length or 200
+USER_ID_MAX_DIGITS = 18
+# How many problems an import reports by line (the count covers them all).
+ERRORS_SHOWN = 20
 
-    def __init__(self, errors: list[str]):
-        super().__init__("; ".join(errors[:20]))
-        self.errors = errors
+
+class ManifestError(ApplicationError):
+    """A manifest that cannot be imported. ``errors`` holds the first problems ("line N:
+    problem", at most ``ERRORS_SHOWN``), ``error_count`` how many there were."""
+
+    code = "invalid_manifest"
+
+    def __init__(self, errors: list[str], *, error_count: int | None = None):
+        count = len(errors) if error_count is None else error_count
+        shown = errors[:ERRORS_SHOWN]
+        more = f"; the first {len(shown)} are listed" if count > len(shown) else ""
+        problems = "problem" if count == 1 else "problems"
+        super().__init__(
+            f"Nothing was imported: {count} {problems} in the manifest{more}.",
+            fields={"manifest": shown},
+        )
+        self.errors = shown
+        self.error_count = count
+
+
+def manifest_size_check(upload: Any) -> Any:
+    """Refuse an uploaded manifest over ``LABELING_MANIFEST_MAX_BYTES`` before reading it."""
+    limit = settings.LABELING_MANIFEST_MAX_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise ManifestError([f"line 1: the manifest is larger than {limit} bytes"])
+    return upload
+
+
+def _decoded_lines(lines: Iterable[str | bytes], errors: list[str]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line; a line that is not UTF-8 is reported, and the
+    import stops at ``LABELING_MANIFEST_MAX_BYTES``."""
+    limit = settings.LABELING_MANIFEST_MAX_BYTES
+    size = 0
+    for line_no, raw in enumerate(lines, start=1):
+        size += len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "replace"))
+        if size > limit:
+            errors.append(f"line {line_no}: the manifest is larger than {limit} bytes")
+            return
+        if isinstance(raw, bytes):
+            if line_no == 1 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                errors.append("line 1: the file is UTF-16; save the manifest as UTF-8")
+                return
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                errors.append(f"line {line_no}: not UTF-8 text")
+                continue
+        yield line_no, raw
 
 
 @dataclass
@@ -154,11 +207,13 @@ class ImportResult:
 
 def _parse_line(line_no: int, raw: str, attribute: str | None) -> tuple[ParsedLine | None, str]:
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        return None, f"line {line_no}: not valid JSON ({exc.msg})"
+        data = json_loads_bounded(raw, max_bytes=LINE_MAX_BYTES, max_depth=LINE_MAX_DEPTH)
+    except PayloadError as exc:
+        return None, f"line {line_no}: {exc.message}"
     if not isinstance(data, dict):
         return None, f"line {line_no}: expected a JSON object"
+    if not strings_storable(data):
+        return None, f"line {line_no}: contains characters that cannot be stored (NUL, surrogates)"
     source = data.get("source")
     if not isinstance(source, str) or not source:
         return None, f'line {line_no}: missing "source"'
@@ -176,6 +231,12 @@ def _parse_line(line_no: int, raw: str, attribute: str | None) -> tuple[ParsedLi
     worker = label.get("workerId")
     if not isinstance(worker, str) or not worker:
         return None, f"line {line_no}: missing workerId"
+    if len(worker) > WORKER_ID_MAX_CHARS:
+        return None, f"line {line_no}: workerId is longer than {WORKER_ID_MAX_CHARS} characters"
+    if worker.startswith(WORKER_PREFIX):
+        ident = worker.removeprefix(WORKER_PREFIX)
+        if not (ident.isascii() and ident.isdigit()) or len(ident) > USER_ID_MAX_DIGITS:
+            return None, f"line {line_no}: unknown Loopdesk reviewer {worker[:80]}"
     result = label.get("result")
     if isinstance(result, str):  # the post-annotation Lambda may pass raw content
         try:
@@ -189,10 +250,13 @@ def _parse_line(line_no: int, raw: str, attribute: str | None) -> tuple[ParsedLi
         return None, f"line {line_no}: result.relevance.label must start with 1-5, got {text!r}"
     created = None
     if metadata.get("creation-date"):
+        stamp = metadata["creation-date"]
         try:
-            created = dt.datetime.fromisoformat(metadata["creation-date"])
+            if not isinstance(stamp, str):
+                raise ValueError(stamp)
+            created = dt.datetime.fromisoformat(stamp)
         except ValueError:
-            return None, f"line {line_no}: bad creation-date {metadata['creation-date']!r}"
+            return None, f"line {line_no}: bad creation-date {str(stamp)[:40]!r}"
         if timezone.is_naive(created):
             created = created.replace(tzinfo=dt.UTC)
     assert isinstance(result, dict)
@@ -220,7 +284,7 @@ def _split_source(source: str) -> tuple[str, str]:
 
 
 def output_manifest_import(
-    *, lines: Iterable[str], attribute: str | None = None, batch_name: str = ""
+    *, lines: Iterable[str | bytes], attribute: str | None = None, batch_name: str = ""
 ) -> ImportResult:
     """Import a Ground Truth output manifest, all or nothing.
 
@@ -237,9 +301,7 @@ def output_manifest_import(
     parsed: list[ParsedLine] = []
     errors: list[str] = []
     seen: set[tuple[str, str]] = set()
-    for line_no, raw in enumerate(lines, start=1):
-        if isinstance(raw, bytes):
-            raw = raw.decode("utf-8")
+    for line_no, raw in _decoded_lines(lines, errors):
         if not raw.strip():
             continue
         line, error = _parse_line(line_no, raw, attribute)
@@ -263,10 +325,11 @@ def output_manifest_import(
     for line in parsed:
         if line.worker_id.startswith(WORKER_PREFIX):
             ident = line.worker_id.removeprefix(WORKER_PREFIX)
-            if not ident.isdigit() or int(ident) not in known_users:
+            if int(ident) not in known_users:
                 errors.append(f"line {line.line_no}: unknown Loopdesk reviewer {line.worker_id}")
     if errors:
-        raise ManifestError(sorted(errors, key=lambda error: int(error.split()[1].rstrip(":"))))
+        errors.sort(key=lambda error: int(error.split()[1].rstrip(":")))
+        raise ManifestError(errors)
 
     result = ImportResult()
     with transaction.atomic():

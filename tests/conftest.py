@@ -164,10 +164,47 @@ def browser(chromium_path):
                 "--disable-component-update",
             ],
         )
+        watched = _CspWatchingBrowser(instance)
         try:
-            yield instance
+            yield watched
         finally:
             instance.close()
+        # Every page must work under the Content-Security-Policy: a blocked script,
+        # style or connection is a failure, not a console line nobody reads.
+        assert watched.violations == [], watched.violations
+
+
+REDOC_BADGE = "cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+class _CspWatchingBrowser:
+    """The Playwright browser, recording every Content-Security-Policy violation of the
+    pages it opens."""
+
+    def __init__(self, browser):
+        self._browser = browser
+        self.violations: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self._browser, name)
+
+    def _watch(self, page):
+        def console(message):
+            # ReDoc's bundle shows a remote "API docs by Redocly" badge; the policy
+            # blocking it is the policy working (the badge hides itself).
+            if "Content Security Policy" in message.text and REDOC_BADGE not in message.text:
+                self.violations.append(f"{page.url}: {message.text}")
+
+        page.on("console", console)
+        return page
+
+    def new_page(self, *args, **kwargs):
+        return self._watch(self._browser.new_page(*args, **kwargs))
+
+    def new_context(self, *args, **kwargs):
+        context = self._browser.new_context(*args, **kwargs)
+        context.on("page", self._watch)
+        return context
 
 
 @pytest.fixture(autouse=True)
@@ -218,7 +255,7 @@ def _close_stray_database_sessions(django_db_setup, django_db_blocker):
 
 SEEDS = (
     "escalation.migrations.0002_default_rules",
-    "escalation.migrations.0008_intent_router_rules",
+    "escalation.migrations.0009_intent_router_rules",
 )
 
 
@@ -236,7 +273,7 @@ def _default_rules(request):
         request.getfixturevalue("transactional_db")
         for module in SEEDS:
             importlib.import_module(module).seed(apps, None)
-        importlib.import_module("chat.migrations.0006_router_shipped_version").register(apps, None)
+        importlib.import_module("chat.migrations.0007_router_shipped_version").register(apps, None)
 
 
 @pytest.fixture(autouse=True)

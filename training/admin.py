@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from chat.payloads import BoundedJSONFormField
 from training.models import AdapterDeployment, RunMetric, TrainingRun
 from training.selectors import (
     run_base_model_is_toy,
@@ -30,6 +31,8 @@ from training.services.presets import PRESETS, preset_choices
 
 
 class TrainingRunCreateForm(forms.ModelForm):
+    lora_target_modules = BoundedJSONFormField(required=False)
+    hyperparameters = BoundedJSONFormField(required=False)
     preset = forms.ChoiceField(
         choices=preset_choices,
         required=False,

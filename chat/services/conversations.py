@@ -15,7 +15,7 @@ from chat.errors import ApplicationError, Conflict, RateLimited
 from chat.events import publish_on_commit
 from chat.models import Conversation, CustomerFeedback, Message, Turn
 from chat.payloads import text_field, text_unstorable
-from chat.ratelimits import rate_limit_consume
+from chat.ratelimits import Requester, rate_limits_consume
 from chat.review import reviewer_current
 from chat.selectors import display_name
 
@@ -245,13 +245,17 @@ def conversation_start(
     *,
     customer: AbstractBaseUser | None,
     visitor_id: str,
-    rate_subject: str,
+    rate_subject: Requester | str,
     channel: str = Conversation.Channel.WEB,
     title: str = "",
 ) -> Conversation:
-    """Open a conversation for a logged-in customer and/or a visitor; rate limited."""
-    if not rate_limit_consume(
-        scope="conversations", subject=rate_subject, rate=settings.CHAT_RATE_LIMIT_CONVERSATIONS
+    """Open a conversation for a logged-in customer and/or a visitor; rate limited per
+    account or visitor and per client address (``chat.ratelimits.Requester``)."""
+    if not rate_limits_consume(
+        scope="conversations",
+        requester=rate_subject,
+        rate=settings.CHAT_RATE_LIMIT_CONVERSATIONS,
+        address_rate=settings.CHAT_RATE_LIMIT_CONVERSATIONS_PER_ADDRESS,
     ):
         raise ChatRateLimited("You have started too many conversations. Please wait a while.")
     title = text_field(title, name="title", max_chars=10_000, required=False)[:200]
@@ -305,7 +309,7 @@ def customer_message_receive(
     text: Any,
     client_id: Any,
     author: AbstractBaseUser | None,
-    rate_subject: str,
+    rate_subject: Requester | str,
     claim_owner: str = "",
 ) -> Received:
     """Store a customer's message once, with a turn for the assistant.
@@ -329,8 +333,11 @@ def customer_message_receive(
         return Received(existing, False, None)
     if locked.status == Conversation.Status.ENDED:
         raise ConversationClosed("This conversation has ended. Start a new one to continue.")
-    if not rate_limit_consume(
-        scope="messages", subject=rate_subject, rate=settings.CHAT_RATE_LIMIT_MESSAGES
+    if not rate_limits_consume(
+        scope="messages",
+        requester=rate_subject,
+        rate=settings.CHAT_RATE_LIMIT_MESSAGES,
+        address_rate=settings.CHAT_RATE_LIMIT_MESSAGES_PER_ADDRESS,
     ):
         raise ChatRateLimited("You are sending messages too fast. Please wait a moment.")
     customer = author if author is not None and author.is_authenticated else None

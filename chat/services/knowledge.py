@@ -1,13 +1,14 @@
-"""Writes to the knowledge base: articles and their embeddings."""
+"""Writes to the knowledge base: articles, their passages and their embeddings."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from chat.models import Article
+from chat.models import Article, ArticlePassage
 
 
 @transaction.atomic
@@ -107,15 +108,25 @@ def article_embed(*, article_id: int, force: bool = False) -> bool:
 EMBED_BATCH_SIZE = 32
 
 
+def _token_bytes(tokens: np.ndarray | None) -> bytes:
+    return b"" if tokens is None else np.asarray(tokens, dtype=np.float16).tobytes()
+
+
 def articles_embed(*, article_ids: list[int], force: bool = False) -> int:
-    """Embed the given articles in batches; returns how many vectors were stored.
+    """Embed the given articles and their passages in batches; returns how many articles
+    were stored.
+
+    Each article is split into passages (``chat.assistant.passages``); the article's
+    vector, and each passage's vector and token vectors, are computed outside any
+    transaction. Then the row is locked and, only if the article was not edited
+    meanwhile (that edit queued its own embedding), its vector is stored and its
+    passages replaced, in one transaction.
 
     Idempotent: an article already embedded by the current embedding model after its
-    last edit is left alone (unless ``force``); deleted ids are skipped. The model runs
-    outside any transaction; each row is then locked and its vector stored only if the
-    article was not edited meanwhile (that edit queued its own embedding).
+    last edit is left alone (unless ``force``); deleted ids are skipped.
     """
-    from chat.assistant.knowledge import article_document
+    from chat.assistant.knowledge import article_document, passage_tokens
+    from chat.assistant.passages import article_passages, passage_document
     from chat.assistant.providers import embedder_current
 
     embedder = embedder_current()
@@ -134,8 +145,35 @@ def articles_embed(*, article_ids: list[int], force: bool = False) -> int:
     for start in range(0, len(articles), EMBED_BATCH_SIZE):
         batch = articles[start : start + EMBED_BATCH_SIZE]
         vectors = embedder.embed_documents([article_document(a) for a in batch])
-        with transaction.atomic():
-            for article, vector in zip(batch, vectors, strict=True):
+        specs = [article_passages(body=a.body) for a in batch]
+        encodings = iter(
+            embedder.encode_documents(
+                [
+                    passage_document(title=a.title, heading=spec.heading, text=spec.text)
+                    for a, article_specs in zip(batch, specs, strict=True)
+                    for spec in article_specs
+                ]
+            )
+        )
+        passages = [
+            [
+                ArticlePassage(
+                    article=article,
+                    position=spec.position,
+                    anchor=spec.anchor,
+                    kind=spec.kind,
+                    heading=spec.heading[:200],
+                    text=spec.text,
+                    embedding=[round(float(x), 6) for x in encoding.vector],
+                    token_vectors=_token_bytes(passage_tokens(encoding)),
+                    embedding_model=embedder.name,
+                )
+                for spec, encoding in zip(article_specs, encodings, strict=False)
+            ]
+            for article, article_specs in zip(batch, specs, strict=True)
+        ]
+        for article, vector, article_passages_rows in zip(batch, vectors, passages, strict=True):
+            with transaction.atomic():
                 locked = Article.objects.select_for_update().filter(pk=article.pk).first()
                 if locked is None or locked.updated_at != article.updated_at:
                     continue
@@ -143,5 +181,9 @@ def articles_embed(*, article_ids: list[int], force: bool = False) -> int:
                 locked.embedding_model = embedder.name
                 locked.embedded_at = timezone.now()
                 locked.save(update_fields=["embedding", "embedding_model", "embedded_at"])
+                ArticlePassage.objects.filter(article=locked).delete()
+                for row in article_passages_rows:
+                    row.full_clean(exclude=["article"])
+                ArticlePassage.objects.bulk_create(article_passages_rows)
                 stored += 1
     return stored

@@ -7,6 +7,7 @@ Set DATABASE_URL / REDIS_URL (and the USE_* flags) to move each part to a real s
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "axes",
+    "csp",
     "config.apps.LoopdeskConfig",
     "chat",
     "accounts",
@@ -50,13 +53,19 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A NUL in a query parameter is a 400, never a database error (chat.middleware).
+    "chat.middleware.UnstorableQueryMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: answers a locked-out sign-in with its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -196,11 +205,66 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# --- browser security headers (every environment, so tests and the run command show any
+# page that breaks under them) -------------------------------------------------------------
+# Only this origin's scripts, styles, fonts, images and connections (the chat's WebSocket
+# included): no inline script or style anywhere. The one exception is ReDoc, which writes
+# its own styles (config/urls.py). Nothing may frame the pages.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Browser features no page uses are switched off (django-permissions-policy).
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    "accelerometer": [],
+    "camera": [],
+    "display-capture": [],
+    "geolocation": [],
+    "gyroscope": [],
+    "magnetometer": [],
+    "microphone": [],
+    "midi": [],
+    "payment": [],
+    "usb": [],
+}
+
+# --- client addresses ---------------------------------------------------------------------
+# Proxies (addresses or networks, e.g. "10.0.0.0/8") whose X-Forwarded-For is believed.
+# Empty: the connection's peer is the client (chat.clients). Behind a load balancer, list
+# it here, or every visitor shares its address in the rate limits and login lock-outs.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
 # --- auth, i18n, static, media ----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# django-axes first: every sign-in (admin, customer, API token) is refused while its
+# username and client address are locked out.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After LOGIN_FAILURE_LIMIT wrong passwords for one username from one client address,
+# that pair is locked out for LOGIN_LOCKOUT_MINUTES (the right password included); a
+# success resets the count. Locked-out attempts get a 429 page.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "chat.clients.client_address_of_request"
+AXES_LOCKOUT_TEMPLATE = "errors/lockout.html"
+AXES_VERBOSE = False
 # Staff pages (@login_required) send people to the admin login; customers sign in at
 # /accounts/login/ (accounts app), which staff may use too.
 LOGIN_URL = "/admin/login/"
@@ -238,20 +302,47 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Loopdesk <support@loopde
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Hashed tokens with an expiry (django-rest-knox), from POST /api/auth/token/.
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "600/min"},
+    # Per account, anonymous callers per client address (chat.clients).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "chat.clients.AddressAnonThrottle",
+        "chat.clients.AddressUserThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("API_THROTTLE_ANON", default="60/min"),
+        "user": env("API_THROTTLE_USER", default="600/min"),
+        "token": env("API_THROTTLE_TOKEN", default="10/min"),
+    },
+    # JSON within size and depth, storable text only (chat.parsers); files as multipart.
+    "DEFAULT_PARSER_CLASSES": [
+        "chat.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # One error shape for every API error: {code, message} (chat.errors).
     "EXCEPTION_HANDLER": "chat.errors.api_exception_handler",
 }
+# API tokens are stored hashed and expire this many days after they were issued.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=30)
+REST_KNOX = {"TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS), "AUTH_HEADER_PREFIX": "Token"}
+# Every JSON body the API reads: at most this many bytes, nested at most this deep.
+API_MAX_JSON_BYTES = env.int("API_MAX_JSON_BYTES", default=1024 * 1024)
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=16)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loopdesk API",
-    "DESCRIPTION": "Conversations, escalations, labels and training runs for integrations.",
+    "DESCRIPTION": (
+        "Conversations, escalations, labels and training runs for integrations.\n\n"
+        "Authenticate with `Authorization: Token <token>`: POST /api/auth/token/ with the "
+        "account's username and password (HTTP Basic) returns a token, shown once and "
+        "valid for API_TOKEN_TTL_DAYS. Every error is `{code, message[, fields]}`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -266,6 +357,7 @@ SPECTACULAR_SETTINGS = {
         "TicketOutcomeEnum": "escalation.models.Ticket.Outcome",
         "LabelStatusEnum": "labeling.models.Label.Status",
         "DomainEventNameEnum": "escalation.models.DomainEvent.Name",
+        "TrainingRunStatusEnum": "training.models.TrainingRun.Status",
     },
 }
 
@@ -317,8 +409,14 @@ CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
 # Every socket frame: at most this many bytes and this deep (a message frame is flat).
 SOCKET_MAX_FRAME_BYTES = env.int("SOCKET_MAX_FRAME_BYTES", default=64 * 1024)
 SOCKET_MAX_FRAME_DEPTH = env.int("SOCKET_MAX_FRAME_DEPTH", default=8)
+# Per account (signed in) or visitor cookie, and per client address: people behind one
+# address (an office, a mobile carrier) share the second budget, so it is larger.
 CHAT_RATE_LIMIT_MESSAGES = env("CHAT_RATE_LIMIT_MESSAGES", default="20/min")
 CHAT_RATE_LIMIT_CONVERSATIONS = env("CHAT_RATE_LIMIT_CONVERSATIONS", default="10/hour")
+CHAT_RATE_LIMIT_MESSAGES_PER_ADDRESS = env("CHAT_RATE_LIMIT_MESSAGES_PER_ADDRESS", default="60/min")
+CHAT_RATE_LIMIT_CONVERSATIONS_PER_ADDRESS = env(
+    "CHAT_RATE_LIMIT_CONVERSATIONS_PER_ADDRESS", default="30/hour"
+)
 # Load the assistant's models when the first chat socket of a server process opens.
 CHAT_WARM_UP_ASSISTANT = env.bool("CHAT_WARM_UP_ASSISTANT", default=True)
 
@@ -336,6 +434,10 @@ ESCALATION_TICKET_EXPIRY_HOURS = env.int("ESCALATION_TICKET_EXPIRY_HOURS", defau
 # of the assignment goes back to the queue (the sweep runs every minute).
 ESCALATION_ASSIGNEE_REPLY_SECONDS = env.int("ESCALATION_ASSIGNEE_REPLY_SECONDS", default=300)
 ESCALATION_WEBHOOK_TIMEOUT_SECONDS = env.float("ESCALATION_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Webhooks reach public addresses only; networks listed here (CIDR, e.g. "10.1.2.0/24"
+# for an internal receiver) are allowed too. Loopback, private, link-local (the cloud
+# metadata service) and reserved addresses are refused otherwise.
+ESCALATION_WEBHOOK_ALLOWED_NETWORKS = env.list("ESCALATION_WEBHOOK_ALLOWED_NETWORKS", default=[])
 
 # --- labeling / training ------------------------------------------------------------------
 LABELING_REVIEWERS_PER_ITEM = env.int("LABELING_REVIEWERS_PER_ITEM", default=3)
@@ -350,6 +452,8 @@ LABELING_ADJUDICATION_SPREAD = env.int("LABELING_ADJUDICATION_SPREAD", default=2
 # Ground Truth manifests: the label attribute name and job name of the blog's example.
 LABELING_GT_LABEL_ATTRIBUTE = env("LABELING_GT_LABEL_ATTRIBUTE", default="RHLF-custom-feedback")
 LABELING_GT_JOB_NAME = env("LABELING_GT_JOB_NAME", default="rhlf-custom-feedback")
+# Largest Ground Truth output manifest an import accepts (API and admin).
+LABELING_MANIFEST_MAX_BYTES = env.int("LABELING_MANIFEST_MAX_BYTES", default=20 * 1024 * 1024)
 TRAINING_OUTPUT_DIR = Path(env("TRAINING_OUTPUT_DIR", default=str(VAR_DIR / "training")))
 # A running run whose worker sent no heartbeat for this long is failed by the sweep.
 TRAINING_HEARTBEAT_TIMEOUT_SECONDS = env.int("TRAINING_HEARTBEAT_TIMEOUT_SECONDS", default=120)

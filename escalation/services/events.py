@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import urllib.error
-import urllib.request
 from functools import partial
 from typing import Any
 
@@ -15,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Conversation
+from escalation import webhooks
 from escalation.models import DomainEvent, Ticket, Webhook, WebhookDelivery
 
 
@@ -75,41 +74,45 @@ def webhook_delivery_attempt(*, delivery_id: int) -> int | None:
 
     Idempotent: a delivery that is already delivered or failed is not sent again.
     The body is signed with the webhook's secret (``X-Loopdesk-Signature``); receivers
-    de-duplicate on ``X-Loopdesk-Delivery`` (deliveries are at least once).
+    de-duplicate on ``X-Loopdesk-Delivery`` (deliveries are at least once). Only public
+    addresses are reached and redirects are not followed (``escalation.webhooks``); an
+    internal destination fails the delivery at once, without retries.
     """
     delivery = WebhookDelivery.objects.select_related("webhook", "event").get(pk=delivery_id)
     if delivery.status != WebhookDelivery.Status.PENDING:
         return None
     webhook, event = delivery.webhook, delivery.event
     body = json.dumps(event_body(event), sort_keys=True).encode()
-    request = urllib.request.Request(  # noqa: S310 - admins configure http(s) URLs only
-        webhook.url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "Loopdesk-Webhooks/1",
-            "X-Loopdesk-Event": event.name,
-            "X-Loopdesk-Delivery": str(delivery.pk),
-            "X-Loopdesk-Signature": signature_for(secret=webhook.secret, body=body),
-        },
-    )
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Loopdesk-Webhooks/1",
+        "X-Loopdesk-Event": event.name,
+        "X-Loopdesk-Delivery": str(delivery.pk),
+        "X-Loopdesk-Signature": signature_for(secret=webhook.secret, body=body),
+    }
     status_code: int | None = None
     error = ""
     try:
-        with urllib.request.urlopen(  # noqa: S310
-            request, timeout=settings.ESCALATION_WEBHOOK_TIMEOUT_SECONDS
-        ) as response:
-            status_code = response.status
-    except urllib.error.HTTPError as exc:
-        status_code, error = exc.code, f"HTTP {exc.code}"
+        status_code = webhooks.webhook_post(
+            url=webhook.url,
+            body=body,
+            headers=headers,
+            timeout=settings.ESCALATION_WEBHOOK_TIMEOUT_SECONDS,
+        )
+    except webhooks.DestinationRefused as exc:
+        # Final: retrying an internal destination would only probe it again.
+        return _delivery_result(
+            delivery_id=delivery.pk, status_code=None, error=str(exc), final=True
+        )
     except (OSError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"
     return _delivery_result(delivery_id=delivery.pk, status_code=status_code, error=error)
 
 
 @transaction.atomic
-def _delivery_result(*, delivery_id: int, status_code: int | None, error: str) -> int | None:
+def _delivery_result(
+    *, delivery_id: int, status_code: int | None, error: str, final: bool = False
+) -> int | None:
     delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
     if delivery.status != WebhookDelivery.Status.PENDING:
         return None
@@ -121,7 +124,7 @@ def _delivery_result(*, delivery_id: int, status_code: int | None, error: str) -
     if ok:
         delivery.status = WebhookDelivery.Status.DELIVERED
         delivery.delivered_at = timezone.now()
-    elif delivery.attempts >= settings.ESCALATION_RETRY_MAX_ATTEMPTS:
+    elif final or delivery.attempts >= settings.ESCALATION_RETRY_MAX_ATTEMPTS:
         delivery.status = WebhookDelivery.Status.FAILED
     else:
         retry_in = retry_delay_seconds(delivery.attempts)

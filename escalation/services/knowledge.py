@@ -12,7 +12,7 @@ from chat.models import Article, Message
 from chat.services import article_publish_set, article_save
 from escalation.models import DomainEvent, KnowledgeDraft, Ticket
 from escalation.services.events import event_record
-from escalation.services.tickets import EscalationError
+from escalation.services.tickets import EscalationError, TicketStateConflict
 
 
 def _draft_text(ticket: Ticket) -> tuple[str, str]:
@@ -42,9 +42,9 @@ def knowledge_draft_create(*, ticket: Ticket, author: User) -> KnowledgeDraft:
     """
     ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
     if ticket.status != Ticket.Status.RESOLVED:
-        raise EscalationError("Resolve the ticket first.", code="not_resolved")
+        raise TicketStateConflict("Resolve the ticket first.", code="not_resolved")
     if ticket.knowledge_drafts.filter(status=KnowledgeDraft.Status.PENDING).exists():
-        raise EscalationError("A draft for this ticket is waiting for review.", code="exists")
+        raise TicketStateConflict("A draft for this ticket is waiting for review.", code="exists")
     title, body = _draft_text(ticket)
     article = Article(
         slug=f"expert-{ticket.pk}-{ticket.knowledge_drafts.count()}-"
@@ -75,10 +75,10 @@ def knowledge_draft_review(
     Locks the draft; a second review of the same draft is refused. The reviewer needs
     ``escalation.approve_knowledgedraft``."""
     if not reviewer.has_perm("escalation.approve_knowledgedraft"):
-        raise EscalationError("You may not review expert articles.", code="forbidden")
+        raise EscalationError("You may not review expert articles.", code="forbidden", status=403)
     locked = KnowledgeDraft.objects.select_for_update().select_related("article").get(pk=draft.pk)
     if locked.status != KnowledgeDraft.Status.PENDING:
-        raise EscalationError(f"This draft is already {locked.status}.", code="reviewed")
+        raise TicketStateConflict(f"This draft is already {locked.status}.", code="reviewed")
     locked.status = KnowledgeDraft.Status.APPROVED if approve else KnowledgeDraft.Status.REJECTED
     locked.reviewed_by = reviewer
     locked.reviewed_at = timezone.now()

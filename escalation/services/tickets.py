@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from chat.errors import ApplicationError, Conflict
+from chat.errors import ApplicationError, Conflict, Forbidden
 from chat.events import publish_on_commit
 from chat.models import Conversation, Message
 from chat.selectors import display_name
@@ -22,7 +22,7 @@ from chat.services import (
     message_append,
     system_notice_post,
 )
-from escalation.models import DomainEvent, Priority, Ticket, WorkflowCallback
+from escalation.models import SUPERVISOR_PERMISSION, DomainEvent, Priority, Ticket, WorkflowCallback
 from escalation.services.events import event_record
 from escalation.services.presence import agents_available
 from escalation.wording import reason_label
@@ -45,6 +45,20 @@ class EscalationError(ApplicationError):
 
 class TakeoverConflict(Conflict, EscalationError):
     code = "taken"
+
+
+class TicketStateConflict(Conflict, EscalationError):
+    """The ticket or conversation is not in a state that allows the move (409)."""
+
+
+class NotOwner(Forbidden, EscalationError):
+    """Only the agent handling the conversation (or a supervisor) may do that (403)."""
+
+    code = "not_owner"
+
+
+# Supervisors (admins, ``config.roles``) may resolve or close a ticket another agent
+# handles; other agents may not.
 
 
 def agent_conversation_group(conversation_id: Any) -> str:
@@ -210,7 +224,7 @@ def conversation_take_over(*, conversation: Conversation, agent: User) -> Ticket
     """
     locked = _lock(conversation)
     if locked.status == Conversation.Status.ENDED:
-        raise EscalationError("This conversation has ended.", code="ended")
+        raise TicketStateConflict("This conversation has ended.", code="ended")
     if locked.handling == Conversation.Handling.HUMAN and locked.assigned_agent_id:
         if locked.assigned_agent_id == agent.pk:
             raise TakeoverConflict("You already handle this conversation.")
@@ -287,15 +301,13 @@ def ticket_claim(*, ticket: Ticket, agent: User) -> Ticket:
     """Take over the ticket's conversation (see ``conversation_take_over``)."""
     fresh = Ticket.objects.select_related("conversation").get(pk=ticket.pk)
     if not fresh.is_active:
-        raise EscalationError(f"This ticket is already {fresh.status}.", code="not_active")
+        raise TicketStateConflict(f"This ticket is already {fresh.status}.", code="not_active")
     return conversation_take_over(conversation=fresh.conversation, agent=agent)
 
 
 def _require_owner(locked: Conversation, agent: User) -> None:
     if locked.handling != Conversation.Handling.HUMAN or locked.assigned_agent_id != agent.pk:
-        raise EscalationError(
-            "Take over the conversation before writing to the customer.", code="not_owner"
-        )
+        raise NotOwner("Take over the conversation before writing to the customer.")
 
 
 @transaction.atomic
@@ -396,12 +408,28 @@ def _ticket_close_handed_back(ticket: Ticket, *, agent: User) -> Ticket:
     return fresh
 
 
+def may_finish(ticket: Ticket, actor: Any) -> bool:
+    """Who may resolve or close a ticket: the agent it is assigned to, any support staff
+    while nobody has it (they then own it), a supervisor always."""
+    if ticket.assigned_agent_id is None or ticket.assigned_agent_id == actor.pk:
+        return True
+    return bool(actor.has_perm(SUPERVISOR_PERMISSION))
+
+
 def _finish(ticket: Ticket, *, status: str, outcome: str, note: str, agent: User | None) -> Ticket:
+    """Resolve or close under the conversation and ticket locks. ``agent`` None is the
+    system (expiry); a person must be allowed to (``may_finish``), else ``NotOwner``."""
     locked = _lock(ticket.conversation)
     fresh = Ticket.objects.select_for_update().get(pk=ticket.pk)
     if not fresh.is_active:
-        raise EscalationError(f"This ticket is already {fresh.status}.", code="not_active")
+        raise TicketStateConflict(f"This ticket is already {fresh.status}.", code="not_active")
+    if agent is not None and not may_finish(fresh, agent):
+        raise NotOwner(
+            f"{display_name(fresh.assigned_agent)} handles this ticket; only they or a "
+            "supervisor may resolve or close it."
+        )
     now = timezone.now()
+    fresh.finished_by = agent
     fresh.status = status
     fresh.outcome = outcome
     fresh.outcome_note = note
@@ -422,6 +450,7 @@ def _finish(ticket: Ticket, *, status: str, outcome: str, note: str, agent: User
             "closed_at",
             "assigned_agent",
             "assigned_at",
+            "finished_by",
         ]
     )
     if locked.handling != Conversation.Handling.ASSISTANT:
@@ -461,6 +490,9 @@ def ticket_outcome_payload(ticket: Ticket) -> dict[str, Any]:
         "note": ticket.outcome_note,
         "person_needed": ticket.person_needed,
         "agent": ticket.assigned_agent.get_username() if ticket.assigned_agent else "",
+        # Who resolved or closed it ("" for the system, e.g. expiry): a supervisor may
+        # finish another agent's ticket.
+        "acted_by": ticket.finished_by.get_username() if ticket.finished_by else "",
         "first_response_seconds": ticket.first_response_seconds,
         "resolution_seconds": ticket.resolution_seconds,
     }
@@ -481,7 +513,8 @@ def ticket_resolve(
     it was). That answer becomes a training row for the intent router, on the message
     that was escalated (``escalation.services.intents.ticket_person_needed_record``).
 
-    Locks the conversation and the ticket. The conversation goes back to the assistant
+    Only the agent handling the ticket or a supervisor may (``may_finish``). Locks the
+    conversation and the ticket. The conversation goes back to the assistant
     (with a marker) if a person still held it; a waiting Step Functions task gets
     SendTaskSuccess with the outcome, once, through a background task.
     """
@@ -514,7 +547,9 @@ def ticket_resolve(
 def ticket_close(
     *, ticket: Ticket, outcome: str, note: str = "", agent: User | None = None
 ) -> Ticket:
-    """Close a ticket nobody resolved (abandoned or expired): SendTaskFailure once."""
+    """Close a ticket nobody resolved (abandoned or expired): SendTaskFailure once.
+
+    ``agent`` None is the system (expiry); a person must be allowed to (``may_finish``)."""
     if outcome not in (Ticket.Outcome.ABANDONED, Ticket.Outcome.EXPIRED):
         raise EscalationError("The outcome is abandoned or expired.", code="invalid_outcome")
     fresh = _finish(ticket, status=Ticket.Status.CLOSED, outcome=outcome, note=note, agent=agent)

@@ -9,11 +9,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chat.errors import Conflict, NotFound
 from chat.models import Message
 from escalation import stepfunctions
 from escalation.models import Ticket, WorkflowCallback
 from escalation.services.events import retry_delay_seconds
-from escalation.services.tickets import EscalationError, _callback_enqueue, ticket_outcome_payload
+from escalation.services.tickets import _callback_enqueue, ticket_outcome_payload
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +74,11 @@ def workflow_callback_register(*, ticket_id: int, task_token: str) -> tuple[Work
     """
     ticket = Ticket.objects.select_for_update().filter(pk=ticket_id).first()
     if ticket is None:
-        raise EscalationError("No such ticket.", code="not_found")
+        raise NotFound("No such ticket.")
     existing = WorkflowCallback.objects.filter(task_token=task_token).first()
     if existing is not None:
         if existing.ticket_id != ticket.pk:
-            raise EscalationError("This token belongs to another ticket.", code="conflict")
+            raise Conflict("This token belongs to another ticket.")
         return existing, False
     callback = WorkflowCallback(ticket=ticket, task_token=task_token)
     if not ticket.is_active:

@@ -11,12 +11,15 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from chat.errors import Conflict
 from labeling.models import REVIEWERS_GROUP, Label, LabelingBatch, LabelingItem
 from labeling.selectors import batch_agreement
 
 
-class LabelingError(Exception):
+class LabelingError(Conflict):
     """A label move that is not allowed (not your assignment, already submitted, ...)."""
+
+    code = "labeling_refused"
 
 
 @transaction.atomic

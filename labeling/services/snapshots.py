@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Max
 
+from chat.errors import Conflict
 from labeling.models import DatasetSnapshot, SnapshotRow
 from labeling.redaction import redact_row
 from labeling.selectors import snapshot_source_items
@@ -22,8 +23,10 @@ logger = logging.getLogger(__name__)
 DESIRABLE_MIN_SCORE = 4.0
 
 
-class SnapshotImmutableError(Exception):
+class SnapshotImmutableError(Conflict):
     """Snapshots never change once frozen; make a new version instead."""
+
+    code = "snapshot_frozen"
 
 
 def snapshot_update(*, snapshot: DatasetSnapshot, **changes: Any) -> NoReturn:

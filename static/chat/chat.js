@@ -75,19 +75,35 @@
     return li;
   }
 
+  // Sources are numbered like the [n] markers in the answer; a help article's source
+  // opens its page at the cited passage, in a new tab.
   function addSources(li, sources) {
     if (!sources || !sources.length) return;
     const div = document.createElement("div");
     div.className = "sources";
     div.textContent = "Sources:";
-    const ul = document.createElement("ul");
-    for (const s of sources) {
+    const ol = document.createElement("ol");
+    sources.forEach((s, i) => {
       const item = document.createElement("li");
-      item.textContent = s.title || s.slug;
       item.dataset.slug = s.slug || "";
-      ul.appendChild(item);
-    }
-    div.appendChild(ul);
+      const number = document.createElement("span");
+      number.className = "n";
+      number.textContent = `[${i + 1}]`;
+      item.appendChild(number);
+      const label = s.title || s.slug;
+      if (s.slug && (!s.kind || s.kind === "article")) {
+        const link = document.createElement("a");
+        link.href = `/help/${encodeURIComponent(s.slug)}/` + (s.anchor ? `#${encodeURIComponent(s.anchor)}` : "");
+        link.target = "_blank";
+        link.rel = "noopener";
+        link.textContent = label;
+        item.appendChild(link);
+      } else {
+        item.appendChild(document.createTextNode(label));
+      }
+      ol.appendChild(item);
+    });
+    div.appendChild(ol);
     li.insertBefore(div, li.querySelector("time"));
   }
 

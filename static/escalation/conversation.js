@@ -64,7 +64,7 @@
     }
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
-      showError(body.message || body.detail || "That did not work (" + response.status + ").");
+      showError(body.message || "That did not work (" + response.status + ").");
       return null;
     }
     return body;

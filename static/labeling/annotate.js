@@ -37,4 +37,5 @@
 
   // Start with the keys live: nothing focused that would swallow 1-5.
   if (document.activeElement && typing(document.activeElement)) { document.activeElement.blur(); }
+  form.dataset.keys = "ready"; // the keys work from here (tests wait for it)
 })();

@@ -9,12 +9,13 @@ import pytest
 from django.core.management import call_command
 
 from chat.assistant import providers
-from chat.assistant.embeddings import embed_texts
+from chat.assistant.embeddings import MODEL_NAME, Encoding, embed_texts, encode_texts
 from chat.models import Article
 from chat.services import article_upsert
 from config.demo import demo_articles
 
 _DOCUMENT_VECTORS: dict[str, np.ndarray] = {}
+_PASSAGE_ENCODINGS: dict[str, Encoding] = {}
 
 
 def _memo_embed_texts(texts: list[str]) -> np.ndarray:
@@ -29,11 +30,38 @@ def _memo_embed_texts(texts: list[str]) -> np.ndarray:
     return np.stack([_DOCUMENT_VECTORS[t] for t in texts])
 
 
+def _memo_encode_texts(texts: list[str]) -> list[Encoding]:
+    """The real MiniLM passage encodings, remembered for the session the same way."""
+    missing = [t for t in dict.fromkeys(texts) if t not in _PASSAGE_ENCODINGS]
+    if missing:
+        _PASSAGE_ENCODINGS.update(zip(missing, encode_texts(missing), strict=True))
+    return [_PASSAGE_ENCODINGS[t] for t in texts]
+
+
+class MemoEmbedder:
+    """The real MiniLM embedder with the session's memo (for indexes built in memory)."""
+
+    name = MODEL_NAME
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return _memo_embed_texts(texts)
+
+    def encode_documents(self, texts: list[str]) -> list[Encoding]:
+        return _memo_encode_texts(texts)
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        return _memo_embed_texts([text])[0]
+
+    async def encode_query(self, text: str) -> Encoding:
+        return _memo_encode_texts([text])[0]
+
+
 @pytest.fixture
 def knowledge_base(db, monkeypatch) -> list[Article]:
     """The demo articles, saved through the service (the sync django-q2 task embeds each
-    on commit) and then reindexed, which finds nothing left to do."""
+    and its passages on commit) and then reindexed, which finds nothing left to do."""
     monkeypatch.setattr(providers, "embed_texts", _memo_embed_texts)
+    monkeypatch.setattr(providers, "encode_texts", _memo_encode_texts)
     for article in demo_articles():
         article_upsert(
             slug=article["slug"],

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from chat import services
 from chat.models import Conversation, CustomerFeedback, Message
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def customer_client(api_client, customer):
-    token, _ = Token.objects.get_or_create(user=customer)
-    api_client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, token = AuthToken.objects.create(user=customer)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return api_client
 
 

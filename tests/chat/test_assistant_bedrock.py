@@ -162,9 +162,12 @@ def _expect_route(stub: Stubber, question: str, destination: str, evidence: str 
 
 @pytest.fixture
 def embedded_articles(embeddings_stub, django_capture_on_commit_callbacks):
-    """Two articles, embedded by the background task through Bedrock embeddings."""
-    _expect_embedding(embeddings_stub, f"{WIFI[1]}\n\n{WIFI[2]}", [1.0, 0.0, 0.0, 0.0])
-    _expect_embedding(embeddings_stub, f"{BILLS[1]}\n\n{BILLS[2]}", [0.0, 1.0, 0.0, 0.0])
+    """Two articles, embedded by the background task through Bedrock embeddings: each
+    article, then its one passage (embedded as "title\n\ntext", the same text here)."""
+    for _ in ("article", "passage"):
+        _expect_embedding(embeddings_stub, f"{WIFI[1]}\n\n{WIFI[2]}", [1.0, 0.0, 0.0, 0.0])
+    for _ in ("article", "passage"):
+        _expect_embedding(embeddings_stub, f"{BILLS[1]}\n\n{BILLS[2]}", [0.0, 1.0, 0.0, 0.0])
     with django_capture_on_commit_callbacks(execute=True):
         for slug, title, body in (WIFI, BILLS):
             article_upsert(slug=slug, title=title, body=body)
@@ -173,10 +176,16 @@ def embedded_articles(embeddings_stub, django_capture_on_commit_callbacks):
 
 def test_articles_are_embedded_with_the_bedrock_model(embedded_articles):
     wifi = Article.objects.get(slug=WIFI[0])
+    passage = wifi.passages.get()
 
     assert wifi.embedding_model == f"bedrock:{EMBEDDING_MODEL_ID}"
     assert wifi.embedding == [1.0, 0.0, 0.0, 0.0]
     assert wifi.embedded_at is not None
+    assert (passage.anchor, passage.embedding, bytes(passage.token_vectors)) == (
+        "p1",
+        [1.0, 0.0, 0.0, 0.0],
+        b"",  # Titan gives no token vectors: no late interaction
+    )
 
 
 async def test_prepare_retrieves_with_bedrock_embeddings_and_asks_the_blogs_sentiment_prompt(
@@ -189,8 +198,10 @@ async def test_prepare_retrieves_with_bedrock_embeddings_and_asks_the_blogs_sent
 
     prepared = await assistant_prepare(question=question, history=[])
 
-    assert [s["slug"] for s in prepared.sources] == [WIFI[0], BILLS[0]]
-    assert prepared.sources[0]["score"] == pytest.approx(0.8)
+    assert [s["slug"] for s in prepared.sources] == [WIFI[0]]  # bills: far behind
+    # No calibration was fitted for Titan: the best passage cosine against the minimum.
+    assert prepared.retrieval.top_score == pytest.approx(0.8)
+    assert prepared.retrieval.min_score == pytest.approx(0.5)  # ASSISTANT_MIN_RETRIEVAL_SCORE
     assert prepared.sentiment == Sentiment(label="negative", score=-1.0, method="bedrock", raw="1")
     # the router's destination comes from the structured-output prompt, beside the
     # blog's 0/1 sentiment signal

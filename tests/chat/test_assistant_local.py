@@ -117,6 +117,21 @@ async def test_warm_up_loads_the_models_and_can_be_repeated():
     assert _model.cache_info().currsize == 1
 
 
+async def test_warm_up_prepares_the_quoted_sentences_of_every_passage(knowledge_base, settings):
+    from chat.assistant import assistant_warm_up
+    from chat.assistant.local_model import _SENTENCES
+    from chat.models import ArticlePassage
+
+    settings.KNOWLEDGE_REFRESH_SECONDS = 0
+    _SENTENCES.clear()
+
+    await assistant_warm_up()
+
+    texts = [t async for t in ArticlePassage.objects.values_list("text", flat=True)]
+    assert len(texts) > len(knowledge_base)  # articles are split into several passages
+    assert all(text in _SENTENCES for text in texts)  # answers will not run the encoder
+
+
 async def test_the_router_runs_in_prepare_on_the_retrieval_querys_encoder_call(knowledge_base):
     question = "There's smoke coming out of the Hub on my wall, what do I do?"
     batcher = query_batcher()

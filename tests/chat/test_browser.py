@@ -71,9 +71,10 @@ def test_customer_chats_sees_streamed_sourced_answers_and_reloads_without_gaps(
     assert any(f["type"] == "assistant.delta" for f in frames), "the answer was not streamed"
     assert "password" in first_answer.locator(".bubble").inner_text().lower()
     assert (
-        first_answer.locator(".sources li").first.inner_text()
+        first_answer.locator(".sources li a").first.inner_text()
         == "Changing your email address or password"
     )
+    assert first_answer.locator(".sources li .n").first.inner_text() == "[1]"
     assert first_answer.locator(".who").inner_text() == "Assistant"
     assert "?c=" in page.url
 
@@ -104,6 +105,51 @@ def test_customer_chats_sees_streamed_sourced_answers_and_reloads_without_gaps(
     page.close()
 
 
+def test_a_cited_source_opens_the_help_page_at_the_passage(
+    patient_assistant, asgi_live_server, browser
+):
+    knowledge_base()
+    page = browser.new_page()
+    page.goto(asgi_live_server + "/")
+    composer = page.locator("form.composer textarea")
+    composer.fill("Which cards do you accept for paying my bills?")
+    composer.press("Enter")
+    answer = page.locator("li.msg.assistant:not(.streaming)").first
+    answer.wait_for(timeout=90_000)
+
+    bubble = answer.locator(".bubble").inner_text()
+    link = answer.locator(".sources li a").first
+    href = link.get_attribute("href") or ""
+    assert "[1]" in bubble  # the answer's marker matches the first source's number
+    assert answer.locator(".sources li .n").first.inner_text() == "[1]"
+    assert href.startswith("/help/payment-methods/#")
+    assert link.get_attribute("target") == "_blank"
+    with page.expect_popup() as opened:
+        link.click()
+    help_page = opened.value
+    help_page.wait_for_load_state()
+
+    anchor = href.split("#", 1)[1]
+    assert help_page.url == asgi_live_server + href
+    assert help_page.locator("h1").inner_text() == "Ways to pay"
+    cited = help_page.locator(f"#{anchor}")
+    assert cited.evaluate("el => el.matches(':target')")  # highlighted and scrolled to
+    assert cited.is_visible()
+    # The quoted sentences come from the passage the source points at.
+    quoted = bubble.split(": ", 1)[1].split(" [1]")[0]
+    assert quoted.split(". ")[0] in cited.inner_text()
+    help_page.screenshot(
+        path=str(Path(__file__).resolve().parents[2] / "var" / "help-page-from-chat.png")
+    )
+    help_page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    assert help_page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+    assert cited.is_visible()
+    help_page.close()
+    page.close()
+
+
 def test_customer_asks_for_a_person_ends_and_rates_the_conversation(
     scripted, asgi_live_server, browser
 ):
@@ -115,7 +161,7 @@ def test_customer_asks_for_a_person_ends_and_rates_the_conversation(
     composer.press("Enter")
     answer = page.locator("li.msg.assistant:not(.streaming)").first
     answer.wait_for(timeout=30_000)
-    assert answer.locator(".sources li").first.inner_text() == "Reset your password"
+    assert answer.locator(".sources li a").first.inner_text() == "Reset your password"
 
     page.get_by_role("button", name="Talk to a person").click()
     page.locator("li.msg.system").first.wait_for(timeout=30_000)

@@ -87,3 +87,55 @@ def test_api_and_admin_action_export(
         f"transcripts/{conversation.created_at:%Y/%m}/{conversation.pk}.json"
     )
     assert Conversation.objects.count() == 1
+
+
+@pytest.fixture
+def debug_urls(settings):
+    """The URLs as the run command builds them with DJANGO_DEBUG=true."""
+    import importlib
+
+    from django.urls import clear_url_caches
+
+    import config.urls
+
+    settings.DEBUG = True
+    importlib.reload(config.urls)
+    clear_url_caches()
+    yield
+    settings.DEBUG = False
+    importlib.reload(config.urls)
+    clear_url_caches()
+
+
+def test_transcripts_are_never_served_from_a_public_url(
+    api_client, agent, conversation, client, debug_urls
+):
+    """Issue 11 item 4: /media/transcripts/... was downloadable without login, withheld
+    drafts and internal checks included."""
+    api_client.force_authenticate(agent)
+    exported = api_client.post(f"/api/conversations/{conversation.pk}/transcript/").json()
+
+    anonymous = client.get(f"/media/{exported['path']}")
+
+    assert anonymous.status_code == 404
+    assert "loopdesk.chat-transcript" not in anonymous.content.decode()
+    assert "/media/" not in exported["url"]
+
+
+def test_support_staff_read_the_transcript_through_the_api_and_nobody_else(
+    api_client, agent, customer, reviewer, conversation
+):
+    url = f"/api/conversations/{conversation.pk}/transcript/"
+    api_client.force_authenticate(agent)
+    assert api_client.get(url).status_code == 404  # nothing exported yet
+    exported = api_client.post(url).json()
+    assert exported["url"].endswith(url)
+
+    read = api_client.get(url)
+    assert read.status_code == 200
+    assert json.loads(b"".join(read.streaming_content))["conversation_id"] == str(conversation.pk)
+    for outsider in (customer, reviewer):
+        api_client.force_authenticate(outsider)
+        assert api_client.get(url).status_code in (403, 404)
+    api_client.logout()
+    assert api_client.get(url).status_code in (401, 403)

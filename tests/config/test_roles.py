@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
+from django.http import HttpRequest
 
 from chat.models import Article
 from config import roles
@@ -78,7 +79,8 @@ def test_load_demo_keeps_a_password_the_user_changed():
 def test_each_demo_login_works_where_its_role_may_go(client, demo):
     call_command("load_demo", verbosity=0)
 
-    assert client.login(username=demo.username, password=demo.password)
+    # django-axes checks every sign-in against its client address: login() needs a request.
+    assert client.login(request=HttpRequest(), username=demo.username, password=demo.password)
     response = client.get("/admin/")
 
     if roles.ROLES[demo.role].staff:

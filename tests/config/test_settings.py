@@ -18,6 +18,8 @@ PROBE = (
     "'email': settings.EMAIL_BACKEND, 'storage': settings.STORAGES['default']['BACKEND'], "
     "'provider': settings.ASSISTANT_PROVIDER}))"
 )
+# A key as `secrets.token_urlsafe(50)` makes them (what Django's deploy check asks for).
+REAL_KEY = "q3V8oX1mZr7KpL0aT9wYbE2cN6uH4sJdG5fR8vQ1xM7zP0kW3yB9nA2eC6tD4hU"
 CLEAN = {
     k: v
     for k, v in os.environ.items()
@@ -92,7 +94,7 @@ def test_production_refuses_debug(tmp_path):
     result = load(
         "config.settings.production",
         LOOPDESK_VAR_DIR=str(tmp_path),
-        DJANGO_SECRET_KEY="x" * 50,
+        DJANGO_SECRET_KEY=REAL_KEY,
         DJANGO_DEBUG="true",
     )
     assert result.returncode != 0
@@ -101,7 +103,76 @@ def test_production_refuses_debug(tmp_path):
 
 def test_production_starts_with_a_real_key(tmp_path):
     result = load(
-        "config.settings.production", LOOPDESK_VAR_DIR=str(tmp_path), DJANGO_SECRET_KEY="k" * 50
+        "config.settings.production", LOOPDESK_VAR_DIR=str(tmp_path), DJANGO_SECRET_KEY=REAL_KEY
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["debug"] is False
+
+
+def test_production_refuses_a_short_or_monotonous_key(tmp_path):
+    for key in ("k" * 60, REAL_KEY[:40]):
+        result = load(
+            "config.settings.production", LOOPDESK_VAR_DIR=str(tmp_path), DJANGO_SECRET_KEY=key
+        )
+        assert result.returncode != 0
+        assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_check_deploy_reports_nothing_for_production_settings(tmp_path):
+    """Issue 11 item 10: HSTS, the HTTPS redirect, secure cookies and the rest of
+    Django's deploy checklist hold in production settings."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={
+            **CLEAN,
+            "DJANGO_SETTINGS_MODULE": "config.settings.production",
+            "LOOPDESK_VAR_DIR": str(tmp_path),
+            "DJANGO_SECRET_KEY": REAL_KEY,
+            "DJANGO_SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
+
+
+def test_production_responses_carry_the_security_headers(tmp_path):
+    probe = (
+        "import django, json; django.setup(); from django.test import Client; "
+        "c = Client(HTTP_HOST='localhost'); "
+        "plain = c.get('/accounts/login/'); "
+        "tls = c.get('/accounts/login/', secure=True, HTTP_X_FORWARDED_PROTO='https'); "
+        "print(json.dumps({'redirect': [plain.status_code, plain.get('Location', '')], "
+        "'headers': {k: tls.get(k, '') for k in ('Strict-Transport-Security', "
+        "'Content-Security-Policy', 'Permissions-Policy', 'X-Frame-Options')}}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={
+            **CLEAN,
+            "DJANGO_SETTINGS_MODULE": "config.settings.production",
+            "LOOPDESK_VAR_DIR": str(tmp_path),
+            "DJANGO_SECRET_KEY": REAL_KEY,
+            "DJANGO_SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert seen["redirect"] == [301, "https://localhost/accounts/login/"]
+    headers = seen["headers"]
+    assert "max-age=31536000" in headers["Strict-Transport-Security"]
+    assert "includeSubDomains" in headers["Strict-Transport-Security"]
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert "camera=()" in headers["Permissions-Policy"]
+    assert headers["X-Frame-Options"] == "DENY"

@@ -36,7 +36,7 @@ def test_claim_race_over_the_api_gives_a_conflict(api_client, agent, second_agen
     api_client.force_authenticate(second_agent)
     second = api_client.post(url)
     assert second.status_code == 409
-    assert second.json()["detail"] == "Alex Agent already took over this conversation."
+    assert second.json()["message"] == "Alex Agent already took over this conversation."
 
 
 def test_resolve_validates_the_outcome(api_client, agent, escalated):
@@ -156,3 +156,71 @@ def test_ticket_list_query_count(api_client, agent, escalated, django_assert_max
     api_client.force_authenticate(agent)
     with django_assert_max_num_queries(6):
         assert api_client.get("/api/escalation/tickets/").status_code == 200
+
+
+@pytest.mark.parametrize("move", ["resolve", "close"])
+def test_another_agent_cannot_resolve_or_close_a_ticket_someone_handles(
+    api_client, agent, second_agent, escalated, conversation, move
+):
+    """Issue 11 item 2: the conversation went back to the assistant mid-chat."""
+    from escalation import services
+
+    services.ticket_claim(ticket=escalated, agent=agent)
+    api_client.force_authenticate(second_agent)
+
+    response = api_client.post(
+        f"/api/escalation/tickets/{escalated.pk}/{move}/",
+        {"outcome": "approved" if move == "resolve" else "abandoned"},
+        format="json",
+    )
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "not_owner"
+    escalated.refresh_from_db()
+    conversation.refresh_from_db()
+    assert escalated.status == "assigned"
+    assert (conversation.handling, conversation.assigned_agent) == ("human", agent)
+
+
+def test_a_supervisor_may_resolve_and_the_events_name_who_acted(
+    api_client, agent, admin_member, escalated, conversation, django_capture_on_commit_callbacks
+):
+    from escalation import services
+
+    services.ticket_claim(ticket=escalated, agent=agent)
+    api_client.force_authenticate(admin_member)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client.post(
+            f"/api/escalation/tickets/{escalated.pk}/resolve/",
+            {"outcome": "approved", "note": "done by the supervisor"},
+            format="json",
+        )
+
+    assert response.status_code == 200
+    event = DomainEvent.objects.get(name="ESCALATION_RESOLVED")
+    assert (event.payload["agent"], event.payload["acted_by"]) == ("alex", "ada")
+    conversation.refresh_from_db()
+    assert conversation.handling == "assistant"
+    assert (
+        conversation.messages.order_by("-seq")
+        .first()
+        .text.startswith(admin_member.get_full_name() or "ada")
+    )
+
+
+def test_the_agent_console_abandon_action_refuses_other_agents_tickets(
+    client, agent, second_agent, escalated
+):
+    from escalation import services
+
+    services.ticket_claim(ticket=escalated, agent=agent)
+    client.force_login(second_agent)
+
+    client.post(
+        reverse("admin:escalation_ticket_changelist"),
+        {"action": "abandon", "_selected_action": [escalated.pk]},
+    )
+
+    escalated.refresh_from_db()
+    assert escalated.status == "assigned"

@@ -17,6 +17,12 @@ from escalation.models import DomainEvent, Webhook, WebhookDelivery
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _loopback_receivers_allowed(settings):
+    """The receivers here listen on loopback, which webhooks refuse unless allow-listed."""
+    settings.ESCALATION_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+
 class Receiver:
     """A loopback HTTP server that answers with the queued status codes."""
 

@@ -223,13 +223,47 @@ def test_gives_up_after_max_attempts(sfn, escalated, agent, settings):
         ({"ticket_id": 1, "task_token": "x" * 5000}, 400),
         ([1, 2, 3], 400),
         ({"ticket_id": 999999, "task_token": TOKEN}, 404),
+        ({"ticket_id": 10**30, "task_token": TOKEN}, 400),
+        ({"ticket_id": 1, "task_token": "tok\u0000en"}, 400),
+        ({"ticket_id": 1, "task_token": "tok\ud800en"}, 400),
     ],
 )
 def test_bad_callback_input_is_rejected(sfn, api_client, payload, status):
     response = post_callback(api_client, payload)
     assert response.status_code == status
-    assert "detail" in response.json()
+    assert set(response.json()) >= {"code", "message"}
     assert not WorkflowCallback.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    # Headers arrive decoded as latin-1: "\xb2\xb3" is what a client's bytes become.
+    ["\u00b2\u00b3", "1" * 5000, "-5", "1e9", "\u00b9" * 3],
+)
+def test_odd_timestamps_are_refused_before_the_signature_is_checked(sfn, api_client, timestamp):
+    """Issue 11 item 8: a superscript or 5,000-digit timestamp was a 500."""
+    body = json.dumps({"ticket_id": 1, "task_token": TOKEN}).encode()
+
+    response = api_client.generic(
+        "POST",
+        reverse("api:escalation-callback"),
+        data=body,
+        content_type="application/json",
+        headers={
+            "X-Loopdesk-Timestamp": timestamp,
+            "X-Loopdesk-Signature": "sha256=" + "0" * 64,
+        },
+    )
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "unsigned"
+
+
+def test_a_deeply_nested_signed_body_is_a_400(sfn, api_client):
+    response = post_callback(api_client, None, raw=b"[" * 5000 + b"]" * 5000)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "too_deep"
 
 
 def test_malformed_json_is_rejected(sfn, api_client):

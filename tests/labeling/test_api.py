@@ -128,7 +128,7 @@ def test_manifest_export_and_import_through_the_api(api_client, reviewers, ml_en
         reverse("api:labeling-manifest-import"), {"manifest": bad}, format="multipart"
     )
     assert rejected.status_code == 400
-    assert rejected.json()["errors"][0].startswith("line 1:")
+    assert rejected.json()["fields"]["manifest"][0].startswith("line 1:")
 
 
 def test_sampling_run_on_demand_and_agreement_report(api_client, reviewers, ml_engineer):

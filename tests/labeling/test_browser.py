@@ -54,7 +54,8 @@ def test_reviewer_labels_ten_items_with_the_keyboard_and_agreement_shows(
     assert "10 open" in page.inner_text("[data-testid=queue-summary]")
     page.keyboard.press("Enter")  # start labeling
     for i in range(len(SCORES)):
-        page.wait_for_selector("#label-form")
+        page.wait_for_load_state()
+        page.wait_for_selector('#label-form[data-keys="ready"]')
         question = page.inner_text("#question")
         index = int(re.search(r"question (\d+)", question).group(1))
         page.keyboard.press(str(SCORES[index]))

@@ -204,6 +204,52 @@ def test_build_starter_model_command_writes_a_reloadable_model(settings, tmp_pat
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "starter").config.num_hidden_layers == 2
 
 
+@pytest.mark.parametrize("role", ["customer", "agent", "reviewer"])
+def test_runs_and_deployments_are_hidden_from_everyone_but_training_staff(
+    api_client, succeeded_run, request, role
+):
+    """Issue 11 item 1: a run's evaluation quotes other people's conversations and
+    reviewers' reference answers; only ML engineers and admins read runs."""
+    run = succeeded_run()
+    api_client.force_authenticate(request.getfixturevalue(role))
+
+    for url in (
+        "/api/training/runs/",
+        f"/api/training/runs/{run.pk}/",
+        f"/api/training/runs/{run.pk}/live/",
+        "/api/training/deployments/",
+    ):
+        response = api_client.get(url)
+        assert response.status_code == 403, url
+        assert response.json()["code"] == "permission_denied"
+        assert "evaluation" not in response.content.decode()
+
+
+def test_training_staff_list_runs_newest_first(api_client, succeeded_run, admin_member):
+    """Issue 11 item 8: the run list answered 500 for everyone (its pagination ordered
+    by a field runs do not have)."""
+    older, newer = succeeded_run(), succeeded_run()
+    api_client.force_authenticate(admin_member)
+
+    response = api_client.get("/api/training/runs/")
+
+    assert response.status_code == 200
+    assert [row["id"] for row in response.json()["results"]] == [newer.pk, older.pk]
+
+
+def test_a_refused_training_move_has_the_one_error_shape(api_client, succeeded_run, ml_engineer):
+    run = succeeded_run()
+    api_client.force_authenticate(ml_engineer)
+
+    response = api_client.post(f"/api/training/runs/{run.pk}/deploy/", {}, format="json")
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "code": "deployment_refused",
+        "message": "Approve the run before deploying its adapter.",
+    }
+
+
 def test_a_run_on_a_real_base_model_carries_no_toy_label(staff_client, succeeded_run, tmp_path):
     from training.selectors import run_base_model_is_toy
 

@@ -8,29 +8,38 @@ the deployment.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from chat.errors import Conflict
 from training.models import AdapterDeployment, TrainingRun
 from training.services.deployment_gate import GateVerdict, deployment_gate_check
 
 FORCE_REASON_MIN_CHARS = 10
 
 
-class DeploymentError(Exception):
-    pass
+class DeploymentError(Conflict):
+    """The run cannot be deployed, or the slot has nothing to roll back."""
+
+    code = "deployment_refused"
 
 
 class DeploymentGateRefused(DeploymentError):
-    """The run's evaluation is not better than what is live; ``verdict`` says how."""
+    """The run's evaluation is not better than what is live; ``verdict`` says how (the
+    API's error body carries it as ``gate``)."""
+
+    code = "deployment_gate"
 
     def __init__(self, verdict: GateVerdict) -> None:
         super().__init__(verdict.refusal())
         self.verdict = verdict
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "gate": self.verdict.as_dict()}
 
 
 def _require(user: User | AnonymousUser) -> User:

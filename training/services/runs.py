@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from chat.errors import Conflict
 from labeling.models import DatasetSnapshot
 from training.models import RunMetric, TrainingRun
 from training.services.presets import PRESETS
@@ -18,8 +19,10 @@ from training.services.presets import PRESETS
 LOG_TAIL_LINES = 40
 
 
-class RunStateError(Exception):
+class RunStateError(Conflict):
     """The run is not in a status that allows this move."""
+
+    code = "run_state"
 
 
 @transaction.atomic

@@ -33,6 +33,6 @@ def unregister(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("chat", "0005_intent_examples_router_versions")]
+    dependencies = [("chat", "0006_intent_examples_router_versions")]
 
     operations = [migrations.RunPython(register, unregister)]

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('escalation', '0006_silent_assignee_sweep_schedule'),
+        ('escalation', '0007_ticket_finished_by'),
     ]
 
     operations = [

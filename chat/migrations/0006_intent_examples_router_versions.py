@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0004_turn_sweep_schedule'),
+        ('chat', '0005_article_passages'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -82,6 +82,6 @@ def unseed(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("escalation", "0007_intent_policy_decision_model_version")]
+    dependencies = [("escalation", "0008_intent_policy_decision_model_version")]
 
     operations = [migrations.RunPython(seed, unseed)]

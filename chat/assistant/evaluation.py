@@ -1,0 +1,277 @@
+"""Measuring retrieval and the honest "I don't know" on the shipped question sets.
+
+``questions_dev.jsonl`` is for tuning and calibration; ``questions_eval.jsonl`` (another
+author) is the reported evaluation and is never fitted on. Each line is
+``{"question", "article": slug | null, "evidence"?, "reference_answer"?}``; a null
+article means the knowledge base cannot answer it.
+
+Questions go through the assistant's own decision (``knowledge_answer``: hybrid ranking,
+then the calibrated answer-or-not), and answered ones through the local extractive
+answer step, on an index of the demo articles built in memory (nothing is written) or
+the database's current index.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chat.assistant.contract import Passage, Retrieval
+from chat.assistant.knowledge import (
+    FEATURE_NAMES,
+    IndexedArticle,
+    IndexedPassage,
+    KnowledgeIndex,
+    RetrievalCalibration,
+    RetrievalSignals,
+    index_build,
+    knowledge_answer,
+    knowledge_search,
+    passage_tokens,
+)
+from chat.assistant.passages import article_passages, passage_document
+from chat.assistant.providers import Embedder
+
+DATASETS = Path(__file__).with_name("datasets")
+DEMO_ARTICLES = Path(__file__).resolve().parent.parent / "demo" / "articles.json"
+
+
+def questions_load(name: str) -> list[dict[str, Any]]:
+    path = DATASETS / f"questions_{name}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def demo_index(embedder: Embedder) -> KnowledgeIndex:
+    """The demo articles split, embedded and indexed in memory (as the background
+    embedding would store them)."""
+    articles = json.loads(DEMO_ARTICLES.read_text())
+    documents = [f"{a['title']}\n\n{a['body']}" for a in articles]
+    vectors = embedder.embed_documents(documents)
+    specs = [(a, spec) for a in articles for spec in article_passages(body=a["body"])]
+    encodings = embedder.encode_documents(
+        [passage_document(title=a["title"], heading=s.heading, text=s.text) for a, s in specs]
+    )
+    return index_build(
+        signature=("demo",),
+        articles=[
+            IndexedArticle(slug=a["slug"], title=a["title"], body=a["body"], vector=v)
+            for a, v in zip(articles, vectors, strict=True)
+        ],
+        passages=[
+            IndexedPassage(
+                slug=a["slug"],
+                anchor=s.anchor,
+                heading=s.heading,
+                text=s.text,
+                vector=e.vector,
+                tokens=tokens if (tokens := passage_tokens(e)) is not None else b"",
+            )
+            for (a, s), e in zip(specs, encodings, strict=True)
+        ],
+    )
+
+
+_WORD = re.compile(r"[a-z0-9€£%.]+")
+
+
+def evidence_quoted(answer: str, evidence: str) -> bool:
+    """The text contains most (80%) of the evidence's words: an answer that quotes the
+    passage that answers, or that passage itself."""
+    wanted = _WORD.findall(evidence.lower())
+    if not wanted:
+        return False
+    have = set(_WORD.findall(answer.lower()))
+    return sum(w in have for w in wanted) / len(wanted) >= 0.8
+
+
+@dataclass
+class Outcome:
+    question: str
+    want: str | None
+    passages: list[Passage]
+    retrieval: Retrieval
+    ranked_first: str  # the ranking's first article, before the answer-or-not decision
+    signals: RetrievalSignals
+    evidence: str = ""
+    answer: str = ""
+    quoted: bool | None = None
+
+    @property
+    def right_passage_first(self) -> bool:
+        """The right article is cited first, and its first passage holds the evidence."""
+        return (
+            bool(self.want)
+            and self.cited_first == self.want
+            and bool(self.evidence)
+            and evidence_quoted(self.passages[0].text, self.evidence)
+        )
+
+    @property
+    def cited_first(self) -> str | None:
+        return self.passages[0].slug if self.passages else None
+
+
+@dataclass
+class Report:
+    name: str
+    outcomes: list[Outcome]
+    cpu_ms: list[float] = field(default_factory=list)
+    encode_ms: float = 0.0
+
+    @property
+    def answerable(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.want]
+
+    @property
+    def unanswerable(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.want]
+
+    def figures(self) -> dict[str, Any]:
+        answerable, unanswerable = self.answerable, self.unanswerable
+        n, m = max(len(answerable), 1), max(len(unanswerable), 1)
+        answered_right = [o for o in answerable if o.cited_first == o.want]
+        quoted = [o for o in answered_right if o.quoted is not None]
+        return {
+            "set": self.name,
+            "answerable": len(answerable),
+            "unanswerable": len(unanswerable),
+            "right_article_first": round(len(answered_right) / n, 4),
+            "right_passage_first": round(sum(o.right_passage_first for o in answered_right) / n, 4),
+            "right_article_top3": round(
+                sum(o.want in {p.slug for p in o.passages[:3]} for o in answerable) / n, 4
+            ),
+            "ranking_top1": round(sum(o.ranked_first == o.want for o in answerable) / n, 4),
+            "answerable_said_dont_know": round(
+                sum(o.retrieval.no_answer for o in answerable) / n, 4
+            ),
+            "honest_dont_know": round(sum(o.retrieval.no_answer for o in unanswerable) / m, 4),
+            "answer_quotes_evidence": (
+                round(sum(bool(o.quoted) for o in quoted) / len(quoted), 4) if quoted else None
+            ),
+            "retrieval_cpu_ms_p50": round(statistics.median(self.cpu_ms), 2)
+            if self.cpu_ms
+            else None,
+            "query_encode_ms": round(self.encode_ms, 2),
+        }
+
+    def confusions(self, top: int = 12) -> list[tuple[str, str, int]]:
+        pairs = Counter(
+            (o.want or "", o.cited_first or "")
+            for o in self.answerable
+            if o.cited_first and o.cited_first != o.want
+        )
+        return [(want, got, count) for (want, got), count in pairs.most_common(top)]
+
+
+def evaluate(
+    *,
+    name: str,
+    questions: list[dict[str, Any]],
+    index: KnowledgeIndex,
+    embedder: Embedder,
+    top_k: int,
+    answer_step: bool = True,
+) -> Report:
+    """Every question through ``knowledge_answer`` (and the extractive answer step)."""
+    texts = [q["question"] for q in questions]
+    started = time.perf_counter()
+    encodings = embedder.encode_documents(texts)
+    encode_ms = (time.perf_counter() - started) * 1000 / max(len(texts), 1)
+    report = Report(name=name, outcomes=[], encode_ms=encode_ms)
+    for question, encoding in zip(questions, encodings, strict=True):
+        cpu = time.process_time()
+        passages, retrieval = knowledge_answer(
+            index=index,
+            query=encoding,
+            query_text=question["question"],
+            embedding_model=embedder.name,
+            top_k=top_k,
+        )
+        report.cpu_ms.append((time.process_time() - cpu) * 1000)
+        ranking = knowledge_search(
+            index=index, query=encoding, query_text=question["question"], top_k=1
+        )
+        report.outcomes.append(
+            Outcome(
+                question=question["question"],
+                want=question.get("article"),
+                passages=passages,
+                retrieval=retrieval,
+                ranked_first=ranking.passages[0].slug if ranking.passages else "",
+                signals=ranking.signals,
+                evidence=question.get("evidence") or "",
+            )
+        )
+    if answer_step:
+        _answers(report, questions, encodings)
+    return report
+
+
+def _answers(report: Report, questions: list[dict[str, Any]], encodings: list[Any]) -> None:
+    """The local extractive model's answer from the passages, as the chain prompts it."""
+    from chat.assistant.chain import passages_context
+    from chat.assistant.local_model import _sentence_vectors, answer_compose, prompt_passages
+
+    for outcome, question, encoding in zip(report.outcomes, questions, encodings, strict=True):
+        if not outcome.passages:
+            continue
+        prompt = prompt_passages(passages_context(outcome.passages))
+        outcome.answer = answer_compose(
+            question_vector=encoding.vector,
+            passages=prompt,
+            sentence_vectors=[_sentence_vectors(p.text) for p in prompt],
+        )
+        if question.get("evidence") and outcome.cited_first == outcome.want:
+            outcome.quoted = evidence_quoted(outcome.answer, question["evidence"])
+
+
+# --- calibration (dev only) ---------------------------------------------------------------------
+
+
+def calibration_fit(*, report: Report, embedding_model: str) -> RetrievalCalibration:
+    """Fit "the first article cited is right" on the ranking's signals (logistic
+    regression on standardised features, folded back to raw weights) and choose the
+    threshold on 5-fold cross-validated probabilities, where the smaller of the
+    right-article-first and honest-don't-know rates is largest."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = np.asarray([o.signals.features() for o in report.outcomes], dtype=np.float64)
+    right = np.asarray([bool(o.want) and o.ranked_first == o.want for o in report.outcomes])
+    answerable = np.asarray([bool(o.want) for o in report.outcomes])
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    held_out = cross_val_predict(model, features, right, cv=folds, method="predict_proba")[:, 1]
+    best = (0.5, -1.0)
+    for threshold in np.unique(held_out):
+        right_first = (right & (held_out >= threshold)).sum() / max(answerable.sum(), 1)
+        honest = (~answerable & (held_out < threshold)).sum() / max((~answerable).sum(), 1)
+        if min(right_first, honest) > best[1]:
+            best = (float(threshold), float(min(right_first, honest)))
+    model.fit(features, right)
+    scaler, logistic = model[0], model[-1]
+    weights = logistic.coef_[0] / scaler.scale_
+    bias = float(logistic.intercept_[0] - (logistic.coef_[0] * scaler.mean_ / scaler.scale_).sum())
+    return RetrievalCalibration(
+        embedding_model=embedding_model,
+        weights=[round(float(w), 6) for w in weights],
+        bias=round(bias, 6),
+        threshold=round(best[0], 6),
+        fitted_on=f"{report.name}: {len(report.outcomes)} questions",
+        features=list(FEATURE_NAMES),
+    )
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}%"

@@ -1,0 +1,128 @@
+"""How often the assistant cites the right article first, and says honestly that it does
+not know when the knowledge base cannot answer (docs/assistant.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from chat.assistant.evaluation import (
+    Report,
+    calibration_fit,
+    demo_index,
+    evaluate,
+    percent,
+    questions_load,
+)
+from chat.assistant.knowledge import calibration_forget, knowledge_index
+from chat.assistant.providers import embedder_current
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the shipped questions through the assistant's retrieval, no-answer decision "
+        "and answer step; print right-article-first, top-3 and honest don't-know rates "
+        "(last line: JSON)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--set", dest="name", choices=["eval", "dev"], default="eval")
+        parser.add_argument(
+            "--source",
+            choices=["demo", "db"],
+            default="demo",
+            help="demo: the demo articles indexed in memory (default); db: the current index",
+        )
+        parser.add_argument(
+            "--calibrate",
+            action="store_true",
+            help="fit the no-answer calibration on the dev set and save it first",
+        )
+        parser.add_argument("--failures", type=int, default=5, help="examples of each failure")
+        parser.add_argument("--no-answer-step", action="store_true", help="retrieval only")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        name: str = options["name"]
+        if options["calibrate"] and name != "dev":
+            raise CommandError("Calibrate on the dev set only (--set dev): eval is for reporting.")
+        embedder = embedder_current()
+        self.stdout.write(f"Indexing ({options['source']}, {embedder.name}) ...")
+        index = (
+            demo_index(embedder)
+            if options["source"] == "demo"
+            else knowledge_index(embedding_model=embedder.name)
+        )
+        if not index.size:
+            raise CommandError("The index is empty: load and embed the articles first.")
+        questions = questions_load(name)
+        self.stdout.write(
+            f"{len(index.slugs)} articles, {index.size} passages; {len(questions)} questions"
+        )
+
+        def run() -> Report:
+            return evaluate(
+                name=name,
+                questions=questions,
+                index=index,
+                embedder=embedder,
+                top_k=settings.ASSISTANT_TOP_K,
+                answer_step=not options["no_answer_step"],
+            )
+
+        report = run()
+        if options["calibrate"]:
+            calibration = calibration_fit(report=report, embedding_model=embedder.name)
+            calibration.save()
+            calibration_forget()
+            self.stdout.write(
+                f"Calibrated: threshold {calibration.threshold:.3f} "
+                f"(saved to chat/assistant/retrieval_calibration.json)"
+            )
+            report = run()
+        self._print(report, options["failures"])
+
+    def _print(self, report: Report, failures: int) -> None:
+        figures = report.figures()
+        out = self.stdout.write
+        out("")
+        out(f"Set: {report.name}")
+        out(f"  answerable questions          {figures['answerable']}")
+        out(f"  right article cited first     {percent(figures['right_article_first'])}")
+        out(f"  ... and its passage first     {percent(figures['right_passage_first'])}")
+        out(f"  right article in top 3        {percent(figures['right_article_top3'])}")
+        out(f"  ranking alone, top 1          {percent(figures['ranking_top1'])}")
+        out(f"  answerable said don't know    {percent(figures['answerable_said_dont_know'])}")
+        out(f"  unanswerable questions        {figures['unanswerable']}")
+        out(f"  honest don't know             {percent(figures['honest_dont_know'])}")
+        out(f"  answer quotes the evidence    {percent(figures['answer_quotes_evidence'])}")
+        out(
+            f"  CPU per question: retrieval {figures['retrieval_cpu_ms_p50']} ms (p50), "
+            f"query encoding {figures['query_encode_ms']} ms (batched)"
+        )
+        out("")
+        out("Confusions (wanted -> cited first):")
+        for want, got, count in report.confusions():
+            out(f"  {count:>3}  {want} -> {got}")
+        wrong = [o for o in report.answerable if o.cited_first and o.cited_first != o.want]
+        silent = [o for o in report.answerable if o.retrieval.no_answer]
+        guessed = [o for o in report.unanswerable if not o.retrieval.no_answer]
+        for title, items in (
+            ("Wrong article cited first", wrong),
+            ("Answerable, but said it does not know", silent),
+            ("Unanswerable, but answered", guessed),
+        ):
+            out("")
+            out(f"{title} ({len(items)}):")
+            for o in items[:failures]:
+                cited = f"{o.cited_first}#{o.passages[0].anchor}" if o.passages else "-"
+                out(f"  - {o.question!r}")
+                confidence = o.retrieval.top_score
+                out(
+                    f"    wanted {o.want or '(none)'}; cited {cited}; "
+                    f"confidence {confidence:.2f} (threshold {o.retrieval.min_score:.2f})"
+                )
+        out("")
+        out(json.dumps(figures, sort_keys=True))

@@ -10,8 +10,10 @@ after another so that nothing else competes for the measurement. Reports the pro
 per turn (user + system, every thread: the database thread and the inference thread
 included) and, as a baseline from the same run, the CPU time of storing a message alone
 (no assistant). ``--profile FILE`` samples the measured turns with py-spy (collapsed
-stacks; summarise with ``bench/profile_summary.py FILE``). The JSON line last holds the
-figures.
+stacks; summarise with ``bench/profile_summary.py FILE``). ``--router`` also runs every
+turn a second time with the intent router switched off (interleaved, one turn each), so
+the difference of the two is what the router adds to a turn's CPU. The JSON line last
+holds the figures.
 
 Process CPU time is used instead of wall time, so a busy machine barely changes it.
 """
@@ -40,6 +42,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--profile", default="", metavar="FILE")
     parser.add_argument("--questions", default="chat/assistant/datasets/questions_dev.jsonl")
+    parser.add_argument(
+        "--router", action="store_true", help="also measure turns without the intent router"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="loopdesk-turn-cpu-"))
@@ -123,6 +128,33 @@ def main() -> None:
         print(f"# {label}: {statuses}")
         return costs
 
+    from chat.assistant import embeddings, providers
+
+    router_on = {"value": True}
+    routed_intent = providers.LocalProvider.intent
+
+    async def intent_switchable(self, text):  # type: ignore[no-untyped-def]
+        return await routed_intent(self, text) if router_on["value"] else None
+
+    providers.LocalProvider.intent = intent_switchable  # type: ignore[method-assign]
+    without_router: list[float] = []
+
+    async def paired(count: int) -> list[float]:
+        """Each question twice, with and without the router (alternating which goes
+        first), the query vectors forgotten before each turn: a new message each time."""
+        with_router: list[float] = []
+        for i in range(count):
+            text = questions[i % len(questions)]
+            for on in (True, False) if i % 2 == 0 else (False, True):
+                router_on["value"] = on
+                conversation = await new_conversation(visitor_id=f"r{i}-{int(on)}")
+                embeddings._recent.clear()
+                cpu = time.process_time()
+                await socket_turn(conversation, text)
+                (with_router if on else without_router).append((time.process_time() - cpu) * 1000)
+        router_on["value"] = True
+        return with_router
+
     async def run_all() -> tuple[list[float], list[float]]:
         # One event loop for everything, as in a server process, warmed up like one (the
         # chat socket warms the assistant up when the first customer connects).
@@ -131,7 +163,10 @@ def main() -> None:
         await assistant_warm_up()
         await measure(socket_turn, "warm-up", 20)  # models loaded, caches filled
         baseline = await measure(store_only_socket, "store only", args.turns)
-        costs = await measure(socket_turn, "turn", args.turns)
+        if args.router:
+            costs = await paired(args.turns)
+        else:
+            costs = await measure(socket_turn, "turn", args.turns)
         if args.profile:
             py_spy = str(Path(sys.executable).with_name("py-spy"))
             command = [py_spy, "record", "--format", "raw", "--rate", "500"]
@@ -156,11 +191,25 @@ def main() -> None:
         "turn_cpu_ms_p90": round(sorted(costs)[int(len(costs) * 0.9)], 2),
         "store_only_cpu_ms_p50": round(statistics.median(baseline), 2),
     }
+    if without_router:
+        result["without_router_cpu_ms_p50"] = round(statistics.median(without_router), 2)
+        result["router_added_cpu_ms_p50"] = round(
+            statistics.median(costs) - statistics.median(without_router), 2
+        )
+        result["router_added_cpu_ms_median_of_pairs"] = round(
+            statistics.median(a - b for a, b in zip(costs, without_router, strict=True)), 2
+        )
     print(
         f"turn CPU p50 {result['turn_cpu_ms_p50']} ms, mean {result['turn_cpu_ms_mean']} ms, "
         f"p90 {result['turn_cpu_ms_p90']} ms; storing a message alone "
         f"{result['store_only_cpu_ms_p50']} ms"
     )
+    if without_router:
+        print(
+            f"without the router: p50 {result['without_router_cpu_ms_p50']} ms; the router "
+            f"adds {result['router_added_cpu_ms_p50']} ms at p50 (median of the pairs' "
+            f"differences {result['router_added_cpu_ms_median_of_pairs']} ms)"
+        )
     print(json.dumps(result))
 
 

@@ -11,7 +11,15 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest
 
-from chat.models import Article, ArticlePassage, Conversation, CustomerFeedback, Message
+from chat.models import (
+    Article,
+    ArticlePassage,
+    Conversation,
+    CustomerFeedback,
+    IntentExample,
+    Message,
+    RouterVersion,
+)
 from chat.services import article_publish_set, article_save, articles_embed_queue
 from chat.transcripts import transcript_export
 
@@ -229,4 +237,88 @@ class ArticleAdmin(admin.ModelAdmin):
             tasks = articles_embed_queue(article_ids=ids, force=True)
         self.message_user(
             request, f"Queued {len(ids)} article(s) in {tasks} embedding task(s).", messages.SUCCESS
+        )
+
+
+@admin.register(IntentExample)
+class IntentExampleAdmin(admin.ModelAdmin):
+    """Messages labelled by agents: the router's extra training rows (read-only; a wrong
+    row can be deleted)."""
+
+    list_display = ["created_at", "label", "source", "router_label", "recorded_by", "short_text"]
+    list_filter = ["source", "label", "router_label"]
+    list_select_related = ["recorded_by"]
+    search_fields = ["text"]
+    readonly_fields = [f.name for f in IntentExample._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="message")
+    def short_text(self, example: IntentExample) -> str:
+        return example.text[:80]
+
+
+@admin.register(RouterVersion)
+class RouterVersionAdmin(admin.ModelAdmin):
+    """Router versions with their escalate-or-not figures on the evaluation part. New
+    versions come from ``manage.py intents_train``; "Make live" refuses a version that
+    evaluates worse than the live one."""
+
+    list_display = [
+        "name",
+        "is_live",
+        "source",
+        "eval_precision",
+        "eval_recall",
+        "eval_accuracy",
+        "eval_critical_missed",
+        "train_rows",
+        "agent_rows",
+        "created_at",
+        "made_live_at",
+    ]
+    list_filter = ["is_live", "source"]
+    readonly_fields = [f.name for f in RouterVersion._meta.fields]
+    actions = ["make_live"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # every turn names its version: keep them all
+
+    def has_make_live_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("chat.make_live_routerversion")
+
+    @admin.action(
+        description="Make live (only if at least as good as the live one)",
+        permissions=["make_live"],
+    )
+    def make_live(self, request: HttpRequest, queryset: QuerySet[RouterVersion]) -> None:
+        from django.contrib.auth.models import User
+
+        from chat.errors import ApplicationError
+        from chat.services.intents import router_version_make_live
+
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one version.", messages.ERROR)
+            return
+        user = request.user if isinstance(request.user, User) else None
+        try:
+            version = router_version_make_live(version=queryset.get(), by=user)
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        self.message_user(
+            request,
+            f"{version.name} is live: escalate-or-not precision {version.eval_precision:.3f}, "
+            f"recall {version.eval_recall:.3f}.",
+            messages.SUCCESS,
         )

@@ -377,3 +377,135 @@ class CustomerFeedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.score}/5 on {self.conversation}"
+
+
+INTENT_LABELS = [
+    ("answer", "Answer from the knowledge base"),
+    ("small_talk", "Small talk"),
+    ("out_of_scope", "Out of scope"),
+    ("human_request", "The customer asks for a person"),
+    ("anger", "Anger or insult"),
+    ("sarcasm", "Sarcasm"),
+    ("frustration", "Frustration with the assistant or repeated contact"),
+    ("safety", "Safety hazard"),
+    ("medical", "Medical emergency"),
+    ("security", "Security or fraud"),
+    ("vulnerable", "Vulnerable customer"),
+    ("legal", "Legal or regulatory threat"),
+    ("press", "Press or public exposure"),
+    ("billing_dispute", "Billing dispute or overcharge"),
+    ("churn", "Churn threat"),
+]
+
+
+class IntentExample(models.Model):
+    """A customer message labelled by the people who handled it: a training row for
+    the intent router (``manage.py intents_train`` adds these to the shipped data).
+
+    Written only through ``chat.services.intent_example_record`` (the escalation app
+    calls it when an agent resolves or flags a conversation; a later training-run kind
+    can too). One row per message and source: a second verdict replaces the first.
+    """
+
+    class Source(models.TextChoices):
+        AGENT_RESOLVE = "agent_resolve", "An agent resolved the ticket"
+        AGENT_FLAG = "agent_flag", "An agent flagged a conversation the assistant kept"
+        REVIEW = "review", "A reviewer labelled it"
+
+    text = models.TextField()
+    label = models.CharField(max_length=30, choices=INTENT_LABELS)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="intent_examples"
+    )
+    conversation = models.ForeignKey(
+        Conversation,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="intent_examples",
+    )
+    # What the router had said about the message (its class and version), for comparison.
+    router_label = models.CharField(max_length=30, blank=True)
+    router_version = models.CharField(max_length=80, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="intent_examples",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "source"],
+                condition=Q(message__isnull=False),
+                name="intent_example_once_per_message_and_source",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.text[:40]}"
+
+
+class RouterVersion(models.Model):
+    """A trained version of the intent router and its figures on the shipped
+    evaluation part. At most one is live; every turn records the version that routed it
+    (``Turn.router_version``). Made live only through
+    ``chat.services.router_version_make_live``, which refuses a version that evaluates
+    worse than the live one on escalate-or-not precision or recall."""
+
+    class Source(models.TextChoices):
+        SHIPPED = "shipped", "Ships with the code"
+        TRAINED = "trained", "Trained here"
+
+    name = models.CharField(max_length=80, unique=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.TRAINED)
+    # Storage prefix of a trained version's files ("" for the shipped one).
+    artifact_prefix = models.CharField(max_length=200, blank=True)
+    is_live = models.BooleanField(default=False)
+    eval_precision = models.FloatField(
+        help_text="Escalate-or-not precision on the evaluation part."
+    )
+    eval_recall = models.FloatField(help_text="Escalate-or-not recall on the evaluation part.")
+    eval_accuracy = models.FloatField(help_text="Share of messages given their exact class.")
+    eval_fingerprint = models.CharField(max_length=64)
+    eval_critical_missed = models.PositiveIntegerField(default=0)
+    # Per-class precision/recall and the confusion between classes (written by
+    # ``chat.services.intents``, read by the admin and the eval command only).
+    eval_report = models.JSONField(default=dict, blank=True)
+    train_rows = models.PositiveIntegerField(default=0)
+    agent_rows = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    made_live_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    made_live_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_live"], condition=Q(is_live=True), name="router_version_one_live"
+            ),
+        ]
+        permissions = [("make_live_routerversion", "Can make an intent router version live")]
+
+    def __str__(self) -> str:
+        return self.name + (" (live)" if self.is_live else "")

@@ -102,11 +102,18 @@ SELF_SERVICE_ROUTES = {"answer", "small_talk", "out_of_scope"}
 
 
 class RoutingOnlyReviewer:
-    """No escalation app: answer, small talk or out of scope by the router's class."""
+    """No escalation app: answer, small talk or out of scope by the router (the
+    likeliest of the three; nothing escalates)."""
 
     def review(self, facts: TurnFacts) -> Verdict:
-        label = facts.intent.label if facts.intent else "answer"
-        return Verdict(route=label if label in SELF_SERVICE_ROUTES else "answer")
+        from chat.assistant.router import NO_ESCALATION, intent_route
+
+        if facts.intent is None:
+            return Verdict(route="answer")
+        choice = intent_route(
+            facts.intent, policies=NO_ESCALATION, answerable=not facts.retrieval.no_answer
+        )
+        return Verdict(route=choice.route)
 
     def record(self, *, turn: Turn, verdict: Verdict) -> Verdict:
         return verdict

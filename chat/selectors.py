@@ -6,7 +6,15 @@ from typing import Any
 
 from django.db.models import Count, F, Max, Q, QuerySet
 
-from chat.models import Article, ArticlePassage, Conversation, Message, Turn
+from chat.models import (
+    Article,
+    ArticlePassage,
+    Conversation,
+    IntentExample,
+    Message,
+    RouterVersion,
+    Turn,
+)
 
 HISTORY_LIMIT = 20
 
@@ -163,3 +171,13 @@ def articles_embedding_progress() -> tuple[int, int]:
         embedded=Count("id", filter=Q(embedding__isnull=False, embedded_at__gte=F("updated_at"))),
     )
     return agg["embedded"], agg["total"]
+
+
+def router_version_live() -> RouterVersion | None:
+    """The router version made live (None: the shipped one routes)."""
+    return RouterVersion.objects.filter(is_live=True).first()
+
+
+def intent_examples_for_training() -> QuerySet[IntentExample]:
+    """The rows people labelled, oldest first (a training set's order is stable)."""
+    return IntentExample.objects.order_by("created_at", "pk")

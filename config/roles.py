@@ -83,6 +83,9 @@ ROLES: dict[str, Role] = {
         staff=True,
         permissions=(
             "chat.view_*",
+            # The intent router's versions and labelled rows.
+            "chat.*_routerversion",
+            "chat.delete_intentexample",
             "labeling.*",
             "training.*",
         ),

@@ -17,6 +17,7 @@ from escalation.models import (
     Decision,
     DomainEvent,
     EscalationRule,
+    IntentPolicy,
     KnowledgeDraft,
     Ticket,
     Webhook,
@@ -61,10 +62,65 @@ class EscalationRuleAdmin(admin.ModelAdmin):
     ]
 
 
+@admin.register(IntentPolicy)
+class IntentPolicyAdmin(admin.ModelAdmin):
+    """The intent router's escalating categories: thresholds, switches, ticket priority
+    and the notice the customer sees at once. A change applies to the next message."""
+
+    list_display = [
+        "label",
+        "escalate",
+        "always_escalate",
+        "threshold",
+        "calibrated_threshold",
+        "ticket_priority",
+        "has_notice",
+    ]
+    list_editable = ["escalate", "always_escalate", "threshold", "ticket_priority"]
+    fields = [
+        "label",
+        "escalate",
+        "always_escalate",
+        "threshold",
+        "calibrated_threshold",
+        "ticket_priority",
+        "customer_notice",
+    ]
+    readonly_fields = ["calibrated_threshold"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # one row per category, seeded by a migration
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="live model's threshold")
+    def calibrated_threshold(self, policy: IntentPolicy) -> str:
+        from chat.assistant.router import router_live_model
+
+        model = router_live_model()
+        value = model.thresholds.get(policy.label)
+        return "—" if value is None else f"{value:g} ({model.version})"
+
+    @admin.display(description="customer notice", boolean=True)
+    def has_notice(self, policy: IntentPolicy) -> bool:
+        return bool(policy.customer_notice.strip())
+
+
 @admin.register(Decision)
 class DecisionAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "conversation", "rule_kind", "score", "threshold", "outcome"]
-    list_filter = ["rule_kind", "outcome"]
+    list_display = [
+        "created_at",
+        "conversation",
+        "rule_kind",
+        "category",
+        "score",
+        "threshold",
+        "outcome",
+        "model_version",
+        "detail",
+    ]
+    list_filter = ["rule_kind", "outcome", "category", "model_version"]
     list_select_related = ["conversation"]
     readonly_fields = [f.name for f in Decision._meta.fields]
 

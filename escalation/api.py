@@ -31,6 +31,8 @@ from escalation.serializers import (
     CallbackSerializer,
     CloseSerializer,
     DomainEventSerializer,
+    FlagResponseSerializer,
+    FlagSerializer,
     KnowledgeDraftCreatedSerializer,
     PresenceSerializer,
     PresenceStateSerializer,
@@ -174,6 +176,41 @@ class ConversationTakeOverView(APIView):
         conversation = get_object_or_404(Conversation, pk=conversation_id)
         ticket = services.conversation_take_over(conversation=conversation, agent=_agent(request))
         return Response(TicketSerializer(ticket).data)
+
+
+class ConversationFlagView(APIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(request=FlagSerializer, responses={201: FlagResponseSerializer})
+    def post(self, request: Request, conversation_id: str) -> Response:
+        """Flag a message the assistant kept that should have come to a person (with the
+        category): it becomes a training row for the intent router."""
+        from chat.models import Message
+        from escalation.services.intents import conversation_flag
+
+        conversation = get_object_or_404(Conversation, pk=conversation_id)
+        body = FlagSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        message = None
+        if body.validated_data.get("message_id"):
+            message = get_object_or_404(
+                Message, pk=body.validated_data["message_id"], conversation=conversation
+            )
+        example = conversation_flag(
+            conversation=conversation,
+            agent=_agent(request),
+            category=body.validated_data["category"],
+            message=message,
+            note=body.validated_data["note"],
+        )
+        return Response(
+            {
+                "example_id": example.pk,
+                "category": example.label,
+                "message_id": example.message_id,
+            },
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class PresenceView(APIView):

@@ -19,6 +19,11 @@ urlpatterns = [
         api.ConversationTakeOverView.as_view(),
         name="escalation-take-over",
     ),
+    path(
+        "escalation/conversations/<uuid:conversation_id>/flag/",
+        api.ConversationFlagView.as_view(),
+        name="escalation-flag",
+    ),
     path("escalation/presence/", api.PresenceView.as_view(), name="escalation-presence"),
     *router.urls,
 ]

@@ -35,9 +35,12 @@ class EscalationRule(models.Model):
       (Comprehend's toxicity: below 0.4 proceed, 0.4-0.6 hold for a person, above 0.6 block).
     - repeated_no_answer: ``count`` "I don't know" turns in a row.
     - human_request / keyword: ``patterns``, one per line; ``re:`` starts a regex.
+    - intent: the intent router; its per-category thresholds and switches are the
+      ``IntentPolicy`` rows.
     """
 
     class Kind(models.TextChoices):
+        INTENT = "intent", "Intent router"
         NEGATIVE_SENTIMENT = "negative_sentiment", "Negative sentiment"
         HUMAN_REQUEST = "human_request", "Customer asks for a person"
         TOXICITY = "toxicity", "Toxicity (Amazon Comprehend)"
@@ -93,6 +96,62 @@ class EscalationRule(models.Model):
         return [line.strip() for line in self.patterns.splitlines() if line.strip()]
 
 
+ESCALATING_INTENTS = [
+    ("medical", "Medical emergency"),
+    ("safety", "Safety hazard"),
+    ("security", "Security or fraud"),
+    ("vulnerable", "Vulnerable customer"),
+    ("legal", "Legal or regulatory threat"),
+    ("press", "Press or public exposure"),
+    ("billing_dispute", "Billing dispute or overcharge"),
+    ("churn", "Churn threat"),
+    ("anger", "Anger or insult"),
+    ("sarcasm", "Sarcasm"),
+    ("frustration", "Frustration with the assistant or repeated contact"),
+    ("human_request", "The customer asks for a person"),
+]
+
+
+class IntentPolicy(models.Model):
+    """How one of the intent router's escalating categories is handled (edited in the
+    admin; the reviewer reads the rows on every turn, so a change applies to the next
+    message).
+
+    - ``escalate``: messages of this category go to a person (untick to let the
+      assistant answer them).
+    - ``threshold``: the router's probability from which the category escalates; blank
+      uses the live model's calibrated threshold (shown in the admin).
+    - ``always_escalate``: also escalate whenever this category is the router's most
+      likely class, whatever its probability.
+    - ``customer_notice``: shown to the customer at once in the escalation notice,
+      before a person joins (the safety advice for safety and medical messages).
+    """
+
+    label = models.CharField(max_length=30, unique=True, choices=ESCALATING_INTENTS)
+    escalate = models.BooleanField(default=True, verbose_name="escalate to a person")
+    always_escalate = models.BooleanField(default=False)
+    threshold = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="0-1; blank: the live model's calibrated threshold.",
+    )
+    ticket_priority = models.CharField(
+        max_length=8, choices=Priority.choices, default=Priority.NORMAL
+    )
+    customer_notice = models.TextField(
+        blank=True, help_text="Shown to the customer at once, before a person joins."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["label"]
+        verbose_name_plural = "intent policies"
+
+    def __str__(self) -> str:
+        return self.get_label_display()
+
+
 class Decision(models.Model):
     """The audit trail: one row per rule evaluated on a turn, with what it saw."""
 
@@ -130,6 +189,9 @@ class Decision(models.Model):
     threshold = models.FloatField(null=True, blank=True)
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     detail = models.CharField(max_length=300, blank=True)
+    # The intent router's category and the model version that made the decision.
+    category = models.CharField(max_length=30, blank=True)
+    model_version = models.CharField(max_length=80, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -194,6 +256,8 @@ class Ticket(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
     outcome_note = models.TextField(blank=True)
+    # The agent's answer at resolve time: was a person needed (None: not said)?
+    person_needed = models.BooleanField(null=True, blank=True)
     agents_notified_at = models.DateTimeField(null=True, blank=True)
     workflow_execution_arn = models.CharField(max_length=2048, blank=True)
     # The agent the ticket last went back to the queue from (they did not reply in time,

@@ -6,8 +6,16 @@ from typing import Any
 
 from rest_framework import serializers
 
+from chat.models import INTENT_LABELS
 from chat.selectors import display_name
-from escalation.models import AGENT_CAPACITY_MAX, DomainEvent, Ticket, Webhook, WebhookDelivery
+from escalation.models import (
+    AGENT_CAPACITY_MAX,
+    ESCALATING_INTENTS,
+    DomainEvent,
+    Ticket,
+    Webhook,
+    WebhookDelivery,
+)
 from escalation.webhooks import DestinationRefused, destination_check
 
 
@@ -40,6 +48,7 @@ class TicketSerializer(serializers.ModelSerializer):
             "closed_at",
             "outcome",
             "outcome_note",
+            "person_needed",
             "first_response_seconds",
             "resolution_seconds",
             "workflow_execution_arn",
@@ -70,6 +79,37 @@ class TicketDetailSerializer(TicketSerializer):
 class ResolveSerializer(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=[Ticket.Outcome.APPROVED, Ticket.Outcome.REJECTED])
     note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+    person_needed = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Was a person needed? false: the assistant could have answered.",
+    )
+    category = serializers.ChoiceField(
+        choices=INTENT_LABELS,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="What the message was (an intent label); default: the router's category.",
+    )
+
+
+class FlagSerializer(serializers.Serializer):
+    """A conversation the assistant kept that should have come to a person."""
+
+    category = serializers.ChoiceField(choices=ESCALATING_INTENTS)
+    message_id = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="The customer's message (default: the last one the assistant answered).",
+    )
+    note = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
+
+
+class FlagResponseSerializer(serializers.Serializer):
+    example_id = serializers.IntegerField()
+    category = serializers.CharField()
+    message_id = serializers.IntegerField(allow_null=True)
 
 
 class CloseSerializer(serializers.Serializer):

@@ -9,10 +9,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from chat.models import Conversation
+from chat.models import INTENT_LABELS, Conversation
 from chat.selectors import display_name
 from escalation import selectors
-from escalation.models import AGENT_CAPACITY_MAX, Ticket
+from escalation.models import AGENT_CAPACITY_MAX, ESCALATING_INTENTS, Ticket
 
 
 def _require_agent(request: HttpRequest) -> None:
@@ -62,6 +62,8 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
             "audit": selectors.decision_audit(conversation=conversation),
             "canned_replies": selectors.canned_replies(),
             "outcomes": [Ticket.Outcome.APPROVED, Ticket.Outcome.REJECTED],
+            "intent_labels": INTENT_LABELS,
+            "escalating_intents": ESCALATING_INTENTS,
             "agents": selectors.agents_for_reassignment() if supervisor else [],
         },
     )

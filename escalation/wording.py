@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chat.assistant.router import ESCALATING, LABEL_NAMES
 from escalation.models import Decision, EscalationRule, Ticket
 
 Kind = EscalationRule.Kind
@@ -18,6 +19,8 @@ Outcome = Decision.Outcome
 
 # A ticket's reason code in a few words (rule kinds, and the reasons opened elsewhere).
 REASON_LABELS: dict[str, str] = {
+    # The intent router's categories (a ticket it opened has the category as reason).
+    **{label: LABEL_NAMES[label] for label in ESCALATING},
     Kind.NEGATIVE_SENTIMENT: "Unhappy customer",
     Kind.HUMAN_REQUEST: "Asked for a person",
     Kind.TOXICITY: "Possibly offensive message",
@@ -26,6 +29,7 @@ REASON_LABELS: dict[str, str] = {
     Kind.KEYWORD: "Watched words",
     "agent_takeover": "An agent stepped in",
     "harmful_content": "Harmful message",
+    Kind.INTENT: "The intent router",
 }
 
 # What the outcome of one check means for the customer.
@@ -145,11 +149,51 @@ def _no_answer(d: Decision, fired: bool) -> tuple[str, str]:
     return words, numbers
 
 
+FIGURE_NAMES: dict[str, str] = {
+    "answer": "answer",
+    "small_talk": "small talk",
+    "out_of_scope": "out of scope",
+    "human_request": "asks for a person",
+    "billing_dispute": "billing dispute",
+    "vulnerable": "vulnerable customer",
+}
+
+
+def _figure_name(label: str) -> str:
+    return FIGURE_NAMES.get(label, label.replace("_", " "))
+
+
+def _intent(d: Decision, fired: bool) -> tuple[str, str]:
+    """The router's category in the words derived from the message; its figures."""
+    inputs = d.inputs or {}
+    scores = inputs.get("scores") or {}
+    top = sorted(scores.items(), key=lambda kv: -kv[1])[:3]
+    figures = ", ".join(f"{_figure_name(label)} {p:.2f}" for label, p in top)
+    category = _figure_name(d.category)
+    because = {
+        "threshold": f"{category} reached its threshold",
+        "top class": f"{category} is the likeliest class (always escalated)",
+        "combined": "the escalating classes together reached the combined threshold",
+        "answerable": "the knowledge base covers it",
+    }.get(inputs.get("because") or "", "")
+    numbers = f"Router {d.model_version or '?'}: {figures}."
+    if because:
+        numbers += f" {because[0].upper()}{because[1:]}"
+        if fired and d.score is not None and d.threshold is not None:
+            numbers += f" ({d.score:.2f} >= {d.threshold:.2f})"
+        numbers += "."
+    words = d.detail or (
+        f"{LABEL_NAMES.get(d.category, d.category)}." if d.category else "No category."
+    )
+    return words, numbers
+
+
 def _provider_failure(d: Decision, fired: bool) -> tuple[str, str]:
     return "The assistant failed to answer.", str((d.inputs or {}).get("error", ""))[:200]
 
 
 _BY_KIND: dict[str, Callable[[Decision, bool], tuple[str, str]]] = {
+    Kind.INTENT: _intent,
     Kind.NEGATIVE_SENTIMENT: _sentiment,
     Kind.HUMAN_REQUEST: _human_request,
     Kind.KEYWORD: _keyword,
@@ -159,6 +203,7 @@ _BY_KIND: dict[str, Callable[[Decision, bool], tuple[str, str]]] = {
 }
 
 CHECK_NAMES: dict[str, str] = {
+    Kind.INTENT: "What the message is about",
     Kind.NEGATIVE_SENTIMENT: "Tone",
     Kind.HUMAN_REQUEST: "Asked for a person",
     Kind.KEYWORD: "Watched words",

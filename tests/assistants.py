@@ -2,7 +2,7 @@
 
 It stands in for the model only: the turn pipeline, the reviewer and every write are the
 real ones, and what it hands the turn is the real typed ``Prepared`` with the real
-sentiment check on the question.
+sentiment check and the real intent router (the shipped local one) on the question.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from chat.assistant.contract import DraftInfo, Passage, Prepared, Retrieval, Sentiment
+from chat.assistant.contract import DraftInfo, Intent, Passage, Prepared, Retrieval, Sentiment
 from chat.assistant.sentiment import sentiment_vader
 
-__all__ = ["ScriptedAssistant", "Sentiment"]
+__all__ = ["Intent", "ScriptedAssistant", "Sentiment"]
 
 
 class ScriptedAssistant:
@@ -40,6 +40,10 @@ class ScriptedAssistant:
         self.questions: list[str] = []
         # What the provider's sentiment check reports (the real VADER check when None).
         self.sentiment: Sentiment | None = None
+        # What the router reports (like the bedrock prompt's answer); when None, the real
+        # local router classifies the question, unless ``use_router`` is False.
+        self.intent: Intent | None = None
+        self.use_router = True
         self.histories: list[list[dict[str, str]]] = []
 
     async def prepare(self, *, question: str, history: list[dict[str, str]]) -> Prepared:
@@ -51,10 +55,16 @@ class ScriptedAssistant:
             await asyncio.sleep(3600)
         if self.delay:
             await asyncio.sleep(self.delay)
+        intent = self.intent
+        if intent is None and self.use_router:
+            from chat.assistant.router import intent_local
+
+            intent = await intent_local(question)
         return Prepared(
             passages=list(self.passages),
             sentiment=self.sentiment or sentiment_vader(question),
             retrieval=Retrieval(top_score=0.82, min_score=0.3, no_answer=not self.passages),
+            intent=intent,
         )
 
     def stream(self, *, question, history, prepared, adapter_name="", route="answer"):

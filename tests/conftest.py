@@ -253,11 +253,17 @@ def _close_stray_database_sessions(django_db_setup, django_db_blocker):
         )
 
 
+SEEDS = (
+    "escalation.migrations.0002_default_rules",
+    "escalation.migrations.0009_intent_router_rules",
+)
+
+
 @pytest.fixture(autouse=True)
 def _default_rules(request):
     """Transactional tests flush the database after each test, seeded rules included:
-    put the data migration's defaults (the escalation rules every install has) back
-    before such a test."""
+    put the data migrations' defaults (the escalation rules and intent policies every
+    install has, the shipped router version) back before such a test."""
     marker = request.node.get_closest_marker("django_db")
     if marker and marker.kwargs.get("transaction"):
         import importlib
@@ -265,13 +271,34 @@ def _default_rules(request):
         from django.apps import apps
 
         request.getfixturevalue("transactional_db")
-        seed = importlib.import_module("escalation.migrations.0002_default_rules").seed
-        seed(apps, None)
+        for module in SEEDS:
+            importlib.import_module(module).seed(apps, None)
+        importlib.import_module("chat.migrations.0007_router_shipped_version").register(apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _router_live_fresh():
+    """Each test looks the live router version up in its own database."""
+    from chat.assistant.router import router_forget_live
+
+    router_forget_live()
+    yield
+    router_forget_live()
+
+
+@pytest.fixture(scope="session")
+def local_models() -> None:
+    """MiniLM and the shipped intent router loaded once per test run (as the server's
+    warm-up does), so a turn's deadline never pays for loading them."""
+    from chat.assistant.providers import _load_local_models
+
+    _load_local_models()
 
 
 @pytest.fixture
-def scripted(monkeypatch) -> ScriptedAssistant:
-    """The model provider replaced by a script; everything else of the turn is real."""
+def scripted(monkeypatch, local_models) -> ScriptedAssistant:
+    """The model provider replaced by a script; everything else of the turn is real
+    (the intent router included: the shipped local one)."""
     from chat import assistant as assistant_api
 
     bot = ScriptedAssistant()

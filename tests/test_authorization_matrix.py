@@ -59,6 +59,10 @@ API = {
     ("POST", "/api/escalation/callbacks/step-functions/"):  (503,503,503,503,503,503,503,503),
     ("POST", "/api/escalation/conversations/{conversation_id}/take-over/"):
                                                             (401,403,403,200,200,403,403,200),
+    # Any support staff may flag a message for the router's training; this conversation
+    # has no message the assistant answered, so the allowed ones get 400.
+    ("POST", "/api/escalation/conversations/{conversation_id}/flag/"):
+                                                            (401,403,403,400,400,403,403,400),
     ("GET", "/api/escalation/events/"):                     (401,403,403,200,200,403,403,200),
     ("GET", "/api/escalation/events/{id}/"):                (401,403,403,200,200,403,403,200),
     ("GET", "/api/escalation/presence/"):                   (401,403,403,200,200,403,403,200),
@@ -122,6 +126,7 @@ TARGETS = {
     "/api/escalation/tickets/{id}/claim/": "open_ticket",
     "/api/escalation/tickets/{id}/knowledge-draft/": "resolved_ticket",
     "/api/escalation/conversations/{conversation_id}/take-over/": "waiting_conversation",
+    "/api/escalation/conversations/{conversation_id}/flag/": "conversation",
 }
 TARGET_BY_PREFIX = {
     "/api/conversations/": "conversation",
@@ -140,6 +145,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/conversations/{id}/feedback/"): {"score": 4},
     ("POST", "/api/conversations/{id}/messages/"): {"client_id": "matrix-1", "text": "Hello?"},
     ("POST", "/api/escalation/presence/"): {"on_duty": True},
+    ("POST", "/api/escalation/conversations/{conversation_id}/flag/"): {"category": "safety"},
     ("POST", "/api/escalation/tickets/{id}/assign/"): {"agent": None},
     ("POST", "/api/escalation/tickets/{id}/close/"): {"outcome": "abandoned"},
     ("POST", "/api/escalation/tickets/{id}/resolve/"): {"outcome": "approved"},

@@ -35,6 +35,14 @@ def embeddings_client() -> Any:
     return _client("bedrock-runtime", settings.AWS_REGION, "embeddings")
 
 
+def router_client() -> Any:
+    """The ``bedrock-runtime`` client of the intent router's prompt (Converse tool use).
+
+    Its own client: the router runs beside the sentiment prompt on every turn.
+    """
+    return _client("bedrock-runtime", settings.AWS_REGION, "router")
+
+
 def control_client() -> Any:
     """The ``bedrock`` control-plane client (only used for inference-profile lookups)."""
     return _client("bedrock", settings.AWS_REGION, "control")
@@ -61,6 +69,21 @@ def chat_model(*, max_tokens: int = 512, temperature: float = 0.2) -> Any:
         guardrails=guardrail_config(),
         max_tokens=max_tokens,
         temperature=temperature,
+    )
+
+
+def router_chat_model() -> Any:
+    """The chat model on the router's client, deterministic and short (a tool call)."""
+    from langchain_aws import ChatBedrockConverse
+
+    return ChatBedrockConverse(
+        model=settings.BEDROCK_MODEL_ID,
+        region_name=settings.AWS_REGION,
+        client=router_client(),
+        bedrock_client=control_client(),
+        guardrails=guardrail_config(),
+        max_tokens=200,
+        temperature=0.0,
     )
 
 

@@ -119,18 +119,22 @@ async def assistant_warm_up() -> None:
 
 
 async def assistant_prepare(*, question: str, history: list[dict[str, Any]]) -> Prepared:
-    """Retrieve passages and run the internal checks (sentiment), concurrently.
+    """Retrieve passages and run the internal checks (sentiment, the intent router),
+    concurrently. The router's MiniLM vector of the message is computed in the same
+    micro-batched encoder call as the retrieval query (one call when they are the same
+    text).
 
     Raises ``AssistantError`` when the provider fails. Nothing here is customer-facing.
     """
     provider = provider_current()
-    # Both run to the end even if one fails: no call is left running unobserved.
-    retrieved, sentiment = await asyncio.gather(
+    # All run to the end even if one fails: no call is left running unobserved.
+    retrieved, sentiment, intent = await asyncio.gather(
         _retrieve(provider, retrieval_query(question, history)),
         provider.sentiment(question),
+        provider.intent(question),
         return_exceptions=True,
     )
-    for outcome in (retrieved, sentiment):
+    for outcome in (retrieved, sentiment, intent):
         if isinstance(outcome, AssistantError):
             raise outcome
         if isinstance(outcome, BaseException):
@@ -139,8 +143,9 @@ async def assistant_prepare(*, question: str, history: list[dict[str, Any]]) -> 
             )
     assert not isinstance(retrieved, BaseException)
     assert not isinstance(sentiment, BaseException)
+    assert not isinstance(intent, BaseException)
     passages, retrieval = retrieved
-    return Prepared(passages=passages, sentiment=sentiment, retrieval=retrieval)
+    return Prepared(passages=passages, sentiment=sentiment, retrieval=retrieval, intent=intent)
 
 
 def answer_messages(

@@ -61,12 +61,21 @@ class Sentiment:
 
 @dataclass(frozen=True)
 class Intent:
-    """The router's class for a customer message, with every class's probability."""
+    """The router's class for a customer message, with every class's probability.
+
+    ``thresholds`` are the model's calibrated per-category thresholds and
+    ``combined_threshold`` the one for the escalating categories together (see
+    ``chat.assistant.router.intent_route``); ``evidence`` is the customer's words that
+    show the class, when the router names them (the bedrock prompt does).
+    """
 
     label: str
     confidence: float
     scores: dict[str, float] = field(default_factory=dict)
     model_version: str = ""
+    thresholds: dict[str, float] = field(default_factory=dict)
+    combined_threshold: float = 0.5
+    evidence: str = ""
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,9 @@ class QueryBatcher(Generic[R]):
     One encoder call for many concurrent customers is much cheaper than one call each
     (the model runs a single padded batch). The encoding itself runs in a worker thread,
     so the event loop keeps serving sockets meanwhile. Queries that arrive while a batch
-    is encoding wait for the next one. Bound to the event loop it was created on.
+    is encoding wait for the next one. A text already waiting or encoding is not
+    encoded twice: its callers share one result (the turn's retrieval query and the
+    router's message are often the same text). Bound to the event loop it was created on.
     """
 
     def __init__(
@@ -197,19 +199,26 @@ class QueryBatcher(Generic[R]):
         self._max_wait = max_wait
         self._max_batch = max_batch
         self._pending: list[tuple[str, asyncio.Future[R]]] = []
+        self._inflight: dict[str, asyncio.Future[R]] = {}
         self._timer: asyncio.TimerHandle | None = None
         # Sizes of the most recent batches, for tests and the benchmark.
         self.batch_sizes: deque[int] = deque(maxlen=1000)
 
     async def embed(self, text: str) -> R:
+        shared = self._inflight.get(text)
+        if shared is not None:
+            return await asyncio.shield(shared)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
+        self._inflight[text] = future
+        future.add_done_callback(lambda _: self._inflight.pop(text, None))
         self._pending.append((text, future))
         if len(self._pending) >= self._max_batch:
             self._flush()
         elif self._timer is None:
             self._timer = loop.call_later(self._max_wait, self._flush)
-        return await future
+        # Shielded: a caller that gives up (a timeout) leaves the result to the others.
+        return await asyncio.shield(future)
 
     def _flush(self) -> None:
         if self._timer is not None:

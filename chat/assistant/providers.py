@@ -1,7 +1,7 @@
 """The providers behind the one assistant chain, chosen by ``settings.ASSISTANT_PROVIDER``.
 
-Each provider supplies an embedder (retrieval), a sentiment check and a chat model; the
-chain in ``chat.assistant.chain`` is the same for all of them.
+Each provider supplies an embedder (retrieval), a sentiment check, the intent router
+and a chat model; the chain in ``chat.assistant.chain`` is the same for all of them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.conf import settings
 from langchain_core.language_models import BaseChatModel
 
 from chat.assistant import bedrock
-from chat.assistant.contract import DraftInfo, Sentiment
+from chat.assistant.contract import DraftInfo, Intent, Sentiment
 from chat.assistant.embeddings import (
     MODEL_NAME,
     Encoding,
@@ -90,14 +90,19 @@ class Provider(Protocol):
 
     async def sentiment(self, text: str) -> Sentiment: ...
 
+    async def intent(self, text: str) -> Intent: ...
+
     async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel: ...
 
     async def warm_up(self) -> None: ...
 
 
 def _load_local_models() -> None:
+    from chat.assistant.router import router_shipped
+
     embed_texts(["warm up"])
     sentiment_vader("warm up")
+    router_shipped()
 
 
 @lru_cache(maxsize=1)
@@ -122,6 +127,11 @@ class LocalProvider:
     async def sentiment(self, text: str) -> Sentiment:
         # VADER is a fraction of a millisecond of pure Python: no thread hop.
         return sentiment_vader(text)
+
+    async def intent(self, text: str) -> Intent:
+        from chat.assistant.router import intent_local
+
+        return await intent_local(text)
 
     async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel:
         return _extractive_model()
@@ -150,6 +160,12 @@ class BedrockProvider:
         result: Sentiment = await sentiment_chain(model).ainvoke({"text": text})
         return result
 
+    async def intent(self, text: str) -> Intent:
+        # The same destinations from a structured-output prompt on the chat model.
+        from chat.assistant.router import intent_bedrock
+
+        return await intent_bedrock(text)
+
     async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel:
         model: BaseChatModel = await sync_to_async(bedrock.chat_model)()
         return model
@@ -168,6 +184,11 @@ class HFProvider:
 
     async def sentiment(self, text: str) -> Sentiment:
         return sentiment_vader(text)
+
+    async def intent(self, text: str) -> Intent:
+        from chat.assistant.router import intent_local
+
+        return await intent_local(text)
 
     async def chat_model(self, *, adapter_name: str, info: DraftInfo) -> BaseChatModel:
         from chat.assistant.hf import hf_chat_model

@@ -395,6 +395,11 @@ TURN_SWEEP_GRACE_SECONDS = env.int("TURN_SWEEP_GRACE_SECONDS", default=15)
 STREAM_COALESCE_SECONDS = env.float("STREAM_COALESCE_SECONDS", default=0.05)
 # The knowledge index re-checks the database for edited articles at most this often.
 KNOWLEDGE_REFRESH_SECONDS = env.float("KNOWLEDGE_REFRESH_SECONDS", default=2.0)
+# The live intent router version is re-checked in the database at most this often.
+ROUTER_REFRESH_SECONDS = env.float("ROUTER_REFRESH_SECONDS", default=5.0)
+# The evaluation part router versions are compared on before one goes live ("" = the
+# shipped chat/assistant/datasets/intents_eval.jsonl).
+ROUTER_EVAL_PART = env("ROUTER_EVAL_PART", default="")
 # Model inference runs on one thread per process with this many torch threads (0: torch's
 # default, the number of cores). One leaves the other core to the event loop and the
 # database threads.

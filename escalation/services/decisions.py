@@ -7,7 +7,13 @@ Every enabled rule is evaluated on each customer turn and stored as a ``Decision
 its inputs, score, threshold and outcome (and the turn it was made on), so thresholds
 can later be tuned against what agents decided. A harmful message (toxicity above the
 upper band) blocks the turn; any other rule that fires escalates; the rule with the
-lowest priority number names the reason.
+lowest priority number names the reason, and the ticket gets the most urgent priority
+of the rules that fired.
+
+The intent router's rule (``intent``) decides the route: one of its escalating
+categories under the admin's ``IntentPolicy`` rows (the reason is then the category,
+e.g. "safety", and the detail says it in plain words), or answer / small talk / out of
+scope. A category's customer notice (the safety advice) opens the escalation notice.
 """
 
 from __future__ import annotations
@@ -19,10 +25,17 @@ from typing import Any
 
 from django.conf import settings
 
+from chat.assistant.router import LABEL_NAMES, NO_ESCALATION, SELF_SERVICE, intent_route
 from chat.models import Conversation, Message, Turn
 from chat.review import TurnFacts, Verdict
 from escalation.models import Decision, DomainEvent, EscalationRule, Priority, Ticket
 from escalation.services.events import event_record
+from escalation.services.intents import (
+    PRIORITY_RANK,
+    Policies,
+    intent_detail,
+    intent_policies,
+)
 from escalation.services.tickets import (
     customer_notice_for,
     escalation_open,
@@ -48,6 +61,17 @@ class Evaluation:
     threshold: float | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
     detail: str = ""
+    # The intent router's rule only: its category and route, the model version, and
+    # what the category's policy adds (ticket priority, customer notice).
+    category: str = ""
+    route: str = ""
+    model_version: str = ""
+    priority: str = ""
+    notice: str = ""
+
+    @property
+    def ticket_priority(self) -> str:
+        return self.priority or self.rule.ticket_priority
 
     @property
     def fired(self) -> bool:
@@ -97,6 +121,68 @@ def _negative_sentiment(rule: EscalationRule, facts: TurnFacts) -> Evaluation:
         if fired
         else "",
     )
+
+
+def _intent(rule: EscalationRule, facts: TurnFacts, policies: Policies) -> Evaluation | None:
+    """The router's class under the admin's policies (no router signal: not evaluated)."""
+    intent = facts.intent
+    if intent is None:
+        return None
+    choice = intent_route(
+        intent, policies=policies.routing, answerable=not facts.retrieval.no_answer
+    )
+    inputs = {
+        "label": intent.label,
+        "confidence": round(intent.confidence, 4),
+        "scores": {k: round(v, 4) for k, v in sorted(intent.scores.items())},
+        "route": choice.route,
+        "because": choice.because,
+    }
+    if intent.evidence:
+        inputs["evidence"] = intent.evidence
+    if not choice.escalates:
+        return Evaluation(
+            rule,
+            Outcome.PROCEED,
+            score=choice.score,
+            inputs=inputs,
+            detail=f"Routed to: {LABEL_NAMES[choice.route].lower()}"
+            + (
+                " (the knowledge base covers it; out of scope was not sure)."
+                if choice.because == "answerable"
+                else "."
+            ),
+            category=choice.route,
+            route=choice.route,
+            model_version=intent.model_version,
+        )
+    category = choice.category
+    detail = intent_detail(category=category, text=facts.text, evidence=intent.evidence)
+    return Evaluation(
+        rule,
+        Outcome.ESCALATE,
+        score=round(choice.score, 4),
+        threshold=round(choice.threshold, 4),
+        inputs={**inputs, "category": category},
+        detail=detail,
+        category=category,
+        route=Turn.Route.ESCALATE,
+        model_version=intent.model_version,
+        priority=policies.priority.get(category, ""),
+        notice=policies.notice.get(category, ""),
+    )
+
+
+def _self_service_route(evaluations: list[Evaluation], facts: TurnFacts) -> str:
+    """Answer, small talk or out of scope: the router's route when its rule ran, else
+    the likeliest of the three by its scores (answer without a router)."""
+    routed = next((e.route for e in evaluations if e.rule.kind == Kind.INTENT and e.route), "")
+    if routed in SELF_SERVICE:
+        return routed
+    if facts.intent is None:
+        return Turn.Route.ANSWER
+    answerable = not facts.retrieval.no_answer
+    return intent_route(facts.intent, policies=NO_ESCALATION, answerable=answerable).route
 
 
 def _patterns(rule: EscalationRule, text: str) -> Evaluation:
@@ -175,9 +261,13 @@ def _repeated_no_answer(rule: EscalationRule, facts: TurnFacts) -> Evaluation:
 def rules_evaluate(*, facts: TurnFacts) -> list[Evaluation]:
     """Run every enabled per-turn rule (no writes; Comprehend is called here)."""
     evaluations: list[Evaluation] = []
+    policies: Policies | None = None
     for rule in EscalationRule.objects.filter(enabled=True).order_by("priority", "pk"):
         evaluation: Evaluation | None
-        if rule.kind == Kind.NEGATIVE_SENTIMENT:
+        if rule.kind == Kind.INTENT:
+            policies = policies or intent_policies()
+            evaluation = _intent(rule, facts, policies)
+        elif rule.kind == Kind.NEGATIVE_SENTIMENT:
             evaluation = _negative_sentiment(rule, facts)
         elif rule.kind in (Kind.HUMAN_REQUEST, Kind.KEYWORD):
             evaluation = _patterns(rule, facts.text)
@@ -210,6 +300,8 @@ def _decision(
         threshold=evaluation.threshold,
         outcome=evaluation.outcome,
         detail=evaluation.detail[:300],
+        category=evaluation.category[:30],
+        model_version=evaluation.model_version[:80],
     )
 
 
@@ -237,20 +329,21 @@ class EscalationReviewer:
                 customer_notice=NOTICE_HARMFUL,
                 audit=evaluations,
             )
-        firing = next((e for e in evaluations if e.fired), None)
-        if firing is not None:
+        fired = [e for e in evaluations if e.fired]
+        if fired:
+            firing = fired[0]
+            reason = firing.category or firing.rule.kind
             return Verdict(
                 route=Turn.Route.ESCALATE,
-                reason=firing.rule.kind,
-                category=firing.rule.kind,
+                reason=reason,
+                category=reason,
                 detail=firing.detail,
-                priority=firing.rule.ticket_priority,
+                priority=max(
+                    (e.ticket_priority for e in fired), key=lambda p: PRIORITY_RANK.get(p, 0)
+                ),
                 audit=evaluations,
             )
-        route = facts.intent.label if facts.intent else Turn.Route.ANSWER
-        if route not in (Turn.Route.ANSWER, Turn.Route.SMALL_TALK, Turn.Route.OUT_OF_SCOPE):
-            route = Turn.Route.ANSWER
-        return Verdict(route=route, audit=evaluations)
+        return Verdict(route=_self_service_route(evaluations, facts), audit=evaluations)
 
     def record(self, *, turn: Turn, verdict: Verdict) -> Verdict:
         """Store the audit rows; block: HARMFUL_CONTENT_DETECTED; escalate: open the
@@ -296,8 +389,12 @@ class EscalationReviewer:
                 ticket=ticket,
                 payload={"toxicity": firing.score, "message_id": message.pk},
             )
+        # A category's own advice (safety, medical) comes first, before a person joins.
+        lead = next((e.notice for e in evaluations if e.fired and e.notice), "")
+        notice = customer_notice_for(ticket)
         return verdict.but(
-            customer_notice=customer_notice_for(ticket), extra={"ticket_id": ticket.pk}
+            customer_notice=f"{lead}\n\n{notice}" if lead else notice,
+            extra={"ticket_id": ticket.pk},
         )
 
     def failed(self, *, turn: Turn, error: str) -> Verdict:

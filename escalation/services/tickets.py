@@ -488,6 +488,7 @@ def ticket_outcome_payload(ticket: Ticket) -> dict[str, Any]:
         "status": ticket.status,
         "outcome": ticket.outcome,
         "note": ticket.outcome_note,
+        "person_needed": ticket.person_needed,
         "agent": ticket.assigned_agent.get_username() if ticket.assigned_agent else "",
         # Who resolved or closed it ("" for the system, e.g. expiry): a supervisor may
         # finish another agent's ticket.
@@ -498,19 +499,38 @@ def ticket_outcome_payload(ticket: Ticket) -> dict[str, Any]:
 
 
 @transaction.atomic
-def ticket_resolve(*, ticket: Ticket, agent: User, outcome: str, note: str = "") -> Ticket:
-    """Resolve with an outcome (approved/rejected and a note).
+def ticket_resolve(
+    *,
+    ticket: Ticket,
+    agent: User,
+    outcome: str,
+    note: str = "",
+    person_needed: bool | None = None,
+    category: str = "",
+) -> Ticket:
+    """Resolve with an outcome (approved/rejected and a note) and, optionally, the
+    agent's answer to "was a person needed?" (``person_needed``; ``category`` names what
+    it was). That answer becomes a training row for the intent router, on the message
+    that was escalated (``escalation.services.intents.ticket_person_needed_record``).
 
     Only the agent handling the ticket or a supervisor may (``may_finish``). Locks the
     conversation and the ticket. The conversation goes back to the assistant
     (with a marker) if a person still held it; a waiting Step Functions task gets
     SendTaskSuccess with the outcome, once, through a background task.
     """
+    from escalation.services.intents import ticket_person_needed_record
+
     if outcome not in (Ticket.Outcome.APPROVED, Ticket.Outcome.REJECTED):
         raise EscalationError("The outcome is approved or rejected.", code="invalid_outcome")
     fresh = _finish(
         ticket, status=Ticket.Status.RESOLVED, outcome=outcome, note=note.strip(), agent=agent
     )
+    if person_needed is not None:
+        fresh.person_needed = person_needed
+        fresh.save(update_fields=["person_needed"])
+        ticket_person_needed_record(
+            ticket=fresh, agent=agent, person_needed=person_needed, category=category
+        )
     payload = ticket_outcome_payload(fresh)
     event_record(
         name=DomainEvent.Name.ESCALATION_RESOLVED,

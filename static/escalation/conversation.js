@@ -277,14 +277,28 @@
     e.preventDefault();
     if (!state.ticket) return showError("There is no ticket for this conversation.");
     const form = new FormData(e.target);
-    const done = await post("/api/escalation/tickets/" + state.ticket.id + "/resolve/",
-      { outcome: form.get("outcome"), note: form.get("note") || "" });
+    const needed = form.get("person_needed");
+    const done = await post("/api/escalation/tickets/" + state.ticket.id + "/resolve/", {
+      outcome: form.get("outcome"),
+      note: form.get("note") || "",
+      person_needed: needed === "yes" ? true : needed === "no" ? false : null,
+      category: form.get("category") || "",
+    });
     if (!done) return;
-    const select = e.target.querySelector("select");
+    const select = e.target.querySelector('select[name="outcome"]');
     const outcomeLabel = select.options[select.selectedIndex].text;
     state.handling = "assistant";
     applyTicket(Object.assign({}, state.ticket, { status: done.status, outcome: done.outcome, outcome_label: outcomeLabel, taken: false }));
-    announce("Resolved (" + outcomeLabel + "). The conversation is back with the assistant.");
+    announce("Resolved (" + outcomeLabel + ")" + (needed ? "; the assistant will learn from your answer" : "") + ". The conversation is back with the assistant.");
+  });
+
+  $("flag").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const form = new FormData(e.target);
+    if (!form.get("category")) return showError("Pick why it should have come to a person.");
+    const flagged = await post("/api/escalation/conversations/" + conversationId + "/flag/",
+      { category: form.get("category") });
+    if (flagged) announce("Flagged: the assistant will learn that this message needed a person.");
   });
 
   button("knowledge").addEventListener("click", async () => {

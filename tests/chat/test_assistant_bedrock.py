@@ -9,7 +9,7 @@ from unittest.mock import patch
 
 import pytest
 from botocore.response import StreamingBody
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from chat.assistant import (
     AssistantError,
@@ -20,6 +20,7 @@ from chat.assistant import (
 )
 from chat.assistant.chain import ANSWER_SYSTEM
 from chat.assistant.contract import Sentiment
+from chat.assistant.router import LABELS, ROUTER_SYSTEM
 from chat.models import Article
 from chat.services import article_upsert
 
@@ -47,6 +48,13 @@ def bedrock_provider(settings, monkeypatch):
 @pytest.fixture
 def chat_stub():
     with Stubber(bedrock.runtime_client()) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+@pytest.fixture
+def router_stub():
+    with Stubber(bedrock.router_client()) as stub:
         yield stub
         stub.assert_no_pending_responses()
 
@@ -106,6 +114,52 @@ def _expect_sentiment(stub: Stubber, question: str, answer: str) -> None:
     )
 
 
+def _expect_route(stub: Stubber, question: str, destination: str, evidence: str = "") -> None:
+    """The router's structured-output prompt: Converse with the routing tool forced."""
+    tool_input = {"destination": destination, "evidence": evidence}
+    stub.add_response(
+        "converse",
+        {
+            "output": {
+                "message": {
+                    "role": "assistant",
+                    "content": [
+                        {
+                            "toolUse": {
+                                "toolUseId": "t1",
+                                "name": "RouteMessage",
+                                "input": tool_input,
+                            }
+                        }
+                    ],
+                }
+            },
+            "stopReason": "tool_use",
+            "usage": {"inputTokens": 400, "outputTokens": 20, "totalTokens": 420},
+            "metrics": {"latencyMs": 150},
+        },
+        {
+            "modelId": MODEL_ID,
+            "messages": [{"role": "user", "content": [{"text": question}]}],
+            "system": [{"text": ROUTER_SYSTEM}],
+            "inferenceConfig": {"maxTokens": 200, "temperature": 0.0},
+            "toolConfig": {
+                "tools": [
+                    {
+                        "toolSpec": {
+                            "name": "RouteMessage",
+                            "description": "Route a customer's message to one destination.",
+                            "inputSchema": {"json": ANY},
+                        }
+                    }
+                ],
+                "toolChoice": {"tool": {"name": "RouteMessage"}},
+            },
+            "guardrailConfig": {"guardrailIdentifier": "gr-support", "guardrailVersion": "3"},
+        },
+    )
+
+
 @pytest.fixture
 def embedded_articles(embeddings_stub, django_capture_on_commit_callbacks):
     """Two articles, embedded by the background task through Bedrock embeddings: each
@@ -135,11 +189,12 @@ def test_articles_are_embedded_with_the_bedrock_model(embedded_articles):
 
 
 async def test_prepare_retrieves_with_bedrock_embeddings_and_asks_the_blogs_sentiment_prompt(
-    embedded_articles, embeddings_stub, chat_stub
+    embedded_articles, embeddings_stub, chat_stub, router_stub
 ):
     question = "Why does the hub not see my wifi? This is useless!"
     _expect_embedding(embeddings_stub, question, [0.8, 0.6, 0.0, 0.0])
     _expect_sentiment(chat_stub, question, "1")
+    _expect_route(router_stub, question, "anger", "This is useless!")
 
     prepared = await assistant_prepare(question=question, history=[])
 
@@ -148,14 +203,28 @@ async def test_prepare_retrieves_with_bedrock_embeddings_and_asks_the_blogs_sent
     assert prepared.retrieval.top_score == pytest.approx(0.8)
     assert prepared.retrieval.min_score == pytest.approx(0.5)  # ASSISTANT_MIN_RETRIEVAL_SCORE
     assert prepared.sentiment == Sentiment(label="negative", score=-1.0, method="bedrock", raw="1")
+    # the router's destination comes from the structured-output prompt, beside the
+    # blog's 0/1 sentiment signal
+    assert prepared.intent is not None
+    assert (prepared.intent.label, prepared.intent.evidence) == ("anger", "This is useless!")
+    assert prepared.intent.model_version == f"bedrock:{MODEL_ID}:prompt-1"
+
+
+def test_the_routing_tool_offers_exactly_the_fifteen_destinations():
+    from chat.assistant.router import _route_schema
+
+    schema = _route_schema().model_json_schema()
+    assert schema["properties"]["destination"]["enum"] == list(LABELS)
+    assert schema["required"] == ["destination"]
 
 
 async def test_positive_sentiment_answer_zero_is_not_negative(
-    embedded_articles, embeddings_stub, chat_stub
+    embedded_articles, embeddings_stub, chat_stub, router_stub
 ):
     question = "Thanks, the hub works great now"
     _expect_embedding(embeddings_stub, question, [0.0, 0.0, 1.0, 0.0])
     _expect_sentiment(chat_stub, question, "0")
+    _expect_route(router_stub, question, "small_talk")
 
     prepared = await assistant_prepare(question=question, history=[])
 
@@ -188,11 +257,12 @@ def _add_stream_response(stub: Stubber, events: list[dict], expected_params: dic
 
 
 async def test_answer_streams_from_converse_stream_with_passages_and_guardrail(
-    embedded_articles, embeddings_stub, chat_stub
+    embedded_articles, embeddings_stub, chat_stub, router_stub
 ):
     question = "Does the hub work on 5 GHz?"
     _expect_embedding(embeddings_stub, question, [1.0, 0.0, 0.0, 0.0])
     _expect_sentiment(chat_stub, question, "0")
+    _expect_route(router_stub, question, "answer")
     prepared = await assistant_prepare(question=question, history=[])
     _add_stream_response(
         chat_stub,
@@ -217,11 +287,12 @@ async def test_answer_streams_from_converse_stream_with_passages_and_guardrail(
 
 
 async def test_a_bedrock_error_surfaces_as_assistant_error(
-    embedded_articles, embeddings_stub, chat_stub
+    embedded_articles, embeddings_stub, chat_stub, router_stub
 ):
     question = "Does the hub work on 5 GHz?"
     _expect_embedding(embeddings_stub, question, [1.0, 0.0, 0.0, 0.0])
     _expect_sentiment(chat_stub, question, "0")
+    _expect_route(router_stub, question, "answer")
     prepared = await assistant_prepare(question=question, history=[])
     chat_stub.add_client_error(
         "converse_stream",
@@ -235,7 +306,7 @@ async def test_a_bedrock_error_surfaces_as_assistant_error(
 
 
 async def test_an_embeddings_error_fails_prepare_with_assistant_error(
-    embedded_articles, embeddings_stub, chat_stub
+    embedded_articles, embeddings_stub, chat_stub, router_stub
 ):
     embeddings_stub.add_client_error(
         "invoke_model", service_error_code="AccessDeniedException", http_status_code=403
@@ -249,13 +320,14 @@ async def test_an_embeddings_error_fails_prepare_with_assistant_error(
             "metrics": {"latencyMs": 80},
         },
     )
+    _expect_route(router_stub, "Hello?", "small_talk")
 
     with pytest.raises(AssistantError):
         await assistant_prepare(question="Hello?", history=[])
 
 
 async def test_history_reaches_converse_as_alternating_turns(
-    embedded_articles, embeddings_stub, chat_stub
+    embedded_articles, embeddings_stub, chat_stub, router_stub
 ):
     question = "And on 5 GHz?"
     history = [
@@ -270,6 +342,7 @@ async def test_history_reaches_converse_as_alternating_turns(
         embeddings_stub, f"I tried twice\n{question}", [1.0, 0.0, 0.0, 0.0]
     )  # a short follow-up is searched with the previous question
     _expect_sentiment(chat_stub, question, "0")
+    _expect_route(router_stub, question, "answer")
     prepared = await assistant_prepare(question=question, history=history)
     _add_stream_response(
         chat_stub,

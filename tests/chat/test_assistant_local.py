@@ -130,3 +130,53 @@ async def test_warm_up_prepares_the_quoted_sentences_of_every_passage(knowledge_
     texts = [t async for t in ArticlePassage.objects.values_list("text", flat=True)]
     assert len(texts) > len(knowledge_base)  # articles are split into several passages
     assert all(text in _SENTENCES for text in texts)  # answers will not run the encoder
+
+
+async def test_the_router_runs_in_prepare_on_the_retrieval_querys_encoder_call(knowledge_base):
+    question = "There's smoke coming out of the Hub on my wall, what do I do?"
+    batcher = query_batcher()
+    batcher.batch_sizes.clear()
+
+    prepared = await assistant_prepare(question=question, history=[])
+
+    assert prepared.intent is not None
+    assert (prepared.intent.label, prepared.intent.model_version) == ("safety", "router-1")
+    assert sum(prepared.intent.scores.values()) == pytest.approx(1, abs=1e-3)
+    assert list(batcher.batch_sizes) == [1]  # one text encoded once, for both
+
+
+@pytest.mark.parametrize(
+    ("text", "route", "status"),
+    [
+        ("How do I connect my Hub to 5 GHz Wi-Fi?", "answer", "answered"),
+        ("thanks a million, all working now", "small_talk", "answered"),
+        ("Can you recommend a good pizza place in Cork?", "out_of_scope", "answered"),
+        ("the fuse box is sparking and smells like burning plastic", "escalate", "escalated"),
+    ],
+)
+async def test_real_turns_with_the_local_provider_take_the_routers_route(
+    knowledge_base, text, route, status
+):
+    from chat import turns
+    from chat.events import db
+    from chat.models import Message
+    from chat.services import customer_message_receive
+    from tests.factories import ConversationFactory
+
+    conversation = await db(ConversationFactory)()
+    received = await db(customer_message_receive)(
+        conversation=conversation, text=text, client_id="r1", author=None, rate_subject="r"
+    )
+    turn = await turns.turn_await(turn_id=received.turn.pk, conversation_id=conversation.pk)
+
+    assert (turn.route, turn.status, turn.router_version) == (route, status, "router-1")
+    replies = await db(list)(turn.outputs.filter(visibility="public"))
+    if route == "answer":
+        assert replies[0].sources[0]["slug"] == "connecting-the-hub-to-wifi"
+    if route == "small_talk":
+        assert replies[0].text.startswith("You're welcome")
+    if route == "out_of_scope":
+        assert replies[0].text.startswith("I'm sorry, I can't help with that here")
+    if route == "escalate":
+        assert replies[0].role == Message.Role.SYSTEM
+        assert replies[0].text.startswith("For your safety")

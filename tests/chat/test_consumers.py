@@ -335,8 +335,9 @@ async def test_escalate_verdict_withholds_the_draft_and_shows_the_notice(
     draft = agent_frames[-1]["message"]
     assert draft["visibility"] == "withheld" and draft["text"] == scripted.answer
     assert draft["turn"]["status"] == "escalated"
-    assert draft["turn"]["reason"] == "negative_sentiment"
-    assert "unhappy" in draft["turn"]["detail"]
+    assert draft["turn"]["reason"] == "anger"
+    assert draft["turn"]["detail"].startswith("Anger: the customer wrote \u201cThis is terrible")
+    assert draft["turn"]["intent"]["label"] == "anger"
 
 
 async def test_block_verdict_generates_no_draft(conversation, visitor, scripted, monkeypatch):
@@ -371,7 +372,7 @@ async def test_agent_takeover_during_streaming_withholds_the_answer(
 ):
     scripted.gate = asyncio.Event()
     comm = await open_socket(conversation.pk, visitor_token=visitor[1])
-    await send_message(comm, "Can you refund me?", "t1")
+    await send_message(comm, "How do I submit a meter reading?", "t1")
     await receive_until(comm, "assistant.delta")
 
     def take_over():

@@ -76,9 +76,11 @@ def test_angry_customer_to_agent_takeover_live_talk_and_resolve(
     row = agent_page.locator("tr.ticket").first
     row.wait_for(timeout=120_000)
     # in plain words (the figures are the row's title, shown on hover)
-    assert "Unhappy customer" in row.locator(".reason").inner_text()
-    assert "sounds very unhappy" in row.locator(".reason").inner_text()
-    assert "Sentiment -0." in row.locator(".reason").get_attribute("title")
+    assert "Anger or insult" in row.locator(".reason").inner_text()
+    assert "Anger: the customer wrote \u201cThis is absolutely terrible!" in (
+        row.locator(".reason").inner_text()
+    )
+    assert row.locator(".reason").get_attribute("title").startswith("Router router-1: anger ")
     # the queue gave it to the only agent on duty
     assert "Assigned to you" in row.locator(".status").inner_text()
     assert row.locator(".waiting").inner_text().endswith("s")
@@ -123,15 +125,21 @@ def test_angry_customer_to_agent_takeover_live_talk_and_resolve(
     assert customer_page.locator("li.msg.assistant").count() == 0
     assert not [f for f in customer_frames if f["type"] == "assistant.delta"]
 
-    # resolve with an outcome
-    agent_page.locator('[data-role="resolve"] select').select_option("approved")
+    # resolve with an outcome, saying a person was needed (a training row for the router)
+    agent_page.locator('[data-role="resolve"] select[name="outcome"]').select_option("approved")
+    agent_page.locator('[data-role="resolve"] select[name="person_needed"]').select_option("yes")
     agent_page.locator('[data-role="resolve"] input[name="note"]').fill("Router replaced")
     agent_page.get_by_role("button", name="Resolve").click()
     agent_page.locator('[data-role="ticket-status"]', has_text="resolved").wait_for(timeout=20_000)
     customer_page.get_by_text("handed the conversation back").wait_for(timeout=20_000)
 
     ticket.refresh_from_db()
-    assert (ticket.status, ticket.outcome) == ("resolved", "approved")
+    assert (ticket.status, ticket.outcome, ticket.person_needed) == ("resolved", "approved", True)
+    from chat.models import IntentExample
+
+    example = IntentExample.objects.get()
+    assert (example.label, example.source) == ("anger", "agent_resolve")
+    assert example.text.startswith("This is absolutely terrible!")
     assert ticket.first_response_at is not None
     assert ticket.workflow_execution_arn.endswith(":1")
     callback = WorkflowCallback.objects.get()

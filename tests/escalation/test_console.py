@@ -67,8 +67,11 @@ def test_handoff_brief_says_everything_the_customer_said_before(
     assert [s["title"] for s in brief["answer"]["sources"]] == ["Reset your password"]
     assert brief["draft"]["withheld"] and brief["draft"]["text"] == pipeline.bot.answer
     assert brief["why"]["label"] == "Asked for a person"
-    assert brief["why"]["words"] == "The customer asked for a person (\u201ctalk to a human\u201d)."
-    assert "talk to a human" in brief["why"]["numbers"]
+    assert brief["why"]["words"] == (
+        "The customer asks for a person: "
+        "\u201cThat did not work. I want to talk to a human please\u201d."
+    )
+    assert brief["why"]["numbers"].startswith("Router router-1: asks for a person 0.9")
     (earlier,) = brief["earlier"]
     assert earlier["title"] == "Router keeps dropping"
     assert earlier["first_question"] == "About Router keeps dropping"
@@ -116,17 +119,18 @@ def test_decision_audit_is_grouped_by_turn_in_plain_words(pipeline, customer):
     assert first["message"] == "How do I reset my password?"
     assert latest["escalated"] and not first["escalated"]
     checks = {c["check"]: c for c in first["checks"]}
-    assert set(checks) == {"Asked for a person", "Watched words", "Tone", "Unanswered questions"}
-    tone = checks["Tone"]
-    assert tone["words"] == "The customer's tone was fine."
-    assert tone["outcome_words"] == "No person needed"
-    assert tone["numbers"].startswith("Sentiment ") and "-0.50 or below" in tone["numbers"]
+    assert set(checks) == {"What the message is about", "Watched words", "Unanswered questions"}
+    routing = checks["What the message is about"]
+    assert routing["words"] == "Routed to: answer from the knowledge base."
+    assert routing["outcome_words"] == "No person needed"
+    assert routing["numbers"].startswith("Router router-1: answer 0.9")
     # no developer terms in the words themselves
     for group in audit:
         for check in group["checks"]:
             assert "_" not in check["words"] and "VADER" not in check["words"]
     fired = [c for c in latest["checks"] if c["fired"]]
-    assert [c["check"] for c in fired] == ["Asked for a person"]
+    assert [c["check"] for c in fired] == ["What the message is about"]
+    assert fired[0]["words"].startswith("The customer asks for a person: ")
 
 
 def test_inbox_row_speaks_plain_words(pipeline, customer, on_duty):
@@ -134,9 +138,13 @@ def test_inbox_row_speaks_plain_words(pipeline, customer, on_duty):
     pipeline.bot.sentiment = None
     pipeline.ask(conversation, "This is absolutely terrible, I am furious and disgusted!")
     (row,) = [selectors.ticket_summary(t) for t in selectors.tickets_for_inbox()]
-    assert row["reason_label"] == "Unhappy customer"
-    assert row["reason_words"] == "The customer sounds very unhappy."
-    assert row["reason_numbers"].startswith("Sentiment -0.") and "VADER" not in row["reason_words"]
+    assert row["reason_label"] == "Anger or insult"
+    assert row["reason_words"] == (
+        "Anger: the customer wrote "
+        "\u201cThis is absolutely terrible, I am furious and disgusted!\u201d."
+    )
+    assert row["reason_numbers"].startswith("Router router-1: anger 1.00")
+    assert "_" not in row["reason_words"]
     assert (row["status"], row["assigned_agent_id"], row["taken"]) == (
         "assigned",
         on_duty.pk,
@@ -151,7 +159,7 @@ def test_conversation_page_pins_the_brief_and_the_audit(pipeline, customer, agen
     client.force_login(agent)
     page = client.get(f"/agent/conversations/{conversation.pk}/").content.decode()
     assert "Handoff brief" in page
-    assert "The customer asked for a person (\u201ctalk to a human\u201d)." in page
+    assert "The customer asks for a person: \u201cThat did not work." in page
     assert "Reset your password" in page  # what the assistant cited
     assert "Its draft, kept from the customer" in page
     assert 'class="audit-turn escalated"' in page

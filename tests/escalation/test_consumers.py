@@ -55,7 +55,8 @@ async def test_new_ticket_appears_in_an_open_inbox(agent, customer, scripted):
     ticket = await database_sync_to_async(Ticket.objects.get)(conversation=conversation)
     assert frame["change"] == "created"
     assert frame["ticket"]["id"] == ticket.pk
-    assert frame["ticket"]["reason"] == "negative_sentiment"
+    assert frame["ticket"]["reason"] == "anger" and frame["ticket"]["priority"] == "high"
+    assert frame["ticket"]["reason_detail"].startswith("Anger: the customer wrote")
     assert frame["ticket"]["sentiment"]["score"] == turn.sentiment_score < -0.5
     assert frame["ticket"]["last_customer_message"].startswith("This is the worst")
     await inbox.disconnect()
@@ -141,7 +142,11 @@ async def test_agent_conversation_socket_shows_withheld_drafts(agent, customer, 
 
     draft = next(f["message"] for f in frames if f["message"]["role"] == "assistant")
     assert (draft["text"], draft["visibility"]) == ("draft answer", "withheld")
-    assert draft["turn"]["reason"] == "negative_sentiment" and draft["turn"]["detail"]
+    assert draft["turn"]["reason"] == draft["turn"]["category"] == "anger"
+    assert (
+        draft["turn"]["detail"]
+        == "Anger: the customer wrote \u201cterrible, awful, I hate this\u201d."
+    )
 
 
 async def test_answer_streaming_when_the_agent_takes_over_is_never_shown(agent, customer, scripted):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.assistant.contract import Passage, Sentiment
+from chat.assistant.contract import Intent, Passage, Sentiment
 from chat.models import Message
 from chat.services import feedback_submit
 from config import roles
@@ -14,6 +14,9 @@ from labeling.models import LabelingItem
 from tests.factories import ConversationFactory, UserFactory
 
 _pipeline = None  # the running test's ``pipeline`` fixture (autouse below)
+ROUTED_TO_ANSWER = Intent(
+    label="answer", confidence=1.0, scores={"answer": 1.0}, model_version="scripted"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +39,8 @@ def answered(
     sources=None,
 ) -> Message:
     """A customer question answered by the assistant, through the real turn pipeline
-    (only the model provider is scripted, its sentiment check included).
+    (only the model provider is scripted, its sentiment check and its router included:
+    the router keeps every question for the assistant).
     ``sentiment_negative``: it finds the question negative, yet not enough to call a
     person;
     ``escalated``: an agent took over afterwards and wrote; ``rating``: the customer
@@ -56,6 +60,7 @@ def answered(
         if sentiment_negative
         else Sentiment(label="neutral", score=0.0, method="vader")
     )
+    bot.intent = ROUTED_TO_ANSWER
     turn = _pipeline.ask(conversation, question)
     assert turn.status == "answered", (turn.status, turn.decision_reason)
     reply = turn.outputs.get(role=Message.Role.ASSISTANT)

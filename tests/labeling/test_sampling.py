@@ -49,10 +49,12 @@ def test_a_live_turn_with_negative_sentiment_is_sampled_as_negative(reviewers, p
     """Regression: the pipeline stored its signals where sampling never looked, so live
     conversations were never sampled for negative sentiment. Here the customer's message
     goes through the real pipeline with the real sentiment check: clearly negative
-    (shouting), yet not enough for a person, so the assistant answered."""
+    (shouting), yet the router (scripted here) kept it, so the assistant answered."""
     from tests.factories import ConversationFactory
+    from tests.labeling.conftest import ROUTED_TO_ANSWER
 
     pipeline.bot.sentiment = None  # the real VADER check
+    pipeline.bot.intent = ROUTED_TO_ANSWER
     turn = pipeline.ask(ConversationFactory(), "This is useless!")
     assert (turn.status, turn.sentiment_label) == ("answered", "negative")
     calm = pipeline.ask(ConversationFactory(), "How do I read my meter?")

@@ -61,6 +61,9 @@ class Customer:
     answers: dict[int, int] = field(default_factory=dict)  # message id -> answers seen
     errors: list[str] = field(default_factory=list)
     unstreamed: int = 0  # answers that arrived without any delta before them
+    # The turn handed the conversation to a person (e.g. the assistant could not answer
+    # twice in a row): the customer stops there, as a real one would wait for the agent.
+    handed_over: bool = False
 
 
 async def run_customer(
@@ -86,6 +89,8 @@ async def run_customer(
         while json.loads(await ws.recv())["type"] != "replay.done":
             pass
         for i in range(messages):
+            if customer.handed_over:
+                break
             if think is not None:
                 # A customer reads and types before each message (the first one too, so
                 # arrivals are spread rather than one burst at the start).
@@ -103,6 +108,8 @@ async def run_customer(
             while True:
                 frame = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
                 kind = frame["type"]
+                if kind == "conversation.state" and frame.get("handling") != "assistant":
+                    customer.handed_over = True
                 if kind == "ack" and frame["client_id"] == client_id:
                     message_id = frame["message_id"]
                     customer.acks[client_id] = message_id
@@ -262,6 +269,7 @@ def summarise(
         "lost": lost,
         "duplicated": duplicated,
         "answers_without_stream": sum(c.unstreamed for c in customers),
+        "customers_handed_to_a_person": sum(c.handed_over for c in customers),
         "errors": sorted({e for c in customers for e in c.errors}),
     }
 

@@ -114,6 +114,9 @@ def _extractive_model() -> BaseChatModel:
     return ExtractiveAnswerModel()
 
 
+PRIME_PASSAGES_PER_JOB = 8
+
+
 class LocalProvider:
     name = "local"
     embedder: Embedder = MiniLMEmbedder()
@@ -141,9 +144,15 @@ class LocalProvider:
         from chat.assistant.local_model import sentence_vectors_prime
 
         await inference_run(_load_local_models)
-        # The extractive answer's sentence vectors of every passage, once per process.
+        # The extractive answer's sentence vectors of every passage, once per process, a
+        # few passages per job: customers' questions get the inference thread in between
+        # (one job for all of them held it for tens of seconds on a busy machine).
         index = await knowledge_index_current(embedding_model=self.embedder.name)
-        await inference_run(sentence_vectors_prime, list(index.texts))
+        texts = list(index.texts)
+        for start in range(0, len(texts), PRIME_PASSAGES_PER_JOB):
+            await inference_run(
+                sentence_vectors_prime, texts[start : start + PRIME_PASSAGES_PER_JOB]
+            )
 
 
 class BedrockProvider:

@@ -249,7 +249,7 @@ def knowledge_index(*, embedding_model: str) -> KnowledgeIndex:
         # them at start or during a customer's turn.
         from chat.assistant.local_model import sentence_vectors_seed
 
-        sentence_vectors_seed([(row[3], row[6]) for row in rows])
+        sentence_vectors_seed([(row[3], bytes(row[6])) for row in rows])
         _indexes[embedding_model] = index
         return index
 

@@ -135,6 +135,8 @@ def start_daphne() -> subprocess.Popen:
 
 
 def pct(values: list[float], q: float) -> float:
+    if not values:  # e.g. --bursts 0
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 

@@ -83,6 +83,25 @@ FRESH = {
     ],
 }
 CASES = [(label, text) for label, texts in FRESH.items() for text in texts]
+# Calm questions in the customers' device words (router-1 once sent such questions to a
+# person as a safety hazard, or declined them) and hazards about the same devices.
+DEVICES = {
+    "answer": [
+        "the thermostat in the hall lost its wifi connection again overnight",
+        "smart plug shows offline but the router is right next to it",
+        "my radiator valve won't pair, the light just blinks green",
+        "thermostat screen is blank since I changed the batteries",
+        "the hub is dead after the storm, no lights at all",
+        "meter display stopped showing anything yesterday",
+    ],
+    "safety": [
+        "there's smoke coming out of the smart plug by the TV",
+        "the thermostat is too hot to touch and smells like burning",
+        "water is dripping onto the smart meter from the flat upstairs",
+    ],
+    "medical": ["my little boy swallowed one of the radiator valve batteries"],
+}
+DEVICE_CASES = [(label, text) for label, texts in DEVICES.items() for text in texts]
 SELF_SERVICE = {"answer", "small_talk", "out_of_scope"}
 
 
@@ -92,7 +111,7 @@ def test_the_fresh_messages_are_in_none_of_the_shipped_data_sets():
         for part in ("train", "eval", "challenge")
         for row in dataset_load(part)
     }
-    assert not {text.lower() for _, text in CASES} & shipped
+    assert not {text.lower() for _, text in CASES + DEVICE_CASES} & shipped
 
 
 @pytest.mark.parametrize(("label", "text"), CASES)
@@ -113,9 +132,23 @@ def test_each_destination_through_the_real_pipeline(pipeline, label, text):
         assert Decision.objects.get(turn=turn, rule_kind="intent").outcome == "escalate"
 
 
+@pytest.mark.parametrize(("label", "text"), DEVICE_CASES)
+def test_device_words_alone_do_not_escalate_but_hazards_do(pipeline, label, text):
+    conversation = ConversationFactory()
+
+    turn = pipeline.ask(conversation, text)
+
+    if label == "answer":
+        assert (turn.status, turn.route) == ("answered", "answer")
+        assert not Ticket.objects.filter(conversation=conversation).exists()
+    else:
+        assert (turn.status, turn.decision_category) == ("escalated", label)
+        assert Ticket.objects.get(conversation=conversation).reason == label
+
+
 def test_a_product_question_the_router_is_unsure_of_is_answered_not_declined(pipeline):
-    # the router leans (barely) to "out of scope"; the knowledge base has the article
-    text = "How do I connect my Hub to Wi-Fi?"
+    # the router leans to "out of scope" (0.61); the Wi-Fi article says the Hub needs WPA2
+    text = "What's WPA2?"
     turn = pipeline.ask(ConversationFactory(), text)
     assert (turn.status, turn.route) == ("answered", "answer")
     routing = Decision.objects.get(turn=turn, rule_kind="intent")

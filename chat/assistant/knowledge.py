@@ -42,7 +42,13 @@ import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 from django.conf import settings
 
-from chat.assistant.contract import Passage, Retrieval
+from chat.assistant.contract import (
+    BAND_CONFIDENT,
+    BAND_DONT_KNOW,
+    BAND_HEDGED,
+    Passage,
+    Retrieval,
+)
 from chat.assistant.embeddings import Encoding, blas_threads_limit
 from chat.assistant.passages import passage_document
 from chat.events import db
@@ -330,6 +336,9 @@ class RetrievalSignals:
     # question about something the article never mentions ("Alexa") scores low here.
     weakest: float = 0.0
     words: int = 0  # the question's content words
+    # The question names an error code that no article names (not a calibration input:
+    # the answer is "don't know" whatever the other signals say).
+    unknown_code: bool = False
 
     def features(self) -> list[float]:
         return [
@@ -460,6 +469,8 @@ class RetrievalCalibration:
     threshold: float
     fitted_on: str = ""
     features: list[str] = field(default_factory=lambda: list(FEATURE_NAMES))
+    # The lower end of the hedged band (None: no band, below ``threshold`` is "don't know").
+    hedge_threshold: float | None = None
 
     def confidence(self, signals: RetrievalSignals) -> float:
         z = self.bias + sum(w * x for w, x in zip(self.weights, signals.features(), strict=True))
@@ -495,17 +506,21 @@ def calibration_forget() -> None:
     _calibrations.clear()
 
 
-def answer_confidence(*, signals: RetrievalSignals, embedding_model: str) -> tuple[float, float]:
-    """(confidence, threshold): the assistant answers when confidence >= threshold.
+def answer_confidence(
+    *, signals: RetrievalSignals, embedding_model: str
+) -> tuple[float, float, float | None]:
+    """(confidence, threshold, hedge threshold): the assistant answers when confidence >=
+    threshold, and hedges (cites the closest article, says it is not sure, offers a
+    person) when it is below but at least the hedge threshold (None: no hedged band).
 
     With a calibration for this embedding model, the calibrated probability and its
-    threshold; otherwise (another embedder, e.g. Bedrock's) the best passage cosine
-    against ``ASSISTANT_MIN_RETRIEVAL_SCORE``.
+    thresholds; otherwise (another embedder, e.g. Bedrock's) the best passage cosine
+    against ``ASSISTANT_MIN_RETRIEVAL_SCORE``, without a hedged band.
     """
     calibration = calibration_current(embedding_model=embedding_model)
     if calibration is None:
-        return signals.dense, float(settings.ASSISTANT_MIN_RETRIEVAL_SCORE)
-    return calibration.confidence(signals), calibration.threshold
+        return signals.dense, float(settings.ASSISTANT_MIN_RETRIEVAL_SCORE), None
+    return calibration.confidence(signals), calibration.threshold, calibration.hedge_threshold
 
 
 def _cited(passages: list[Passage]) -> list[Passage]:
@@ -517,17 +532,50 @@ def _cited(passages: list[Passage]) -> list[Passage]:
     ]
 
 
+def answer_band(
+    *, ranking: Ranking, confidence: float, threshold: float, hedge_threshold: float | None
+) -> str:
+    """Confident, hedged or "don't know" (``chat.assistant.contract.BANDS``)."""
+    if not ranking.passages or ranking.signals.unknown_code:
+        return BAND_DONT_KNOW
+    if confidence >= threshold:
+        return BAND_CONFIDENT
+    if hedge_threshold is not None and confidence >= hedge_threshold:
+        return BAND_HEDGED
+    return BAND_DONT_KNOW
+
+
 def knowledge_answer(
     *, index: KnowledgeIndex, query: Encoding, query_text: str, embedding_model: str, top_k: int
 ) -> tuple[list[Passage], Retrieval]:
-    """The passages to answer from, and the retrieval record: no passages when the
-    calibrated confidence is below its threshold (the assistant then says it does not
-    know). No database access."""
+    """The passages to answer from, and the retrieval record (``Retrieval.band``):
+
+    - confident (calibrated confidence >= threshold): the cited passages;
+    - hedged (between the hedge threshold and the threshold): only the closest passage,
+      the reply says it is not sure and offers a person;
+    - "don't know" (below, or the question names an error code no article names): no
+      passages.
+
+    No database access."""
     ranking = knowledge_search(index=index, query=query, query_text=query_text, top_k=top_k)
-    confidence, threshold = answer_confidence(
+    confidence, threshold, hedge_threshold = answer_confidence(
         signals=ranking.signals, embedding_model=embedding_model
     )
-    answers = bool(ranking.passages) and confidence >= threshold
-    return (_cited(ranking.passages) if answers else []), Retrieval(
-        top_score=round(confidence, 4), min_score=round(threshold, 4), no_answer=not answers
+    band = answer_band(
+        ranking=ranking,
+        confidence=confidence,
+        threshold=threshold,
+        hedge_threshold=hedge_threshold,
+    )
+    passages = {
+        BAND_CONFIDENT: _cited(ranking.passages) if ranking.passages else [],
+        BAND_HEDGED: ranking.passages[:1],
+        BAND_DONT_KNOW: [],
+    }[band]
+    return passages, Retrieval(
+        top_score=round(confidence, 4),
+        min_score=round(threshold, 4),
+        no_answer=band == BAND_DONT_KNOW,
+        hedge_score=round(hedge_threshold, 4) if hedge_threshold is not None else 0.0,
+        band=band,
     )

@@ -39,6 +39,7 @@ from chat.assistant.knowledge import (
     KnowledgeIndex,
     RetrievalCalibration,
     RetrievalSignals,
+    article_text,
     index_build,
     knowledge_answer,
     knowledge_search,
@@ -60,7 +61,10 @@ def demo_index(embedder: Embedder) -> KnowledgeIndex:
     """The demo articles split, embedded and indexed in memory (as the background
     embedding would store them)."""
     articles = json.loads(DEMO_ARTICLES.read_text())
-    documents = [f"{a['title']}\n\n{a['body']}" for a in articles]
+    documents = [
+        article_text(title=a["title"], body=a["body"], labels=a.get("search_labels", []))
+        for a in articles
+    ]
     vectors = embedder.embed_documents(documents)
     specs = [(a, spec) for a in articles for spec in article_passages(body=a["body"])]
     encodings = embedder.encode_documents(
@@ -69,7 +73,13 @@ def demo_index(embedder: Embedder) -> KnowledgeIndex:
     return index_build(
         signature=("demo",),
         articles=[
-            IndexedArticle(slug=a["slug"], title=a["title"], body=a["body"], vector=v)
+            IndexedArticle(
+                slug=a["slug"],
+                title=a["title"],
+                body=a["body"],
+                vector=v,
+                labels=a.get("search_labels", []),
+            )
             for a, v in zip(articles, vectors, strict=True)
         ],
         passages=[

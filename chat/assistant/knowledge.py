@@ -72,9 +72,22 @@ CODE_BOOST = 4.0  # in z-score units of the fused score: a code named in both de
 CALIBRATION_PATH = Path(__file__).with_name("retrieval_calibration.json")
 
 
+def labels_text(labels: str | list[str]) -> str:
+    """Search labels (one per line in the database, a list in the demo JSON) as one line."""
+    items = labels.splitlines() if isinstance(labels, str) else labels
+    return "; ".join(item.strip() for item in items if item.strip())
+
+
+def article_text(*, title: str, body: str, labels: str | list[str] = "") -> str:
+    """The text an article is embedded and BM25-indexed as: title, body, and the search
+    labels (customer words the article does not use) last."""
+    extra = labels_text(labels)
+    return f"{title}\n\n{body}" + (f"\n\n{extra}" if extra else "")
+
+
 def article_document(article: Article) -> str:
     """The text an article is embedded as."""
-    return f"{article.title}\n\n{article.body}"
+    return article_text(title=article.title, body=article.body, labels=article.search_labels)
 
 
 @lru_cache(maxsize=1)
@@ -149,6 +162,7 @@ class IndexedArticle:
     title: str
     body: str
     vector: list[float] | np.ndarray
+    labels: str | list[str] = ""
 
 
 @dataclass(frozen=True)
@@ -190,7 +204,9 @@ def index_build(
         article_matrix=np.asarray([a.vector for a in articles], dtype=np.float32).reshape(
             len(articles), dim
         ),
-        article_bm25=_bm25([f"{a.title}\n\n{a.body}" for a in articles]),
+        article_bm25=_bm25(
+            [article_text(title=a.title, body=a.body, labels=a.labels) for a in articles]
+        ),
         passage_article=np.asarray([row_of[p.slug] for p in passages], dtype=np.int64),
         anchors=[p.anchor for p in passages],
         texts=[p.text for p in passages],
@@ -226,10 +242,12 @@ def knowledge_index(*, embedding_model: str) -> KnowledgeIndex:
         return index
     with _lock:
         articles = [
-            IndexedArticle(slug=slug, title=title, body=body, vector=vector)
-            for slug, title, body, vector in articles_retrievable(embedding_model=embedding_model)
+            IndexedArticle(slug=slug, title=title, body=body, vector=vector, labels=labels)
+            for slug, title, body, labels, vector in articles_retrievable(
+                embedding_model=embedding_model
+            )
             .order_by("pk")
-            .values_list("slug", "title", "body", "embedding")
+            .values_list("slug", "title", "body", "search_labels", "embedding")
             if isinstance(vector, list)
         ]
         passages = [

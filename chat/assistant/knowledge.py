@@ -197,6 +197,7 @@ def index_build(
         for p in passages
     ]
     titles = [a.title for a in articles]
+    labels = [labels_text(a.labels) for a in articles]
     return KnowledgeIndex(
         signature=signature,
         slugs=[a.slug for a in articles],
@@ -213,9 +214,13 @@ def index_build(
         passage_matrix=np.asarray([p.vector for p in passages], dtype=np.float32).reshape(
             len(passages), dim
         ),
+        # A passage's BM25 text carries its article's search labels too: a customer's word
+        # for the subject ("thermostat") then finds the passage that answers (on the dev
+        # questions the ranking's top 1 went from 84.9% to 86.7% with this).
         passage_bm25=_bm25(
             [
                 passage_document(title=titles[row_of[p.slug]], heading=p.heading, text=p.text)
+                + (f"\n{labels[row_of[p.slug]]}" if labels[row_of[p.slug]] else "")
                 for p in passages
             ]
         ),

@@ -39,12 +39,16 @@ def article_upsert(
             article_embed_queue(article=article)
         return article, True
     fields = (title, body, category, search_labels)
-    if not overwrite or (
-        article.title,
-        article.body,
-        article.category,
-        article.search_labels,
-    ) == fields:
+    if (
+        not overwrite
+        or (
+            article.title,
+            article.body,
+            article.category,
+            article.search_labels,
+        )
+        == fields
+    ):
         return article, False
     article.title, article.body, article.category, article.search_labels = fields
     article.full_clean()

@@ -146,6 +146,11 @@ class KnowledgeIndex:
     token_offsets: np.ndarray  # (n + 1,) passage i's tokens are tokens[off[i]:off[i+1]]
     token_passage: np.ndarray  # (t,) the passage of each token
     article_codes: list[frozenset[str]] = field(default_factory=list)
+    # Error codes named anywhere in the knowledge base (titles, bodies, labels), and their
+    # letter prefixes ("e" for E11 ... E52): a question naming another code of a known
+    # family asks about something no article covers.
+    known_codes: frozenset[str] = frozenset()
+    code_families: frozenset[str] = frozenset()
 
     @property
     def size(self) -> int:
@@ -198,6 +203,11 @@ def index_build(
     ]
     titles = [a.title for a in articles]
     labels = [labels_text(a.labels) for a in articles]
+    known = {
+        code
+        for a, extra in zip(articles, labels, strict=True)
+        for code in error_codes(f"{a.title} {a.body} {extra}")
+    }
     return KnowledgeIndex(
         signature=signature,
         slugs=[a.slug for a in articles],
@@ -234,6 +244,8 @@ def index_build(
             np.arange(len(token_blocks)), [len(block) for block in token_blocks]
         ).astype(np.int64),
         article_codes=[frozenset(_codes(title)) for title in titles],
+        known_codes=frozenset(known),
+        code_families=frozenset(code.rstrip("0123456789") for code in known),
     )
 
 
@@ -295,6 +307,24 @@ _CODE = re.compile(r"\b(?=\w*\d)(?=\w*[a-z])\w{2,8}\b")
 
 def _codes(text: str) -> set[str]:
     return set(_CODE.findall(text.lower()))
+
+
+# Error codes proper: one or two letters and one to three digits ("E12", "e-12", "F3").
+_ERROR_CODE = re.compile(r"\b([a-z]{1,2})-?(\d{1,3})\b")
+
+
+def error_codes(text: str) -> set[str]:
+    """The error codes a text names, normalised ("E-12" -> "e12")."""
+    return {letters + digits for letters, digits in _ERROR_CODE.findall(text.lower())}
+
+
+def unknown_codes(index: KnowledgeIndex, text: str) -> set[str]:
+    """Codes of a family the knowledge base uses (same letters) that no article names."""
+    return {
+        code
+        for code in error_codes(text)
+        if code not in index.known_codes and code.rstrip("0123456789") in index.code_families
+    }
 
 
 def _standardised(values: np.ndarray) -> np.ndarray:
@@ -473,6 +503,7 @@ def knowledge_search(
             margin=float(fused[order[0]] - (others[0] if others else 0.0)),
             weakest=weakest,
             words=len(tokens),
+            unknown_code=bool(unknown_codes(index, query_text)),
         ),
     )
 

@@ -41,6 +41,8 @@ os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"bench-{uuid.uuid4().hex[:6]}")
 # Bursts of customers must not hit the chat's per-subject rate limits or a slow first turn.
 os.environ.setdefault("CHAT_RATE_LIMIT_MESSAGES", "100000/min")
 os.environ.setdefault("CHAT_RATE_LIMIT_CONVERSATIONS", "100000/hour")
+os.environ.setdefault("CHAT_RATE_LIMIT_MESSAGES_PER_ADDRESS", "100000/min")
+os.environ.setdefault("CHAT_RATE_LIMIT_CONVERSATIONS_PER_ADDRESS", "100000/hour")
 os.environ.setdefault("ASSISTANT_TIMEOUT_SECONDS", "120")
 # Daphne's thread pool must not pin one Postgres connection per thread on a shared server.
 os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")

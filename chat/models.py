@@ -350,6 +350,11 @@ class ArticlePassage(models.Model):
     # rows, unit length) for late-interaction scoring; empty for encoders without them.
     embedding = models.JSONField()
     token_vectors = models.BinaryField(blank=True, default=b"")
+    # The local answer model's vectors of the passage's sentences (float16 rows, one per
+    # sentence of ``chat.assistant.local_model.sentences(text)``), computed here once so
+    # that no server process encodes passages at start or in a customer's turn; empty
+    # for providers that do not quote sentences.
+    sentence_vectors = models.BinaryField(blank=True, default=b"")
     embedding_model = models.CharField(max_length=120)
 
     class Meta:

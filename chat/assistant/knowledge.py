@@ -267,18 +267,30 @@ def knowledge_index(*, embedding_model: str) -> KnowledgeIndex:
             .values_list("slug", "title", "body", "search_labels", "embedding")
             if isinstance(vector, list)
         ]
+        rows = list(
+            article_passages_retrievable(embedding_model=embedding_model).values_list(
+                "article__slug",
+                "anchor",
+                "heading",
+                "text",
+                "embedding",
+                "token_vectors",
+                "sentence_vectors",
+            )
+        )
         passages = [
             IndexedPassage(
                 slug=slug, anchor=anchor, heading=heading, text=text, vector=vector, tokens=tokens
             )
-            for slug, anchor, heading, text, vector, tokens in article_passages_retrievable(
-                embedding_model=embedding_model
-            ).values_list(
-                "article__slug", "anchor", "heading", "text", "embedding", "token_vectors"
-            )
+            for slug, anchor, heading, text, vector, tokens, _ in rows
             if isinstance(vector, list)
         ]
         index = index_build(signature=signature, articles=articles, passages=passages)
+        # The answer model's sentence vectors, stored at indexing: no process computes
+        # them at start or during a customer's turn.
+        from chat.assistant.local_model import sentence_vectors_seed
+
+        sentence_vectors_seed([(row[3], bytes(row[6])) for row in rows])
         _indexes[embedding_model] = index
         return index
 

@@ -41,6 +41,11 @@ class Embedder(Protocol):
 
     async def encode_query(self, text: str) -> Encoding: ...
 
+    def sentence_vectors(self, texts: list[str]) -> list[np.ndarray] | None:
+        """The answer model's vectors of each passage's sentences, stored with the
+        passage; None when the provider's answer model does not use them."""
+        ...
+
 
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 from the offline package; queries are micro-batched."""
@@ -58,6 +63,11 @@ class MiniLMEmbedder:
 
     async def encode_query(self, text: str) -> Encoding:
         return await encode_query(text)
+
+    def sentence_vectors(self, texts: list[str]) -> list[np.ndarray] | None:
+        from chat.assistant.local_model import sentence_vectors_compute
+
+        return sentence_vectors_compute(texts)
 
 
 class BedrockEmbedder:
@@ -79,6 +89,9 @@ class BedrockEmbedder:
 
     async def encode_query(self, text: str) -> Encoding:
         return Encoding(vector=await self.embed_query(text))
+
+    def sentence_vectors(self, texts: list[str]) -> list[np.ndarray] | None:
+        return None  # Bedrock's answer model reads the passages, it does not quote
 
 
 class Provider(Protocol):

@@ -169,6 +169,10 @@ def articles_embed(*, article_ids: list[int], force: bool = False) -> int:
                 ]
             )
         )
+        texts = [spec.text for article_specs in specs for spec in article_specs]
+        sentence_blobs = iter(
+            [_token_bytes(m) for m in embedder.sentence_vectors(texts) or []] or [b""] * len(texts)
+        )
         passages = [
             [
                 ArticlePassage(
@@ -180,6 +184,7 @@ def articles_embed(*, article_ids: list[int], force: bool = False) -> int:
                     text=spec.text,
                     embedding=[round(float(x), 6) for x in encoding.vector],
                     token_vectors=_token_bytes(passage_tokens(encoding)),
+                    sentence_vectors=next(sentence_blobs),
                     embedding_model=embedder.name,
                 )
                 for spec, encoding in zip(article_specs, encodings, strict=False)

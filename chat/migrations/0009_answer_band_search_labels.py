@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0007_router_shipped_version'),
+        ('chat', '0008_passage_sentence_vectors'),
     ]
 
     operations = [

@@ -112,11 +112,13 @@ class Provider(Protocol):
 
 
 def _load_local_models() -> None:
+    from chat.assistant.offers import offer_model
     from chat.assistant.router import router_shipped
 
     embed_texts(["warm up"])
     sentiment_vader("warm up")
     router_shipped()
+    offer_model()  # the reading of a reply to the offer of a person
 
 
 def assistant_preload() -> None:

@@ -25,6 +25,7 @@ from chat.assistant.embeddings import (
     encode_query,
     encode_texts,
     inference_run,
+    inference_submit,
 )
 from chat.assistant.sentiment import sentiment_chain, sentiment_vader
 
@@ -111,11 +112,21 @@ class Provider(Protocol):
 
 
 def _load_local_models() -> None:
+    from chat.assistant.offers import offer_model
     from chat.assistant.router import router_shipped
 
     embed_texts(["warm up"])
     sentiment_vader("warm up")
     router_shipped()
+    offer_model()  # the reading of a reply to the offer of a person
+
+
+def assistant_preload() -> None:
+    """Start loading the offline models on the inference thread now, in the background:
+    a server process calls it when it starts, so that the first customer does not wait
+    for the model to load (customers' inference queues behind it, never beside it)."""
+    if settings.ASSISTANT_PROVIDER == "local":
+        inference_submit(_load_local_models)
 
 
 @lru_cache(maxsize=1)

@@ -51,6 +51,10 @@ RETRIEVER_DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     "temperature": 0.05,
     "margin": 0.1,
+    "pull": 1.0,
+    "pull_to": 0.7,
+    "keep_weight": 4.0,
+    "keep_batch": 16,
 }
 
 PRESETS: dict[str, Preset] = {

@@ -37,6 +37,7 @@ UNDESIRABLE_MAX_SCORE = 2.0
 # from it (answers quote; an apology or a vague deflection quotes nothing).
 QUOTE_MIN_SHARE = 0.6
 _WORD = re.compile(r"[a-z0-9€£%]+")
+_CITATION = re.compile(r"\[\d+\]")
 
 
 class QuestionEncoder:
@@ -70,11 +71,16 @@ def answer_passages(*, index: KnowledgeIndex, answers: list[str]) -> list[int | 
     none (found by the assistant's own ranking with the answer as the query, then
     checked: most of the answer's words are in that passage or its article's title)."""
     unique = list(dict.fromkeys(a for a in answers if a.strip()))
-    encodings = dict(zip(unique, encode_texts(unique), strict=True))
+    # The first paragraph answers (an answer citing two articles quotes the second in
+    # another paragraph); citation markers like [1] are no words of the passage.
+    firsts = {a: _CITATION.sub(" ", a.strip().split("\n\n")[0]) for a in unique}
+    encodings = dict(zip(unique, encode_texts([firsts[a] for a in unique]), strict=True))
     found: dict[str, int | None] = {}
     for answer in unique:
-        ranking = knowledge_search(index=index, query=encodings[answer], query_text=answer, top_k=3)
-        wanted = _words(answer)
+        ranking = knowledge_search(
+            index=index, query=encodings[answer], query_text=firsts[answer], top_k=3
+        )
+        wanted = _words(firsts[answer])
         best: int | None = None
         for passage in ranking.passages:
             row = index.texts.index(passage.text)

@@ -129,6 +129,10 @@ def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
     temperature = float(hp.get("temperature", 0.05))
     margin = float(hp.get("margin", 0.1))
     article_weight = float(hp.get("article_weight", 1.0))
+    pull = float(hp.get("pull", 0.0))
+    keep_weight = float(hp.get("keep_weight", 1.0))
+    keep_batch = int(hp.get("keep_batch", 8))
+    pull_to = float(hp.get("pull_to", 0.7))
     base_negative = {}
     if negatives_only:
         base_q = _embed(model.eval(), [r["question"] for r in negatives_only])
@@ -163,11 +167,16 @@ def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
                     s_neg = q[i] @ passage_vectors[int(n)]
                     hinge.append(torch.relu(margin + s_neg - s_pos))
             hard_loss = torch.stack(hinge).mean() if hinge else torch.zeros(())
-            loss = passage_loss + article_weight * article_loss + hard_loss
+            # Raise the right passage's cosine itself, not only its rank: the assistant's
+            # answer-or-not decision reads absolute cosines (0 switches it off).
+            pull_loss = torch.relu(pull_to - (q * passage_vectors[target]).sum(dim=1)).mean()
+            loss = passage_loss + article_weight * article_loss + hard_loss + pull * pull_loss
             keep_loss = torch.zeros(())
             if negatives_only:
                 pick = torch.randint(
-                    len(negatives_only), (min(len(negatives_only), 8),), generator=generator
+                    len(negatives_only),
+                    (min(len(negatives_only), keep_batch),),
+                    generator=generator,
                 ).tolist()
                 qn = _forward(model, [negatives_only[i]["question"] for i in pick])
                 terms = [
@@ -177,7 +186,7 @@ def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
                 ]
                 if terms:
                     keep_loss = torch.stack(terms).mean()
-                    loss = loss + keep_loss
+                    loss = loss + keep_weight * keep_loss
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -198,6 +207,7 @@ def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
                         "loss/article": float(article_loss),
                         "loss/hard_negative": float(hard_loss),
                         "loss/keep_negative": float(keep_loss),
+                        "loss/pull": float(pull_loss),
                         "train/passage_top1": accuracy,
                         "train/article_top1": article_accuracy,
                         "learning_rate": learning_rate,

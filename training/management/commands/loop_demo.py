@@ -58,7 +58,7 @@ class Command(BaseCommand):
         started = time.monotonic()
         if not Article.objects.exists():
             self.say("0. Demo users and help-centre articles (load_demo) ...")
-            call_command("load_demo", verbosity=0)
+        call_command("load_demo", verbosity=0)  # creates only what is missing
         call_command("reindex_articles", verbosity=0)
         admin = demo.demo_admin()
         if admin is None:

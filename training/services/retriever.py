@@ -210,7 +210,8 @@ def retriever_evaluate(
     *, questions: list[dict[str, Any]], adapter_path: str, index: KnowledgeIndex | None = None
 ) -> dict[str, Any]:
     """Before/after figures of a retriever adapter on ``questions`` ({question, article,
-    reference}): right article cited first (the assistant's ranking and calibrated
+    reference, judge_reference?}: the judge compares with ``judge_reference`` when
+    given, else with ``reference``): right article cited first (the assistant's ranking and calibrated
     decision), the judge's mean score of the answer and the share above 3, per question
     side by side."""
     from chat.assistant.evaluation import evaluate
@@ -244,7 +245,9 @@ def retriever_evaluate(
             outcome = report.outcomes[i]
             answer = _answer_of(outcome)
             verdict = judge_score(
-                question=question["question"], answer=answer, reference=row["reference"] or None
+                question=question["question"],
+                answer=answer,
+                reference=question.get("judge_reference") or row["reference"] or None,
             )
             method = verdict.method
             row[side] = answer
@@ -285,6 +288,10 @@ def held_out_questions(*, test_rows: list[dict[str, Any]], index: KnowledgeIndex
             "question": row["question"],
             "article": index.slugs[int(index.passage_article[int(row["positive"])])],
             "reference": row.get("reference") or "",
+            # The judge compares answers with the passage the good answer quoted, not
+            # with that answer: most good answers are the base retriever's own, and an
+            # answer judged against itself would favour "before".
+            "judge_reference": index.texts[int(row["positive"])],
         }
         for row in test_rows
         if row.get("positive") is not None

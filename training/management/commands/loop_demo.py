@@ -6,6 +6,7 @@ the held-out figures before and after.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -58,8 +59,9 @@ class Command(BaseCommand):
         started = time.monotonic()
         if not Article.objects.exists():
             self.say("0. Demo users and help-centre articles (load_demo) ...")
-        call_command("load_demo", verbosity=0)  # creates only what is missing
-        call_command("reindex_articles", verbosity=0)
+        quiet = io.StringIO()
+        call_command("load_demo", verbosity=0, stdout=quiet)  # creates only what is missing
+        call_command("reindex_articles", verbosity=0, stdout=quiet)
         admin = demo.demo_admin()
         if admin is None:
             raise CommandError("No admin user: run `manage.py load_demo` first.")

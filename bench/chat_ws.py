@@ -64,6 +64,9 @@ class Customer:
     # The turn handed the conversation to a person (e.g. the assistant could not answer
     # twice in a row): the customer stops there, as a real one would wait for the agent.
     handed_over: bool = False
+    # A message whose answer never arrived before the timeout: the frames this socket
+    # saw while waiting for it (printed at the end, counted as lost).
+    stuck: list[list[str]] = field(default_factory=list)
 
 
 async def run_customer(
@@ -105,9 +108,16 @@ async def run_customer(
             message_id = None
             first = None
             deadline = time.monotonic() + timeout
+            seen: list[str] = []
             while True:
-                frame = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+                except TimeoutError:
+                    customer.stuck.append([f"client_id={client_id} message_id={message_id}", *seen])
+                    return
+                frame = json.loads(raw)
                 kind = frame["type"]
+                seen.append(raw if len(raw) < 200 else raw[:200] + "...")
                 if kind == "conversation.state" and frame.get("handling") != "assistant":
                     customer.handed_over = True
                 if kind == "ack" and frame["client_id"] == client_id:
@@ -115,6 +125,10 @@ async def run_customer(
                     customer.acks[client_id] = message_id
                 elif kind == "error":
                     customer.errors.append(frame["code"])
+                    if frame.get("client_id") == client_id and message_id is None:
+                        # Refused (never stored): counted lost, the customer gives up.
+                        customer.stuck.append([f"client_id={client_id} refused", *seen])
+                        return
                 elif (
                     kind == "assistant.delta"
                     and frame["reply_to_id"] == message_id
@@ -161,31 +175,37 @@ def profile_stop(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
-def server_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system, all threads) the server process has used so far."""
+def server_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system, all threads) the server processes have used so far."""
     import psutil
 
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
 
 class ConnectionWatcher(threading.Thread):
-    """Samples how many database connections the server process holds during the round:
-    its sockets to PostgreSQL's port, or its open SQLite file handles."""
+    """Samples how many database connections the server processes hold during the round
+    (all of them together): their sockets to PostgreSQL's port, or their open SQLite
+    file handles."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pids: list[int]) -> None:
         super().__init__(daemon=True)
-        self.pid, self.peak, self._stop_event = pid, 0, threading.Event()
+        self.pids, self.peak, self._stop_event = pids, 0, threading.Event()
 
     def count(self) -> int:
         import psutil
 
-        process = psutil.Process(self.pid)
-        if "postgres" in os.environ.get("DATABASE_URL", ""):
-            return sum(
-                1 for c in process.net_connections(kind="tcp") if c.raddr and c.raddr.port == 5432
-            )
-        return sum(1 for f in process.open_files() if f.path.endswith(".sqlite3"))
+        total = 0
+        for pid in self.pids:
+            process = psutil.Process(pid)
+            if "postgres" in os.environ.get("DATABASE_URL", ""):
+                total += sum(
+                    1
+                    for c in process.net_connections(kind="tcp")
+                    if c.raddr and c.raddr.port == 5432
+                )
+            else:
+                total += sum(1 for f in process.open_files() if f.path.endswith(".sqlite3"))
+        return total
 
     def run(self) -> None:
         while not self._stop_event.wait(0.25):
@@ -199,23 +219,50 @@ class ConnectionWatcher(threading.Thread):
         self.join(timeout=5)
 
 
-def start_daphne(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    for _ in range(300):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.terminate()
-    raise RuntimeError(f"daphne did not start, see {log}")
+def start_daphne(
+    app: str, port: int, env: dict[str, str], log: Path, processes: int = 1
+) -> tuple[list[subprocess.Popen], list[int]]:
+    """``processes`` Daphne processes serving ``app`` on ``port``, as a process manager
+    runs them in production (``daphne --fd``: circus, supervisor, systemd sockets): one
+    listening socket per process with SO_REUSEPORT, so the kernel spreads connections
+    evenly; they share the Redis layer. Each process also listens on a port of its own
+    (returned), so the warm-up can reach every one of them. Returns once all answer."""
+    started, own_ports, listeners = [], [], []
+    for i in range(processes):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(1024)
+        listeners.append(listener)
+        own = free_port()
+        own_ports.append(own)
+        started.append(
+            subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "daphne", "--fd", str(listener.fileno())),
+                    *("-e", f"tcp:port={own}:interface=127.0.0.1", app),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=(log.with_suffix(f".{i}.log") if processes > 1 else log).open("w"),
+                stderr=subprocess.STDOUT,
+                pass_fds=(listener.fileno(),),
+            )
+        )
+    for listener in listeners:
+        listener.close()  # the children hold them
+    for own in own_ports:
+        for _ in range(300):
+            try:
+                with socket.create_connection(("127.0.0.1", own), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            for process in started:
+                process.terminate()
+            raise RuntimeError(f"daphne did not start, see {log}")
+    return started, own_ports
 
 
 async def run_round(base_ws: str, customers: list[Customer], args, questions) -> float:
@@ -303,6 +350,12 @@ def main() -> None:
     )
     parser.add_argument("--skip-echo", action="store_true")
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="Daphne processes per stack on one listening socket (chat and echo alike)",
+    )
+    parser.add_argument(
         "--profile", default="", help="write py-spy collapsed stacks of the chat server here"
     )
     args = parser.parse_args()
@@ -320,6 +373,9 @@ def main() -> None:
         "CACHE_KEY_PREFIX": prefix,
         "CHAT_RATE_LIMIT_MESSAGES": "1000000/min",
         "CHAT_RATE_LIMIT_CONVERSATIONS": "1000000/min",
+        # Every simulated customer comes from 127.0.0.1: lift the per-address limits too.
+        "CHAT_RATE_LIMIT_MESSAGES_PER_ADDRESS": "1000000/min",
+        "CHAT_RATE_LIMIT_CONVERSATIONS_PER_ADDRESS": "1000000/min",
         "ASSISTANT_TIMEOUT_SECONDS": str(args.timeout),
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
@@ -356,37 +412,50 @@ def main() -> None:
         customers.append(
             Customer(path=f"/ws/chat/{conversation.pk}/", cookie=f"{VISITOR_COOKIE}={token}")
         )
-    warm_visitor, warm_token = visitor_token_issue()
-    warm = Conversation.objects.create(visitor_id=warm_visitor, title="warm-up")
+    # Warm-up conversations: a few per server process, so that each process has loaded
+    # its models before the measured round (the kernel spreads the connections).
+    warm_customers = []
+    for _ in range(3 * args.processes):
+        warm_visitor, warm_token = visitor_token_issue()
+        warm = Conversation.objects.create(visitor_id=warm_visitor, title="warm-up")
+        warm_customers.append(
+            Customer(path=f"/ws/chat/{warm.pk}/", cookie=f"{VISITOR_COOKIE}={warm_token}")
+        )
 
     results = []
     port = free_port()
-    daphne = start_daphne("config.asgi:application", port, env, workdir / "daphne-chat.log")
+    servers, own_ports = start_daphne(
+        "config.asgi:application", port, env, workdir / "daphne-chat.log", args.processes
+    )
+    pids = [server.pid for server in servers]
     try:
         base = f"ws://127.0.0.1:{port}"
-        # Warm-up: the first question loads the embedding model in the server process.
-        asyncio.run(
-            run_round(
-                base,
-                [Customer(path=f"/ws/chat/{warm.pk}/", cookie=f"{VISITOR_COOKIE}={warm_token}")],
-                argparse.Namespace(messages=1, retry_every=0, timeout=args.timeout),
-                questions,
+        # Warm-up: the first questions load the models in every server process.
+        for i, own in enumerate(own_ports):
+            asyncio.run(
+                run_round(
+                    f"ws://127.0.0.1:{own}",
+                    warm_customers[3 * i : 3 * i + 3],
+                    argparse.Namespace(messages=1, retry_every=0, timeout=args.timeout),
+                    questions,
+                )
             )
-        )
-        profiler = profile_start(daphne.pid, args.profile) if args.profile else None
+        profiler = profile_start(pids[0], args.profile) if args.profile else None
         if profiler is not None:
             time.sleep(1.0)  # py-spy attaches
-        cpu_before = server_cpu_seconds(daphne.pid)
-        watcher = ConnectionWatcher(daphne.pid)
+        cpu_before = server_cpu_seconds(pids)
+        watcher = ConnectionWatcher(pids)
         watcher.start()
         wall = asyncio.run(run_round(base, customers, args, questions))
         watcher.stop()
-        server_cpu = server_cpu_seconds(daphne.pid) - cpu_before
+        server_cpu = server_cpu_seconds(pids) - cpu_before
         if profiler is not None:
             profile_stop(profiler)
     finally:
-        daphne.terminate()
-        daphne.wait(timeout=10)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=10)
     # The database view: every sent client_id stored once, each answered exactly once.
     ids = [cid for c in customers for cid in c.sent]
     stored = Message.objects.filter(client_id__in=ids, role="customer")
@@ -407,28 +476,40 @@ def main() -> None:
     )
     results[-1]["server_cpu_share"] = round(server_cpu / wall, 2)
     results[-1]["db_connections_max"] = watcher.peak
+    results[-1]["processes"] = args.processes
 
     if not args.skip_echo:
         port = free_port()
-        echo = start_daphne(
-            "bench.chat_echo_asgi:application", port, env, workdir / "daphne-echo.log"
+        echoes, _ = start_daphne(
+            "bench.chat_echo_asgi:application",
+            port,
+            env,
+            workdir / "daphne-echo.log",
+            args.processes,
         )
+        echo_pids = [echo.pid for echo in echoes]
         try:
             echo_customers = [
                 Customer(path=f"/ws/echo/{uuid.uuid4().hex}/") for _ in range(args.clients)
             ]
-            cpu_before = server_cpu_seconds(echo.pid)
+            cpu_before = server_cpu_seconds(echo_pids)
             wall = asyncio.run(run_round(f"ws://127.0.0.1:{port}", echo_customers, args, questions))
-            server_cpu = server_cpu_seconds(echo.pid) - cpu_before
+            server_cpu = server_cpu_seconds(echo_pids) - cpu_before
         finally:
-            echo.terminate()
-            echo.wait(timeout=10)
+            for echo in echoes:
+                echo.terminate()
+            for echo in echoes:
+                echo.wait(timeout=10)
         results.append(summarise("echo baseline", echo_customers, wall, None, args.think))
         results[-1]["server_cpu_ms_per_message"] = round(
             server_cpu * 1000 / max(1, results[-1]["messages"]), 2
         )
         results[-1]["server_cpu_share"] = round(server_cpu / wall, 2)
+        results[-1]["processes"] = args.processes
 
+    for c in customers:
+        for frames in c.stuck[:3]:
+            print("# no answer before the timeout:", c.path, *frames, sep="\n#   ")
     keys = list(results[0])
     print(" | ".join(keys))
     for row in results:

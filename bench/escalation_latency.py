@@ -41,6 +41,8 @@ os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"bench-{uuid.uuid4().hex[:6]}")
 # Bursts of customers must not hit the chat's per-subject rate limits or a slow first turn.
 os.environ.setdefault("CHAT_RATE_LIMIT_MESSAGES", "100000/min")
 os.environ.setdefault("CHAT_RATE_LIMIT_CONVERSATIONS", "100000/hour")
+os.environ.setdefault("CHAT_RATE_LIMIT_MESSAGES_PER_ADDRESS", "100000/min")
+os.environ.setdefault("CHAT_RATE_LIMIT_CONVERSATIONS_PER_ADDRESS", "100000/hour")
 os.environ.setdefault("ASSISTANT_TIMEOUT_SECONDS", "120")
 # Daphne's thread pool must not pin one Postgres connection per thread on a shared server.
 os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
@@ -90,13 +92,14 @@ def make_users(prefix: str, count: int, role: str) -> list:
 
 
 def session_cookie(user) -> str:
-    from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.sessions.backends.db import SessionStore
 
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    # As a real sign-in records it: the backend that authenticates (django-axes' backend,
+    # first in the list, only counts failures and loads no users).
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     return f"sessionid={session.session_key}"
@@ -132,6 +135,8 @@ def start_daphne() -> subprocess.Popen:
 
 
 def pct(values: list[float], q: float) -> float:
+    if not values:  # e.g. --bursts 0
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 

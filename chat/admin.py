@@ -176,7 +176,7 @@ class ArticleAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     list_filter = ["is_published", "category", "source", EmbeddingStatusFilter]
-    search_fields = ["title", "slug", "body"]
+    search_fields = ["title", "slug", "body", "search_labels"]
     prepopulated_fields = {"slug": ["title"]}
     readonly_fields = ["embedding_status", "embedding_model", "embedded_at", "created_at"]
     fields = [
@@ -184,6 +184,7 @@ class ArticleAdmin(admin.ModelAdmin):
         "slug",
         "category",
         "body",
+        "search_labels",
         "is_published",
         "source",
         *readonly_fields,

@@ -19,8 +19,13 @@ from django.views.decorators.http import require_GET
 
 from chat.assistant import AssistantError
 from chat.assistant.chain import retrieval_encode
-from chat.assistant.contract import Passage
-from chat.assistant.knowledge import answer_confidence, knowledge_index_current, knowledge_search
+from chat.assistant.contract import BAND_DONT_KNOW, Passage
+from chat.assistant.knowledge import (
+    answer_band,
+    answer_confidence,
+    knowledge_index_current,
+    knowledge_search,
+)
 from chat.assistant.passages import PassageSpec, article_passages
 from chat.assistant.providers import provider_current
 from chat.selectors import article_published, articles_published
@@ -48,16 +53,22 @@ def passage_blocks(passages: list[PassageSpec]) -> list[Block]:
 
 
 async def _search(query: str) -> tuple[list[Passage], bool]:
-    """(passages, answers): the closest passages, and whether the assistant would answer
-    from them (its calibrated decision)."""
+    """(passages, answers): the closest passages, and whether the assistant would cite
+    them (its calibrated decision: a confident or a hedged answer, not "I don't know")."""
     provider = provider_current()
     encoding = await retrieval_encode(provider, query)
     index = await knowledge_index_current(embedding_model=provider.embedder.name)
     ranking = knowledge_search(index=index, query=encoding, query_text=query, top_k=SEARCH_RESULTS)
-    confidence, threshold = answer_confidence(
+    confidence, threshold, hedge_threshold = answer_confidence(
         signals=ranking.signals, embedding_model=provider.embedder.name
     )
-    return ranking.passages, bool(ranking.passages) and confidence >= threshold
+    band = answer_band(
+        ranking=ranking,
+        confidence=confidence,
+        threshold=threshold,
+        hedge_threshold=hedge_threshold,
+    )
+    return ranking.passages, band != BAND_DONT_KNOW
 
 
 @require_GET

@@ -216,6 +216,15 @@ class Turn(models.Model):
         ESCALATE = "escalate", "Escalate to a person"
         BLOCK = "block", "Block"
 
+    class AnswerBand(models.TextChoices):
+        """How sure retrieval was that the knowledge base answers
+        (``chat.assistant.contract.BANDS``)."""
+
+        UNKNOWN = "", "Not retrieved"
+        CONFIDENT = "confident", "Confident answer"
+        HEDGED = "hedged", "Hedged: closest article cited, a person offered"
+        DONT_KNOW = "dont_know", "\u201cI don't know\u201d, a person offered"
+
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
     customer_message = models.OneToOneField(
         Message, on_delete=models.CASCADE, related_name="customer_turn"
@@ -240,6 +249,9 @@ class Turn(models.Model):
     retrieval_top_score = models.FloatField(null=True, blank=True)
     retrieval_min_score = models.FloatField(null=True, blank=True)
     no_answer = models.BooleanField(default=False)
+    answer_band = models.CharField(
+        max_length=10, choices=AnswerBand.choices, blank=True, default=AnswerBand.UNKNOWN
+    )
     sources = models.JSONField(default=list, blank=True, validators=[sources_validate])
 
     # The decision (by the registered reviewer) in plain words for agents.
@@ -291,6 +303,15 @@ class Article(models.Model):
     title = models.CharField(max_length=200)
     category = models.CharField(max_length=80, blank=True)
     body = models.TextField()
+    # Words customers use that the article does not (one label or short phrase a line,
+    # e.g. "thermostat" for the Hub): searched and embedded with the article, never shown.
+    search_labels = models.TextField(
+        blank=True,
+        help_text=(
+            "Other words customers use for this article's subject, one per line "
+            "(e.g. \u201cthermostat\u201d, \u201ctariff\u201d). Used by search only."
+        ),
+    )
     is_published = models.BooleanField(default=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.MANUAL)
     # Unit-normalised embedding of title + body, computed in the background after a save.
@@ -329,6 +350,11 @@ class ArticlePassage(models.Model):
     # rows, unit length) for late-interaction scoring; empty for encoders without them.
     embedding = models.JSONField()
     token_vectors = models.BinaryField(blank=True, default=b"")
+    # The local answer model's vectors of the passage's sentences (float16 rows, one per
+    # sentence of ``chat.assistant.local_model.sentences(text)``), computed here once so
+    # that no server process encodes passages at start or in a customer's turn; empty
+    # for providers that do not quote sentences.
+    sentence_vectors = models.BinaryField(blank=True, default=b"")
     embedding_model = models.CharField(max_length=120)
 
     class Meta:

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
+from django.core.cache.backends.redis import RedisCache
 
 _shared: BaseCache | None = None
 
@@ -42,22 +43,43 @@ def rate_parse(rate: str) -> tuple[int, int]:
     return int(count), _PERIODS[period.strip().lower()]
 
 
-def rate_limit_consume(*, scope: str, subject: str, rate: str) -> bool:
-    """Count one action of ``subject`` in a fixed window; False when over the limit.
+def _window_key(*, scope: str, subject: str, period: int) -> str:
+    return f"chat:rate:{scope}:{subject}:{int(time.time() // period)}"
 
-    ``cache.add`` creates the window's counter atomically and ``incr`` is atomic on
-    Redis and locmem, so concurrent processes never both slip under the limit.
-    """
-    limit, period = rate_parse(rate)
-    window = int(time.time() // period)
-    key = f"chat:rate:{scope}:{subject}:{window}"
+
+def _counts_redis(cache: RedisCache, windows: list[tuple[str, int]]) -> list[int]:
+    """Count one action in each ``(key, period)`` window in a single Redis round trip
+    (``INCR`` creates the counter atomically, ``EXPIRE NX`` sets its lifetime once)."""
+    client = cache._cache.get_client(write=True)
+    pipe = client.pipeline(transaction=False)
+    for key, period in windows:
+        full = cache.make_and_validate_key(key)
+        pipe.incr(full)
+        pipe.expire(full, period + 5, nx=True)
+    return [int(n) for n in pipe.execute()[::2]]
+
+
+def _counts(windows: list[tuple[str, int]]) -> list[int]:
     cache = _cache()
-    cache.add(key, 0, timeout=period + 5)
-    try:
-        used = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=period + 5)
-        used = 1
+    if isinstance(cache, RedisCache):
+        return _counts_redis(cache, windows)
+    counts = []
+    for key, period in windows:
+        # ``add`` creates the window's counter atomically and ``incr`` is atomic on
+        # locmem too, so concurrent callers never both slip under the limit.
+        cache.add(key, 0, timeout=period + 5)
+        try:
+            counts.append(cache.incr(key))
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=period + 5)
+            counts.append(1)
+    return counts
+
+
+def rate_limit_consume(*, scope: str, subject: str, rate: str) -> bool:
+    """Count one action of ``subject`` in a fixed window; False when over the limit."""
+    limit, period = rate_parse(rate)
+    [used] = _counts([(_window_key(scope=scope, subject=subject, period=period), period)])
     return used <= limit
 
 
@@ -79,12 +101,13 @@ def rate_limits_consume(
     is over its limit."""
     if isinstance(requester, str):
         requester = Requester(identity=requester)
-    within = rate_limit_consume(scope=scope, subject=requester.identity, rate=rate)
+    limits = [(requester.identity, rate_parse(rate))]
     if requester.address:
-        within = (
-            rate_limit_consume(
-                scope=scope, subject=f"address:{requester.address}", rate=address_rate
-            )
-            and within
-        )
-    return within
+        limits.append((f"address:{requester.address}", rate_parse(address_rate)))
+    counts = _counts(
+        [
+            (_window_key(scope=scope, subject=subject, period=period), period)
+            for subject, (_, period) in limits
+        ]
+    )
+    return all(used <= limit for used, (_, (limit, _)) in zip(counts, limits, strict=True))

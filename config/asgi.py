@@ -34,8 +34,14 @@ _daphne_leaves_request_bodies_to_django()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+
+if settings.CHAT_WARM_UP_ASSISTANT:
+    from chat.assistant.providers import assistant_preload
+
+    assistant_preload()
 
 application = ProtocolTypeRouter(
     {

@@ -77,6 +77,7 @@ def demo_load() -> dict[str, int]:
             title=article["title"],
             body=article["body"],
             category=article.get("category", ""),
+            search_labels="\n".join(article.get("search_labels", [])),
             queue_embedding=False,
         )
         if changed:

@@ -20,16 +20,19 @@ from chat.assistant.adapters import RETRIEVER, adapter_current
 from chat.assistant.contract import AssistantError, DraftInfo, Passage, Prepared, Retrieval
 from chat.assistant.embeddings import MODEL_NAME, Encoding, encode_query
 from chat.assistant.knowledge import knowledge_answer, knowledge_index_current
+from chat.assistant.offers import PERSON_OFFER, offer_reply_intent, person_offered
 from chat.assistant.providers import Provider, provider_current
 from chat.assistant.replies import OUT_OF_SCOPE, small_talk_reply
 
 logger = logging.getLogger(__name__)
 
+PERSON_OFFER_TEXT = f"{PERSON_OFFER} You can also press \u201cTalk to a person\u201d."
 NO_ANSWER_TEXT = (
-    "I'm sorry, I don't know the answer to that, and I'd rather not guess. "
-    "I can connect you with a person from our support team: just press "
-    "\u201cTalk to a person\u201d."
+    f"I'm sorry, I don't know the answer to that, and I'd rather not guess. {PERSON_OFFER_TEXT}"
 )
+# The hedged band: the closest article is cited, but the reply says plainly that it may
+# not answer, and offers a person the same way as the "I don't know".
+HEDGE_OPENING = "I'm not certain this answers your question, but this is the closest I found."
 HISTORY_TURNS = 10
 
 ANSWER_SYSTEM = (
@@ -166,6 +169,13 @@ async def assistant_prepare(
     assert not isinstance(sentiment, BaseException)
     assert not isinstance(intent, BaseException)
     passages, retrieval = retrieved
+    if intent is not None and provider.name != "bedrock" and person_offered(history, question):
+        # A reply to the assistant's offer of a person ("yes", "no thanks") means what it
+        # means in the conversation, not on its own (``chat.assistant.offers``).
+        try:
+            intent = await offer_reply_intent(intent, question)
+        except Exception as exc:
+            raise AssistantError(f"{provider.name} provider failed to prepare: {exc}") from exc
     return Prepared(passages=passages, sentiment=sentiment, retrieval=retrieval, intent=intent)
 
 
@@ -202,8 +212,10 @@ def assistant_stream(
     """Text deltas of the reply for ``route`` (token by token when the model streams)
     and its origin.
 
-    ``answer``: from the knowledge base, or with ``prepared.no_answer`` an honest "I
-    don't know, I can connect you with a person". ``small_talk``: a short friendly
+    ``answer``: from the knowledge base; hedged (``prepared.hedged``): the answer from
+    the closest article between "I'm not certain this answers your question" and the
+    offer of a person; with ``prepared.no_answer`` an honest "I don't know" and the
+    offer of a person. ``small_talk``: a short friendly
     reply. ``out_of_scope``: a polite refusal that offers a person. Provider failures
     raise ``AssistantError`` from the iterator; the caller applies the timeout.
     ``info.adapter`` is filled in when streaming starts.
@@ -236,6 +248,8 @@ def assistant_stream(
                 async for chunk in answer:
                     delta = chunk.text  # str content or the text of content blocks
                     if delta:
+                        if not produced and prepared.hedged:
+                            yield f"{HEDGE_OPENING}\n\n"
                         produced = True
                         yield delta
         except AssistantError:
@@ -245,6 +259,8 @@ def assistant_stream(
         if not produced:
             for chunk in _text_chunks(NO_ANSWER_TEXT):
                 yield chunk
+        elif prepared.hedged:
+            yield f"\n\n{PERSON_OFFER_TEXT}"
 
     return deltas(), info
 

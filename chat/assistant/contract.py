@@ -78,15 +78,38 @@ class Intent:
     evidence: str = ""
 
 
+# How sure the assistant is that the knowledge base answers (``Retrieval.band``).
+BAND_CONFIDENT = "confident"  # answers from the passages
+BAND_HEDGED = "hedged"  # cites the closest article, says it is not sure, offers a person
+BAND_DONT_KNOW = "dont_know"  # the honest "I don't know" and the offer of a person
+BANDS = (BAND_CONFIDENT, BAND_HEDGED, BAND_DONT_KNOW)
+
+
 @dataclass(frozen=True)
 class Retrieval:
     """The answer-or-not decision: ``top_score`` is the confidence that the knowledge base
     answers (the calibrated probability, or the best cosine for an embedder without a
-    calibration), ``min_score`` the threshold it was held to; ``no_answer`` when below."""
+    calibration), ``min_score`` the threshold it was held to; ``no_answer`` when below.
+
+    ``hedge_score`` is the lower threshold of the hedged band (0 when there is none):
+    between it and ``min_score`` the reply cites the closest article but says plainly that
+    it may not answer and offers a person. ``band`` names the outcome (``BANDS``)."""
 
     top_score: float
     min_score: float
     no_answer: bool
+    hedge_score: float = 0.0
+    band: str = ""
+
+    @property
+    def answer_band(self) -> str:
+        if self.band:
+            return self.band
+        return BAND_DONT_KNOW if self.no_answer else BAND_CONFIDENT
+
+    @property
+    def hedged(self) -> bool:
+        return self.answer_band == BAND_HEDGED
 
 
 @dataclass
@@ -103,6 +126,10 @@ class Prepared:
     @property
     def no_answer(self) -> bool:
         return self.retrieval.no_answer
+
+    @property
+    def hedged(self) -> bool:
+        return self.retrieval.hedged
 
     @property
     def sources(self) -> list[dict[str, Any]]:

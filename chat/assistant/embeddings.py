@@ -18,7 +18,7 @@ import threading
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
@@ -151,6 +151,11 @@ def _forget_inference_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_inference_after_fork)
+
+
+def inference_submit(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """Queue model work on the inference thread from sync code (e.g. at process start)."""
+    return _inference_executor().submit(fn, *args)
 
 
 async def inference_run(fn: Callable[..., T], *args: Any) -> T:

@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from chat.assistant.contract import Passage, Retrieval
+from chat.assistant.contract import (
+    BAND_CONFIDENT,
+    BAND_DONT_KNOW,
+    BANDS,
+    Passage,
+    Retrieval,
+)
 from chat.assistant.knowledge import (
     FEATURE_NAMES,
     IndexedArticle,
@@ -33,6 +39,7 @@ from chat.assistant.knowledge import (
     KnowledgeIndex,
     RetrievalCalibration,
     RetrievalSignals,
+    article_text,
     index_build,
     knowledge_answer,
     knowledge_search,
@@ -54,7 +61,10 @@ def demo_index(embedder: Embedder) -> KnowledgeIndex:
     """The demo articles split, embedded and indexed in memory (as the background
     embedding would store them)."""
     articles = json.loads(DEMO_ARTICLES.read_text())
-    documents = [f"{a['title']}\n\n{a['body']}" for a in articles]
+    documents = [
+        article_text(title=a["title"], body=a["body"], labels=a.get("search_labels", []))
+        for a in articles
+    ]
     vectors = embedder.embed_documents(documents)
     specs = [(a, spec) for a in articles for spec in article_passages(body=a["body"])]
     encodings = embedder.encode_documents(
@@ -63,7 +73,13 @@ def demo_index(embedder: Embedder) -> KnowledgeIndex:
     return index_build(
         signature=("demo",),
         articles=[
-            IndexedArticle(slug=a["slug"], title=a["title"], body=a["body"], vector=v)
+            IndexedArticle(
+                slug=a["slug"],
+                title=a["title"],
+                body=a["body"],
+                vector=v,
+                labels=a.get("search_labels", []),
+            )
             for a, v in zip(articles, vectors, strict=True)
         ],
         passages=[
@@ -119,6 +135,16 @@ class Outcome:
     def cited_first(self) -> str | None:
         return self.passages[0].slug if self.passages else None
 
+    @property
+    def band(self) -> str:
+        return self.retrieval.answer_band
+
+    @property
+    def honest(self) -> bool:
+        """For an unanswerable question: no confident answer (the honest "I don't know",
+        or a hedged reply that says it is not sure and offers a person)."""
+        return self.band != BAND_CONFIDENT
+
 
 @dataclass
 class Report:
@@ -144,7 +170,16 @@ class Report:
             "set": self.name,
             "answerable": len(answerable),
             "unanswerable": len(unanswerable),
+            # Hedged or not: the right article is cited first.
             "right_article_first": round(len(answered_right) / n, 4),
+            "right_article_first_confident": round(
+                sum(o.band == BAND_CONFIDENT for o in answered_right) / n, 4
+            ),
+            # "I don't know" or hedged with the offer of a person.
+            "honest": round(sum(o.honest for o in unanswerable) / m, 4),
+            "bands_answerable": {b: sum(o.band == b for o in answerable) for b in BANDS},
+            "bands_answerable_right": {b: sum(o.band == b for o in answered_right) for b in BANDS},
+            "bands_unanswerable": {b: sum(o.band == b for o in unanswerable) for b in BANDS},
             "right_passage_first": round(sum(o.right_passage_first for o in answered_right) / n, 4),
             "right_article_top3": round(
                 sum(o.want in {p.slug for p in o.passages[:3]} for o in answerable) / n, 4
@@ -153,7 +188,7 @@ class Report:
             "answerable_said_dont_know": round(
                 sum(o.retrieval.no_answer for o in answerable) / n, 4
             ),
-            "honest_dont_know": round(sum(o.retrieval.no_answer for o in unanswerable) / m, 4),
+            "honest_dont_know": round(sum(o.band == BAND_DONT_KNOW for o in unanswerable) / m, 4),
             "answer_quotes_evidence": (
                 round(sum(bool(o.quoted) for o in quoted) / len(quoted), 4) if quoted else None
             ),
@@ -237,11 +272,54 @@ def _answers(report: Report, questions: list[dict[str, Any]], encodings: list[An
 # --- calibration (dev only) ---------------------------------------------------------------------
 
 
+# The issue's targets: the right article cited first, and no confident answer to a
+# question the knowledge base cannot answer, each for 90% of the questions.
+TARGET = 0.9
+# Just above the hedge threshold, the closest article must be the right one at least
+# this often, measured over the next ``HEDGE_WINDOW`` questions by confidence. The hedged
+# reply offers a person exactly as the "I don't know" does, so its only cost is showing
+# an article that may not help (and it says so); below one in three it mostly would.
+HEDGE_PRECISION = 1 / 3
+HEDGE_WINDOW = 40
+
+
+def thresholds_choose(
+    *, probabilities: np.ndarray, right: np.ndarray, answerable: np.ndarray
+) -> tuple[float, float]:
+    """(answer threshold, hedge threshold) from out-of-fold probabilities.
+
+    The answer threshold is the lowest at which at most 1 - ``TARGET`` of the
+    unanswerable questions get a confident answer (the highest probability seen, if
+    none does). The hedge threshold is the lowest probability below it where the
+    ``HEDGE_WINDOW`` questions from there up still cite the right article first at least
+    ``HEDGE_PRECISION`` of the time (unanswerable ones count as not right): the band
+    reaches down only as far as a hedge helps more often than not.
+    """
+    candidates = np.unique(probabilities)
+    unanswerable = ~answerable
+    upper = float(candidates[-1])
+    for threshold in candidates:
+        confident_wrong = (unanswerable & (probabilities >= threshold)).sum()
+        if confident_wrong <= (1 - TARGET) * max(unanswerable.sum(), 1):
+            upper = float(threshold)
+            break
+    order = np.argsort(probabilities, kind="stable")
+    ranked_p, ranked_right = probabilities[order], right[order]
+    lower = upper
+    for i in range(len(order)):
+        if ranked_p[i] >= upper:
+            break
+        window = ranked_right[i : i + HEDGE_WINDOW]
+        if window.mean() >= HEDGE_PRECISION:
+            lower = float(ranked_p[i])
+            break
+    return upper, lower
+
+
 def calibration_fit(*, report: Report, embedding_model: str) -> RetrievalCalibration:
     """Fit "the first article cited is right" on the ranking's signals (logistic
-    regression on standardised features, folded back to raw weights) and choose the
-    threshold on 5-fold cross-validated probabilities, where the smaller of the
-    right-article-first and honest-don't-know rates is largest."""
+    regression on standardised features, folded back to raw weights) and choose both
+    thresholds (``thresholds_choose``) on 5-fold cross-validated probabilities."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -253,12 +331,7 @@ def calibration_fit(*, report: Report, embedding_model: str) -> RetrievalCalibra
     model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
     held_out = cross_val_predict(model, features, right, cv=folds, method="predict_proba")[:, 1]
-    best = (0.5, -1.0)
-    for threshold in np.unique(held_out):
-        right_first = (right & (held_out >= threshold)).sum() / max(answerable.sum(), 1)
-        honest = (~answerable & (held_out < threshold)).sum() / max((~answerable).sum(), 1)
-        if min(right_first, honest) > best[1]:
-            best = (float(threshold), float(min(right_first, honest)))
+    upper, lower = thresholds_choose(probabilities=held_out, right=right, answerable=answerable)
     model.fit(features, right)
     scaler, logistic = model[0], model[-1]
     weights = logistic.coef_[0] / scaler.scale_
@@ -267,9 +340,10 @@ def calibration_fit(*, report: Report, embedding_model: str) -> RetrievalCalibra
         embedding_model=embedding_model,
         weights=[round(float(w), 6) for w in weights],
         bias=round(bias, 6),
-        threshold=round(best[0], 6),
+        threshold=round(upper, 6),
         fitted_on=f"{report.name}: {len(report.outcomes)} questions",
         features=list(FEATURE_NAMES),
+        hedge_threshold=round(lower, 6),
     )
 
 

@@ -81,6 +81,38 @@ def sentence_vectors_prime(texts: list[str]) -> int:
     return len(missing)
 
 
+def sentence_vectors_compute(texts: list[str]) -> list[np.ndarray]:
+    """The sentence vectors of each passage text, in one encoder call (stored with the
+    passage by the background embedding)."""
+    parts = [sentences(t) for t in texts]
+    vectors = embed_texts([sentence for part in parts for sentence in part])
+    found, start = [], 0
+    for part in parts:
+        found.append(vectors[start : start + len(part)])
+        start += len(part)
+    return found
+
+
+def sentence_vectors_seed(stored: list[tuple[str, bytes]]) -> int:
+    """Fill the cache from vectors stored with the passages (float16 bytes); returns how
+    many passages were added. Rows that do not match the text's sentences are skipped
+    (computed on first use instead)."""
+    added = 0
+    for text, blob in stored:
+        if not blob or text in _SENTENCES:
+            continue
+        parts = tuple(sentences(text))
+        matrix = np.frombuffer(bytes(blob), dtype=np.float16).astype(np.float32)
+        if not parts or matrix.size % len(parts):
+            continue
+        matrix = matrix.reshape(len(parts), -1)
+        if len(_SENTENCES) >= _SENTENCES_MAX:
+            break
+        _SENTENCES[text] = (parts, matrix)
+        added += 1
+    return added
+
+
 async def _passage_vectors(
     passages: list[PromptPassage],
 ) -> list[tuple[tuple[str, ...], np.ndarray]]:

@@ -25,6 +25,7 @@ from chat.assistant.embeddings import (
     encode_query,
     encode_texts,
     inference_run,
+    inference_submit,
 )
 from chat.assistant.sentiment import sentiment_chain, sentiment_vader
 
@@ -40,6 +41,11 @@ class Embedder(Protocol):
     async def embed_query(self, text: str) -> np.ndarray: ...
 
     async def encode_query(self, text: str) -> Encoding: ...
+
+    def sentence_vectors(self, texts: list[str]) -> list[np.ndarray] | None:
+        """The answer model's vectors of each passage's sentences, stored with the
+        passage; None when the provider's answer model does not use them."""
+        ...
 
 
 class MiniLMEmbedder:
@@ -59,6 +65,11 @@ class MiniLMEmbedder:
     async def encode_query(self, text: str, adapter_path: str = "") -> Encoding:
         """``adapter_path``: a retriever adapter's folder (questions only)."""
         return await encode_query(text, adapter_path=adapter_path)
+
+    def sentence_vectors(self, texts: list[str]) -> list[np.ndarray] | None:
+        from chat.assistant.local_model import sentence_vectors_compute
+
+        return sentence_vectors_compute(texts)
 
 
 class BedrockEmbedder:
@@ -81,6 +92,9 @@ class BedrockEmbedder:
     async def encode_query(self, text: str) -> Encoding:
         return Encoding(vector=await self.embed_query(text))
 
+    def sentence_vectors(self, texts: list[str]) -> list[np.ndarray] | None:
+        return None  # Bedrock's answer model reads the passages, it does not quote
+
 
 class Provider(Protocol):
     name: str
@@ -99,11 +113,21 @@ class Provider(Protocol):
 
 
 def _load_local_models() -> None:
+    from chat.assistant.offers import offer_model
     from chat.assistant.router import router_shipped
 
     embed_texts(["warm up"])
     sentiment_vader("warm up")
     router_shipped()
+    offer_model()  # the reading of a reply to the offer of a person
+
+
+def assistant_preload() -> None:
+    """Start loading the offline models on the inference thread now, in the background:
+    a server process calls it when it starts, so that the first customer does not wait
+    for the model to load (customers' inference queues behind it, never beside it)."""
+    if settings.ASSISTANT_PROVIDER == "local":
+        inference_submit(_load_local_models)
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,7 @@ def article_upsert(
     title: str,
     body: str,
     category: str = "",
+    search_labels: str = "",
     overwrite: bool = False,
     queue_embedding: bool = True,
 ) -> tuple[Article, bool]:
@@ -29,17 +30,29 @@ def article_upsert(
     """
     article = Article.objects.select_for_update().filter(slug=slug).first()
     if article is None:
-        article = Article(slug=slug, title=title, body=body, category=category)
+        article = Article(
+            slug=slug, title=title, body=body, category=category, search_labels=search_labels
+        )
         article.full_clean()
         article.save()
         if queue_embedding:
             article_embed_queue(article=article)
         return article, True
-    if not overwrite or (article.title, article.body, article.category) == (title, body, category):
+    fields = (title, body, category, search_labels)
+    if (
+        not overwrite
+        or (
+            article.title,
+            article.body,
+            article.category,
+            article.search_labels,
+        )
+        == fields
+    ):
         return article, False
-    article.title, article.body, article.category = title, body, category
+    article.title, article.body, article.category, article.search_labels = fields
     article.full_clean()
-    article.save(update_fields=["title", "body", "category", "updated_at"])
+    article.save(update_fields=["title", "body", "category", "search_labels", "updated_at"])
     if queue_embedding:
         article_embed_queue(article=article)
     return article, True
@@ -75,11 +88,12 @@ def articles_embed_queue(*, article_ids: Iterable[int], force: bool = False) -> 
 @transaction.atomic
 def article_save(*, article: Article) -> Article:
     """Validate and save an article edited in the admin; re-embed it after commit when
-    its text changed (publishing alone does not need a new embedding)."""
+    its text or search labels changed (publishing alone does not need a new embedding)."""
     article.full_clean()
-    previous = Article.objects.filter(pk=article.pk).values("title", "body").first()
+    text = ("title", "body", "search_labels")
+    previous = Article.objects.filter(pk=article.pk).values_list(*text).first()
     article.save()
-    if previous is None or (previous["title"], previous["body"]) != (article.title, article.body):
+    if previous is None or tuple(previous) != tuple(getattr(article, f) for f in text):
         article_embed_queue(article=article)
     return article
 
@@ -155,6 +169,10 @@ def articles_embed(*, article_ids: list[int], force: bool = False) -> int:
                 ]
             )
         )
+        texts = [spec.text for article_specs in specs for spec in article_specs]
+        sentence_blobs = iter(
+            [_token_bytes(m) for m in embedder.sentence_vectors(texts) or []] or [b""] * len(texts)
+        )
         passages = [
             [
                 ArticlePassage(
@@ -166,6 +184,7 @@ def articles_embed(*, article_ids: list[int], force: bool = False) -> int:
                     text=spec.text,
                     embedding=[round(float(x), 6) for x in encoding.vector],
                     token_vectors=_token_bytes(passage_tokens(encoding)),
+                    sentence_vectors=next(sentence_blobs),
                     embedding_model=embedder.name,
                 )
                 for spec, encoding in zip(article_specs, encodings, strict=False)

@@ -176,6 +176,7 @@ def _apply_signals(turn: Turn, prepared: Prepared) -> None:
     turn.retrieval_top_score = round(prepared.retrieval.top_score, 4)
     turn.retrieval_min_score = prepared.retrieval.min_score
     turn.no_answer = prepared.retrieval.no_answer
+    turn.answer_band = prepared.retrieval.answer_band
     turn.sources = prepared.sources
     turn.retriever_adapter = prepared.retriever_adapter[:100]
 

@@ -90,6 +90,10 @@ TEMPLATES = [
 # --- the run command (scripts/run, manage.py runplatform) -----------------------------------
 RUN_HOST = env("LOOPDESK_HOST", default="127.0.0.1")
 RUN_PORT = env.int("PORT", default=8000)
+# Daphne processes ``scripts/run`` starts on the port. One process runs Python on one
+# core at a time (the GIL): with the Redis layer, run one per core (``bench/chat_ws.py
+# --processes``, docs/chat-benchmark.md). The in-memory layer needs exactly 1.
+WEB_PROCESSES = env.int("WEB_PROCESSES", default=1)
 
 # --- database ---------------------------------------------------------------------------
 DATABASES = {

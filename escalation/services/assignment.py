@@ -81,9 +81,12 @@ def _assign(ticket: Ticket, presence: AgentPresence, *, now: datetime) -> None:
 
 
 @transaction.atomic
-def queue_drain() -> list[Ticket]:
+def queue_drain(*, joined: Any = None) -> list[Ticket]:
     """Give queued tickets, in queue order, to available agents with free capacity;
-    returns the tickets assigned. After commit every waiting customer hears their place.
+    returns the tickets assigned. After commit the waiting customers whose place changed
+    hear it: all of them when tickets left the queue; when nothing left it and
+    ``joined`` (a conversation whose ticket just entered the queue) is given, only that
+    customer and those it went ahead of (an urgent ticket passes normal ones).
 
     Takes every presence row's lock first (``presences_lock``): two drains run one after
     the other, so an agent's load read here cannot change under it and no agent ever gets
@@ -123,21 +126,34 @@ def queue_drain() -> list[Ticket]:
                 _assign(ticket, best, now=timezone.now())
                 free[best.agent_id] -= 1
                 assigned.append(ticket)
-    queue_publish(also=[t.conversation_id for t in assigned])
+    if assigned or joined is None:
+        queue_publish(also=[t.conversation_id for t in assigned])
+    else:
+        queue_publish(behind=joined)
     return assigned
 
 
-def queue_publish(*, also: Iterable[Any] = ()) -> None:
+def queue_publish(*, also: Iterable[Any] = (), behind: Any = None) -> None:
     """After commit, tell each queued conversation (and ``also``: those that just left
-    the queue) where it stands: a ``chat.queue`` event to the conversation's group.
+    the queue) where it stands: a ``chat.queue`` event to the conversation's group. With
+    ``behind``, only that conversation and the ones queued after it (the others' places
+    did not change: a queue of hundreds gets one event per new ticket, not hundreds).
 
     The places are read once, at commit time, for all of them."""
-    conversation_ids = {
-        str(c)
-        for c in Ticket.objects.filter(status=Ticket.Status.OPEN).values_list(
-            "conversation_id", flat=True
-        )
-    } | {str(c) for c in also}
+    if behind is not None:
+        order = [
+            str(c) for c in selectors.tickets_queued().values_list("conversation_id", flat=True)
+        ]
+        start = order.index(str(behind)) if str(behind) in order else len(order)
+        conversation_ids = set(order[start:]) | {str(behind)}
+    else:
+        conversation_ids = {
+            str(c)
+            for c in Ticket.objects.filter(status=Ticket.Status.OPEN).values_list(
+                "conversation_id", flat=True
+            )
+        }
+    conversation_ids |= {str(c) for c in also}
     if not conversation_ids:
         return
     memo: dict[str, Any] = {}

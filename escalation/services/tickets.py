@@ -177,17 +177,17 @@ def escalation_open(
     ticket_publish(ticket, change="created")
     transaction.on_commit(lambda: _after_open(ticket, start_workflow=not draft_follows))
     # Fair assignment: the new ticket goes to the agent with the most room, or queues.
-    for assigned in _queue_drain():
+    for assigned in _queue_drain(joined=locked.pk):
         if assigned.pk == ticket.pk:
             ticket.status, ticket.assigned_at = assigned.status, assigned.assigned_at
             ticket.assigned_agent = assigned.assigned_agent
     return ticket, True
 
 
-def _queue_drain() -> list[Ticket]:
+def _queue_drain(*, joined: Any = None) -> list[Ticket]:
     from escalation.services.assignment import queue_drain
 
-    return queue_drain()
+    return queue_drain(joined=joined)
 
 
 def _after_open(ticket: Ticket, *, start_workflow: bool) -> None:

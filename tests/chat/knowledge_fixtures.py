@@ -10,6 +10,7 @@ from django.core.management import call_command
 
 from chat.assistant import providers
 from chat.assistant.embeddings import MODEL_NAME, Encoding, embed_texts, encode_texts
+from chat.assistant.knowledge import article_text
 from chat.models import Article
 from chat.services import article_upsert
 from config.demo import demo_articles
@@ -22,7 +23,10 @@ def _memo_embed_texts(texts: list[str]) -> np.ndarray:
     """The real MiniLM encoder, remembering each article's vector for the whole session
     (every test rebuilds the same 36 articles; encoding them again only costs time)."""
     if not _DOCUMENT_VECTORS:  # the demo articles in one batch, not one call each
-        demo = [f"{a['title']}\n\n{a['body']}" for a in demo_articles()]
+        demo = [
+            article_text(title=a["title"], body=a["body"], labels=a.get("search_labels", []))
+            for a in demo_articles()
+        ]
         _DOCUMENT_VECTORS.update(zip(demo, embed_texts(demo), strict=True))
     missing = [t for t in dict.fromkeys(texts) if t not in _DOCUMENT_VECTORS]
     if missing:
@@ -68,6 +72,7 @@ def knowledge_base(db, monkeypatch) -> list[Article]:
             title=article["title"],
             body=article["body"],
             category=article.get("category", ""),
+            search_labels="\n".join(article.get("search_labels", [])),
         )
     call_command("reindex_articles", stdout=io.StringIO())
     return list(Article.objects.all())

@@ -180,3 +180,34 @@ async def test_real_turns_with_the_local_provider_take_the_routers_route(
     if route == "escalate":
         assert replies[0].role == Message.Role.SYSTEM
         assert replies[0].text.startswith("For your safety")
+
+
+def test_a_server_process_loads_the_offline_models_as_it_starts():
+    """Daphne importing the ASGI application starts loading MiniLM, VADER and the router
+    on the inference thread, so the first customer after a restart does not wait for it
+    (without the warm-up setting, as in the tests, nothing is loaded)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import config.asgi; "
+        "from chat.assistant import embeddings; "
+        "embeddings._inference_executor().submit(lambda: None).result(); "
+        "print(embeddings._model.cache_info().currsize)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "HF_HUB_OFFLINE": "1"}
+    root = Path(__file__).resolve().parents[2]
+    loaded = [
+        subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**env, "CHAT_WARM_UP_ASSISTANT": flag, "ASSISTANT_PROVIDER": "local"},
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+        for flag in ("true", "false")
+    ]
+    assert loaded == ["1", "0"]

@@ -233,3 +233,27 @@ def test_editing_an_article_in_the_admin_splits_it_again(
         "step-1",
         "step-2",
     ]
+
+
+def test_a_server_quotes_stored_passages_without_encoding_them(wifi_article, monkeypatch):
+    """The answer model's sentence vectors are computed when the article is embedded and
+    stored with its passages: a fresh process loading the index encodes no passage, so
+    neither its start nor a customer's first answer pays for it."""
+    from chat.assistant import knowledge, local_model
+
+    passage = wifi_article.passages.get()
+    assert len(passage.sentence_vectors) == 2 * 384 * len(local_model.sentences(passage.text))
+    expected = embedder_current().sentence_vectors([passage.text])[0]
+
+    monkeypatch.setattr(local_model, "_SENTENCES", {})  # a fresh process
+    monkeypatch.setattr(local_model, "embed_texts", _refuse_encoding)
+    monkeypatch.setattr(knowledge, "_indexes", {})
+    knowledge_index(embedding_model=MODEL_NAME)
+
+    parts, matrix = local_model._sentence_vectors(passage.text)
+    assert parts == tuple(local_model.sentences(passage.text))
+    assert np.allclose(matrix, expected, atol=2e-3)
+
+
+def _refuse_encoding(texts):
+    raise AssertionError(f"encoded {texts!r} in a turn")

@@ -101,3 +101,15 @@ def test_the_provider_is_named(settings):
     settings.BEDROCK_MODEL_ID = "anthropic.claude-test"
 
     assert runplatform.Command._provider_said() == "Amazon Bedrock, anthropic.claude-test"
+
+
+def test_several_web_processes_are_refused_without_the_redis_layer(settings, capsys):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SystemExit) as exited:
+        call_command("runplatform", host="127.0.0.1", port=port, web_processes=2)
+
+    assert exited.value.code == 1
+    assert "set REDIS_URL to run several" in capsys.readouterr().err

@@ -419,3 +419,30 @@ def test_takeovers_racing_the_queue_leave_one_owner_each(
     assert_one_owner_each_and_capacity_kept(tickets, [*assigned_agents, newcomer])
     queued[0].refresh_from_db()
     assert queued[0].assigned_agent_id is not None  # somebody has it, exactly one
+
+
+def test_a_new_ticket_tells_only_the_customers_whose_place_changed(make_agents, monkeypatch):
+    """A queue of waiting customers is not told again for every newcomer behind them
+    (a burst of tickets sent every customer an update per ticket); an urgent ticket that
+    goes ahead of them does tell them, and a ticket leaving the queue tells everyone."""
+    from escalation.services import assignment
+
+    (agent,) = make_agents(1)
+    busy = escalate("busy")
+    waiting = [escalate(f"waiting {i}") for i in range(3)]
+    told: list[str] = []
+    monkeypatch.setattr(assignment, "publish_on_commit", lambda group, event: told.append(group))
+
+    newcomer = escalate("newcomer")
+    assert told == [assignment.conversation_group(newcomer.conversation_id)]
+
+    told.clear()
+    urgent = escalate("smoke from the hub", priority="urgent")
+    assert sorted(told) == sorted(
+        assignment.conversation_group(t.conversation_id) for t in [urgent, *waiting, newcomer]
+    )
+    assert selectors.waiting_status(conversation_id=waiting[0].conversation_id)["position"] == 2
+
+    told.clear()
+    services.ticket_resolve(ticket=busy, agent=agent, outcome="approved")
+    assert len(told) == 5  # the urgent one was assigned; everyone still queued moved up

@@ -61,6 +61,11 @@ class QuestionEncoder:
     async def encode_query(self, text: str, adapter_path: str = "") -> Encoding:
         return encode_texts([text], adapter_path=adapter_path or self.adapter_path)[0]
 
+    def sentence_vectors(self, texts: list[str]) -> list[np.ndarray] | None:
+        from chat.assistant.local_model import sentence_vectors_compute
+
+        return sentence_vectors_compute(texts)
+
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
@@ -211,9 +216,9 @@ def retriever_evaluate(
 ) -> dict[str, Any]:
     """Before/after figures of a retriever adapter on ``questions`` ({question, article,
     reference, judge_reference?}: the judge compares with ``judge_reference`` when
-    given, else with ``reference``): right article cited first (the assistant's ranking and calibrated
-    decision), the judge's mean score of the answer and the share above 3, per question
-    side by side."""
+    given, else with ``reference``): right article cited first (the assistant's ranking
+    and calibrated decision), the judge's mean score of the answer and the share above
+    3, per question side by side."""
     from chat.assistant.evaluation import evaluate
     from labeling.judge import judge_score
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from chat.assistant.contract import BAND_CONFIDENT, BAND_DONT_KNOW, BAND_HEDGED
 from chat.assistant.evaluation import (
     Report,
     calibration_fit,
@@ -78,7 +79,8 @@ class Command(BaseCommand):
             calibration.save()
             calibration_forget()
             self.stdout.write(
-                f"Calibrated: threshold {calibration.threshold:.3f} "
+                f"Calibrated: answer threshold {calibration.threshold:.3f}, hedge threshold "
+                f"{calibration.hedge_threshold or 0.0:.3f} "
                 f"(saved to chat/assistant/retrieval_calibration.json)"
             )
             report = run()
@@ -90,13 +92,29 @@ class Command(BaseCommand):
         out("")
         out(f"Set: {report.name}")
         out(f"  answerable questions          {figures['answerable']}")
-        out(f"  right article cited first     {percent(figures['right_article_first'])}")
+        out(
+            f"  right article cited first     {percent(figures['right_article_first'])} "
+            "(confident or hedged)"
+        )
+        out(f"  ... in a confident answer     {percent(figures['right_article_first_confident'])}")
         out(f"  ... and its passage first     {percent(figures['right_passage_first'])}")
         out(f"  right article in top 3        {percent(figures['right_article_top3'])}")
         out(f"  ranking alone, top 1          {percent(figures['ranking_top1'])}")
         out(f"  answerable said don't know    {percent(figures['answerable_said_dont_know'])}")
         out(f"  unanswerable questions        {figures['unanswerable']}")
-        out(f"  honest don't know             {percent(figures['honest_dont_know'])}")
+        out(f"  honest (don't know or hedged) {percent(figures['honest'])} (no confident answer)")
+        out(f"  ... said don't know           {percent(figures['honest_dont_know'])}")
+        out("  bands (confident / hedged / don't know):")
+        for label, key in (
+            ("answerable", "bands_answerable"),
+            ("... right article first", "bands_answerable_right"),
+            ("unanswerable", "bands_unanswerable"),
+        ):
+            bands = figures[key]
+            out(
+                f"    {label:<27} {bands[BAND_CONFIDENT]:>4} / {bands[BAND_HEDGED]:>4} / "
+                f"{bands[BAND_DONT_KNOW]:>4}"
+            )
         out(f"  answer quotes the evidence    {percent(figures['answer_quotes_evidence'])}")
         out(
             f"  CPU per question: retrieval {figures['retrieval_cpu_ms_p50']} ms (p50), "
@@ -108,11 +126,11 @@ class Command(BaseCommand):
             out(f"  {count:>3}  {want} -> {got}")
         wrong = [o for o in report.answerable if o.cited_first and o.cited_first != o.want]
         silent = [o for o in report.answerable if o.retrieval.no_answer]
-        guessed = [o for o in report.unanswerable if not o.retrieval.no_answer]
+        guessed = [o for o in report.unanswerable if o.band == BAND_CONFIDENT]
         for title, items in (
             ("Wrong article cited first", wrong),
             ("Answerable, but said it does not know", silent),
-            ("Unanswerable, but answered", guessed),
+            ("Unanswerable, but answered confidently", guessed),
         ):
             out("")
             out(f"{title} ({len(items)}):")
@@ -122,7 +140,8 @@ class Command(BaseCommand):
                 confidence = o.retrieval.top_score
                 out(
                     f"    wanted {o.want or '(none)'}; cited {cited}; "
-                    f"confidence {confidence:.2f} (threshold {o.retrieval.min_score:.2f})"
+                    f"{o.band}, confidence {confidence:.2f} (thresholds "
+                    f"{o.retrieval.hedge_score:.2f} / {o.retrieval.min_score:.2f})"
                 )
         out("")
         out(json.dumps(figures, sort_keys=True))

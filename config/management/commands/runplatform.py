@@ -29,6 +29,7 @@ STOP_GRACE_SECONDS = 20
 WEB_START_TIMEOUT_SECONDS = 120
 EMBEDDING_PROGRESS_EVERY_SECONDS = 5.0
 PROVIDER_CHOICES = "local, bedrock or hf"
+APP = "config.asgi:application"
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     process: subprocess.Popen | None = None
+    listener: socket.socket | None = None  # a listening socket the child inherits
 
 
 class Command(BaseCommand):
@@ -45,6 +47,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=settings.RUN_HOST)
         parser.add_argument("--port", type=int, default=settings.RUN_PORT)
+        parser.add_argument(
+            "--web-processes",
+            type=int,
+            default=settings.WEB_PROCESSES,
+            help="Daphne processes serving the port (one per core; needs the Redis layer).",
+        )
         parser.add_argument(
             "--no-training-worker",
             action="store_true",
@@ -59,23 +67,37 @@ class Command(BaseCommand):
                 "Choose another one, e.g. PORT=9000 scripts/run"
             )
             sys.exit(1)
+        web_processes = options["web_processes"]
+        layer = str(settings.CHANNEL_LAYERS["default"]["BACKEND"])
+        if web_processes < 1 or (web_processes > 1 and layer.endswith("InMemoryChannelLayer")):
+            self.stderr.write(
+                "WEB_PROCESSES must be 1 with the in-memory channel layer (processes would "
+                "not see each other's conversations); set REDIS_URL to run several."
+                if web_processes > 1
+                else "WEB_PROCESSES must be at least 1."
+            )
+            sys.exit(1)
         base_env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"]}
         base_env.pop("Q_CLUSTER_NAME", None)
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        web = Child(
-            "web",
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                host,
-                "-p",
-                str(port),
-                "config.asgi:application",
-            ],
-            base_env,
-        )
+        daphne = [sys.executable, "-m", "daphne"]
+        if web_processes == 1:
+            webs = [Child("web", [*daphne, "-b", host, "-p", str(port), APP], base_env)]
+        else:
+            # One listening socket per process on the same port (SO_REUSEPORT): the
+            # kernel spreads new connections over them; they share the Redis layer.
+            webs = []
+            for n in range(web_processes):
+                listener = self._listen(host, port)
+                webs.append(
+                    Child(
+                        f"web-{n + 1}",
+                        [*daphne, "--fd", str(listener.fileno()), APP],
+                        base_env,
+                        listener=listener,
+                    )
+                )
+        web = webs[0]
         workers = [Child("worker", [*manage, "taskworker"], base_env)]
         if not options["no_training_worker"]:
             workers.append(
@@ -85,7 +107,7 @@ class Command(BaseCommand):
                     {**base_env, "Q_CLUSTER_NAME": settings.TRAINING_CLUSTER},
                 )
             )
-        children = [web, *workers]
+        children = [*webs, *workers]
 
         stopping = False
 
@@ -111,7 +133,8 @@ class Command(BaseCommand):
             f"==> starting the web server on {host}:{port} (choose the port with PORT=...)"
         )
         started = time.monotonic()
-        self._start(web)
+        for child in webs:
+            self._start(child)
         if not self._wait_until_listening(web, host, port, lambda: stopping):
             if not stopping:
                 self.stderr.write("the web server did not start; stopping")
@@ -157,9 +180,12 @@ class Command(BaseCommand):
 
     def _start(self, child: Child) -> None:
         # Own session: a terminal Ctrl-C reaches only us, and we stop each group in order.
+        fds = () if child.listener is None else (child.listener.fileno(),)
         child.process = subprocess.Popen(
-            child.argv, env=child.env, cwd=settings.BASE_DIR, start_new_session=True
+            child.argv, env=child.env, cwd=settings.BASE_DIR, start_new_session=True, pass_fds=fds
         )
+        if child.listener is not None:
+            child.listener.close()  # the child holds it now
         self.stdout.write(f"    started {child.name} (pid {child.process.pid})")
 
     @staticmethod
@@ -174,6 +200,14 @@ class Command(BaseCommand):
         return "unknown provider"
 
     @staticmethod
+    def _listen(host: str, port: int) -> socket.socket:
+        listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind((host, port))
+        listener.listen(1024)
+        return listener
+
+    @staticmethod
     def _port_free(host: str, port: int) -> bool:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             try:
@@ -184,15 +218,26 @@ class Command(BaseCommand):
 
     @staticmethod
     def _wait_until_listening(child: Child, host: str, port: int, stopping) -> bool:
-        """True once the child accepts connections; False if it died or we are stopping."""
+        """True once the web server answers HTTP; False if it died or we are stopping.
+        (An HTTP answer, not a TCP connect: a listening socket handed to the processes
+        accepts connections before any of them serves.)"""
+        import http.client
+
         target = "127.0.0.1" if host == "0.0.0.0" else host  # noqa: S104
         deadline = time.monotonic() + WEB_START_TIMEOUT_SECONDS
         while time.monotonic() < deadline and not stopping():
             assert child.process is not None
             if child.process.poll() is not None:
                 return False
-            with contextlib.suppress(OSError), socket.create_connection((target, port), 0.5):
+            probe = http.client.HTTPConnection(target, port, timeout=2)
+            try:
+                probe.request("GET", "/healthz")
+                probe.getresponse()
                 return True
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                probe.close()
             time.sleep(0.2)
         return False
 

@@ -105,32 +105,42 @@ def session_cookie(user) -> str:
     return f"sessionid={session.session_key}"
 
 
-def start_daphne() -> subprocess.Popen:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(PORT),
-            "config.asgi:application",
-        ],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=(ROOT / "var" / "escalation_bench_daphne.log").open("w"),
-    )
+def start_daphne(processes: int = 1) -> list[subprocess.Popen]:
+    """``processes`` Daphne processes on PORT (one SO_REUSEPORT socket each, handed over
+    with ``--fd`` as a process manager does), sharing Postgres and the Redis layer."""
+    import socket
+
+    log = (ROOT / "var" / "escalation_bench_daphne.log").open("w")
+    started = []
+    for _ in range(processes):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind(("127.0.0.1", PORT))
+        listener.listen(1024)
+        started.append(
+            subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "daphne"),
+                    *("--fd", str(listener.fileno()), "config.asgi:application"),
+                ],
+                cwd=ROOT,
+                env=os.environ.copy(),
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                pass_fds=(listener.fileno(),),
+            )
+        )
+        listener.close()
     for _ in range(120):
         try:
             urllib.request.urlopen(BASE + "/healthz", timeout=1)  # noqa: S310
-            return process
+            return started
         except urllib.error.HTTPError:
-            return process  # serving (503 only says no task worker runs: none is needed)
+            return started  # serving (503 only says no task worker runs: none is needed)
         except (urllib.error.URLError, OSError):
             time.sleep(0.5)
-    process.terminate()
+    for process in started:
+        process.terminate()
     sys.exit("Daphne did not start")
 
 
@@ -252,8 +262,9 @@ async def wait_for(inboxes: Inboxes, conversation_id: str, agents: int) -> None:
 async def latency(args, agents_cookies, customers) -> dict:
     # Warm-up before any agent socket opens: the first turn loads the embedding model and
     # can keep the server busy long enough for idle sockets to miss their pings.
-    ((warm_id, warm_cookie),) = await asyncio.to_thread(new_conversations, customers[:1])
-    await warm_up(warm_id, warm_cookie)
+    # (a few per server process: the kernel spreads the connections over them)
+    warm = await asyncio.to_thread(new_conversations, customers[: 3 * args.processes])
+    await asyncio.gather(*(warm_up(warm_id, warm_cookie) for warm_id, warm_cookie in warm))
     inboxes = Inboxes(agents_cookies)
     await inboxes.open()
 
@@ -370,6 +381,7 @@ def main() -> None:
     parser.add_argument("--racers", type=int, default=20)
     parser.add_argument("--races", type=int, default=50)
     parser.add_argument("--race-only", action="store_true")
+    parser.add_argument("--processes", type=int, default=1, help="Daphne processes on the port")
     args = parser.parse_args()
     setup_django()
     prepare_database()
@@ -381,17 +393,24 @@ def main() -> None:
 
     for agent in agents[: args.agents]:
         agent_presence_set(agent=agent, on_duty=True)
-    server = start_daphne()
+    servers = start_daphne(args.processes)
     try:
         cookies = [session_cookie(agent) for agent in agents[: args.agents]]
         report = {
-            "setup": {"agents_listening": args.agents, "channel_layer": "redis", "db": "postgres"},
+            "setup": {
+                "agents_listening": args.agents,
+                "channel_layer": "redis",
+                "db": "postgres",
+                "processes": args.processes,
+            },
             "latency": None if args.race_only else asyncio.run(latency(args, cookies, customers)),
             "takeover_race": race(args, agents[: args.racers], customers[0]),
         }
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=20)
     report = rounded(report)
     for name, figures in (report["latency"] or {}).items():
         inbox = figures.get("first_inbox_ms", {})

@@ -48,6 +48,11 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+OWN_CODE = re.compile(
+    r"\((?:/[^)]*/)?(?:chat|escalation|labeling|training|accounts|config)/[^)]*\)"
+)
+
+
 def category_of(frames: list[str]) -> str:
     leaf_first = list(reversed(frames))
     for name, needles in CATEGORIES:
@@ -80,6 +85,8 @@ def summarise(path: str, top: int) -> dict:
     by_thread: collections.Counter[str] = collections.Counter()
     by_category: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     self_time: collections.Counter[str] = collections.Counter()
+    # Inclusive time of the project's own functions: where in Loopdesk the time goes.
+    ours: collections.Counter[str] = collections.Counter()
     with open(path, encoding="utf-8", errors="replace") as handle:
         lines = handle.readlines()
     for line in lines:
@@ -95,6 +102,8 @@ def summarise(path: str, top: int) -> dict:
         by_category[thread][category] += samples
         if not category.startswith("waiting"):
             self_time[re.sub(r":\d+\)$", ")", frames[-1])] += samples
+        for frame in {re.sub(r":\d+\)$", ")", f) for f in frames if OWN_CODE.search(f)}:
+            ours[frame] += samples
     print(f"samples: {total}")
     result: dict = {"samples": total, "threads": {}}
     for thread, counter in by_category.items():
@@ -107,6 +116,12 @@ def summarise(path: str, top: int) -> dict:
     print(f"\ntop {top} self time outside waiting:")
     for frame, samples in self_time.most_common(top):
         print(f"  {samples / total:6.1%}  {frame[:140]}")
+    print(f"\ntop {top} Loopdesk functions, inclusive (the time in them and what they call):")
+    for frame, samples in ours.most_common(top):
+        print(f"  {samples / total:6.1%}  {frame[:140]}")
+    result["loopdesk_inclusive"] = {
+        frame: round(samples / total, 4) for frame, samples in ours.most_common(top)
+    }
     return result
 
 

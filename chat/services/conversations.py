@@ -302,7 +302,6 @@ class Received(NamedTuple):
     claimed: Any = None
 
 
-@transaction.atomic
 def customer_message_receive(
     *,
     conversation: Conversation,
@@ -321,18 +320,18 @@ def customer_message_receive(
     one's owner. A retried ``client_id`` returns the stored message without counting
     against the rate limit. Nothing is stored for empty, oversized, unstorable or
     rate-limited messages, or when the conversation has ended.
+
+    The rate limit (a Redis round trip) is counted before the transaction, so no row
+    lock, and on SQLite no write lock, is held while it waits.
     """
     if not isinstance(client_id, str) or not 0 < len(client_id) <= 64 or text_unstorable(client_id):
         raise ChatError(
             "Each message needs a client_id of 1-64 characters.", code="invalid_client_id"
         )
     clean = message_text_clean(text)
-    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    existing = Message.objects.filter(conversation=locked, client_id=client_id).first()
-    if existing is not None:
+    existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
+    if existing is not None:  # a retry: never counted again
         return Received(existing, False, None)
-    if locked.status == Conversation.Status.ENDED:
-        raise ConversationClosed("This conversation has ended. Start a new one to continue.")
     if not rate_limits_consume(
         scope="messages",
         requester=rate_subject,
@@ -340,12 +339,37 @@ def customer_message_receive(
         address_rate=settings.CHAT_RATE_LIMIT_MESSAGES_PER_ADDRESS,
     ):
         raise ChatRateLimited("You are sending messages too fast. Please wait a moment.")
+    return _customer_message_store(
+        conversation=conversation,
+        text=clean,
+        client_id=client_id,
+        author=author,
+        claim_owner=claim_owner,
+    )
+
+
+@transaction.atomic
+def _customer_message_store(
+    *,
+    conversation: Conversation,
+    text: str,
+    client_id: str,
+    author: AbstractBaseUser | None,
+    claim_owner: str,
+) -> Received:
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    # A retry racing its original past the check above: the lock makes this one see it.
+    existing = Message.objects.filter(conversation=locked, client_id=client_id).first()
+    if existing is not None:
+        return Received(existing, False, None)
+    if locked.status == Conversation.Status.ENDED:
+        raise ConversationClosed("This conversation has ended. Start a new one to continue.")
     customer = author if author is not None and author.is_authenticated else None
     answers = locked.assistant_may_answer
     message, created = message_append(
         conversation=locked,
         role=Message.Role.CUSTOMER,
-        text=clean,
+        text=text,
         author=customer,
         client_id=client_id,
         locked=True,

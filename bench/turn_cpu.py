@@ -12,7 +12,8 @@ included) and, as a baseline from the same run, the CPU time of storing a messag
 (no assistant). ``--profile FILE`` samples the measured turns with py-spy (collapsed
 stacks; summarise with ``bench/profile_summary.py FILE``). ``--router`` also runs every
 turn a second time with the intent router switched off (interleaved, one turn each), so
-the difference of the two is what the router adds to a turn's CPU. The JSON line last
+the difference of the two is what the router adds to a turn's CPU; ``--retriever-adapter
+DIR`` does the same with a retriever adapter live and not. The JSON line last
 holds the figures.
 
 Process CPU time is used instead of wall time, so a busy machine barely changes it.
@@ -44,6 +45,13 @@ def main() -> None:
     parser.add_argument("--questions", default="chat/assistant/datasets/questions_dev.jsonl")
     parser.add_argument(
         "--router", action="store_true", help="also measure turns without the intent router"
+    )
+    parser.add_argument(
+        "--retriever-adapter",
+        default="",
+        metavar="DIR",
+        help="a retriever adapter folder: every turn runs twice, with it live and without "
+        "(interleaved), so the difference is what the adapter adds to a turn's CPU",
     )
     args = parser.parse_args()
 
@@ -139,6 +147,35 @@ def main() -> None:
     providers.LocalProvider.intent = intent_switchable  # type: ignore[method-assign]
     without_router: list[float] = []
 
+    from chat.assistant.adapters import RETRIEVER, AdapterRef, adapter_resolver_register
+
+    adapter_on = {"value": False}
+    adapter = AdapterRef(name="bench", path=Path(args.retriever_adapter).resolve())
+
+    def bench_resolver(*, kind: str, slot: str) -> AdapterRef | None:
+        return adapter if kind == RETRIEVER and adapter_on["value"] else None
+
+    if args.retriever_adapter:
+        adapter_resolver_register(bench_resolver)
+        settings.ASSISTANT_ADAPTER_REFRESH_SECONDS = 0
+    without_adapter: list[float] = []
+
+    async def paired_adapter(count: int) -> list[float]:
+        """Each question twice, with and without the retriever adapter (alternating which
+        goes first), the query vectors forgotten before each turn."""
+        with_adapter: list[float] = []
+        for i in range(count):
+            text = questions[i % len(questions)]
+            for on in (True, False) if i % 2 == 0 else (False, True):
+                adapter_on["value"] = on
+                conversation = await new_conversation(visitor_id=f"a{i}-{int(on)}")
+                embeddings._recent.clear()
+                cpu = time.process_time()
+                await socket_turn(conversation, text)
+                (with_adapter if on else without_adapter).append((time.process_time() - cpu) * 1000)
+        adapter_on["value"] = False
+        return with_adapter
+
     async def paired(count: int) -> list[float]:
         """Each question twice, with and without the router (alternating which goes
         first), the query vectors forgotten before each turn: a new message each time."""
@@ -162,8 +199,14 @@ def main() -> None:
 
         await assistant_warm_up()
         await measure(socket_turn, "warm-up", 20)  # models loaded, caches filled
+        if args.retriever_adapter:
+            adapter_on["value"] = True  # the adapted encoder loaded, as after a deployment
+            await measure(socket_turn, "warm-up with the adapter", 5)
+            adapter_on["value"] = False
         baseline = await measure(store_only_socket, "store only", args.turns)
-        if args.router:
+        if args.retriever_adapter:
+            costs = await paired_adapter(args.turns)
+        elif args.router:
             costs = await paired(args.turns)
         else:
             costs = await measure(socket_turn, "turn", args.turns)
@@ -199,6 +242,17 @@ def main() -> None:
         result["router_added_cpu_ms_median_of_pairs"] = round(
             statistics.median(a - b for a, b in zip(costs, without_router, strict=True)), 2
         )
+    if without_adapter:
+        result["without_adapter_cpu_ms_p50"] = round(statistics.median(without_adapter), 2)
+        result["adapter_added_cpu_ms_p50"] = round(
+            statistics.median(costs) - statistics.median(without_adapter), 2
+        )
+        result["adapter_added_share_p50"] = round(
+            statistics.median(costs) / statistics.median(without_adapter) - 1, 4
+        )
+        result["adapter_added_cpu_ms_median_of_pairs"] = round(
+            statistics.median(a - b for a, b in zip(costs, without_adapter, strict=True)), 2
+        )
     print(
         f"turn CPU p50 {result['turn_cpu_ms_p50']} ms, mean {result['turn_cpu_ms_mean']} ms, "
         f"p90 {result['turn_cpu_ms_p90']} ms; storing a message alone "
@@ -209,6 +263,13 @@ def main() -> None:
             f"without the router: p50 {result['without_router_cpu_ms_p50']} ms; the router "
             f"adds {result['router_added_cpu_ms_p50']} ms at p50 (median of the pairs' "
             f"differences {result['router_added_cpu_ms_median_of_pairs']} ms)"
+        )
+    if without_adapter:
+        print(
+            f"without the retriever adapter: p50 {result['without_adapter_cpu_ms_p50']} ms; "
+            f"the adapter adds {result['adapter_added_cpu_ms_p50']} ms at p50 "
+            f"({100 * result['adapter_added_share_p50']:.1f}%; median of the pairs' "
+            f"differences {result['adapter_added_cpu_ms_median_of_pairs']} ms)"
         )
     print(json.dumps(result))
 

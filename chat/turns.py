@@ -278,7 +278,9 @@ async def _run(claimed: ClaimedTurn, owner: str) -> bool:
     try:
         async with asyncio.timeout_at(deadline):
             prepared = await assistant_api.assistant_prepare(
-                question=message.text, history=claimed.history
+                question=message.text,
+                history=claimed.history,
+                adapter_name=conversation.adapter_name,
             )
     except Exception as exc:
         return await fail(exc)

@@ -335,7 +335,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
                     request, run, slot=slot, force_reason=request.POST.get("force_reason", "")
                 )
             elif action == "rollback":
-                live = deployment_services.adapter_rollback(by=request.user, slot=slot)
+                live = deployment_services.adapter_rollback(
+                    by=request.user, slot=slot, kind=run.adapter_kind
+                )
                 now = live.run.adapter_name if live else "the base model"
                 self.message_user(request, f"Rolled back: {now} is live.", messages.SUCCESS)
         except (
@@ -400,6 +402,7 @@ class RunMetricAdmin(admin.ModelAdmin):
 
 DEPLOYMENT_FIELDS = (
     "slot",
+    "kind",
     "adapter",
     "base_model",
     "active",
@@ -416,6 +419,7 @@ DEPLOYMENT_FIELDS = (
 class AdapterDeploymentAdmin(admin.ModelAdmin):
     list_display = [
         "slot_label",
+        "kind",
         "adapter",
         "base_model",
         "active",
@@ -424,7 +428,7 @@ class AdapterDeploymentAdmin(admin.ModelAdmin):
         "deployed_at",
         "rolled_back_at",
     ]
-    list_filter = ["active"]
+    list_filter = ["active", "kind"]
     list_select_related = ["run", "deployed_by"]
     actions = ["rollback"]
     fields = DEPLOYMENT_FIELDS
@@ -461,11 +465,13 @@ class AdapterDeploymentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Roll back the selected slots to their previous adapter")
     def rollback(self, request, queryset: QuerySet[AdapterDeployment]):
-        for slot in sorted({d.slot for d in queryset if d.active}):
+        for kind, slot in sorted({(d.kind, d.slot) for d in queryset if d.active}):
             try:
-                live = deployment_services.adapter_rollback(by=request.user, slot=slot)
+                live = deployment_services.adapter_rollback(by=request.user, slot=slot, kind=kind)
             except (deployment_services.DeploymentError, PermissionDenied) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
                 now = live.run.adapter_name if live else "the base model"
-                self.message_user(request, f"{slot or 'default'}: {now} is live.", messages.SUCCESS)
+                self.message_user(
+                    request, f"{slot or 'default'} ({kind}): {now} is live.", messages.SUCCESS
+                )

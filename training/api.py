@@ -88,6 +88,15 @@ class DeploySerializer(serializers.Serializer):
     slot = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
 
 
+class RollbackSerializer(DeploySerializer):
+    kind = serializers.ChoiceField(
+        choices=AdapterDeployment.Kind.choices,
+        required=False,
+        default=AdapterDeployment.Kind.GENERATOR,
+        help_text="Which adapter of the slot to roll back: generator or retriever.",
+    )
+
+
 class DeployRunSerializer(DeploySerializer):
     force_reason = serializers.CharField(
         required=False,
@@ -108,6 +117,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
         model = AdapterDeployment
         fields = [
             "slot",
+            "kind",
             "adapter_name",
             "run",
             "active",
@@ -220,12 +230,12 @@ class DeploymentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         return super().get_queryset().filter(active=True)
 
-    @extend_schema(request=DeploySerializer, responses=RollbackResultSerializer)
-    @action(detail=False, methods=["post"], serializer_class=DeploySerializer)
+    @extend_schema(request=RollbackSerializer, responses=RollbackResultSerializer)
+    @action(detail=False, methods=["post"], serializer_class=RollbackSerializer)
     def rollback(self, request: Request) -> Response:
-        body = DeploySerializer(data=request.data)
+        body = RollbackSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         live = deployment_services.adapter_rollback(
-            by=request.user, slot=body.validated_data["slot"]
+            by=request.user, slot=body.validated_data["slot"], kind=body.validated_data["kind"]
         )
         return Response({"live": DeploymentSerializer(live).data if live else None})

@@ -8,8 +8,8 @@ from django.db import models
 
 
 class TrainingRun(models.Model):
-    """One LoRA training job (reward model, PPO, GRPO, RLOO, KTO or DPO) on a frozen
-    snapshot.
+    """One LoRA training job (reward model, PPO, GRPO, RLOO, KTO, DPO or the retriever
+    adapter) on a frozen snapshot.
 
     Status moves queued -> running -> succeeded | failed | cancelled, only through
     ``training.services.runs``.
@@ -22,6 +22,7 @@ class TrainingRun(models.Model):
         RLOO = "rloo", "RLOO against a reward model or the judge"
         KTO = "kto", "KTO (desirable / undesirable ratings)"
         DPO = "dpo", "DPO (preference pairs)"
+        RETRIEVER = "retriever", "Retriever adapter (LoRA on MiniLM's question side)"
 
     class RewardSource(models.TextChoices):
         REWARD_MODEL = "reward_model", "The reward model of a reward_model run"
@@ -40,6 +41,8 @@ class TrainingRun(models.Model):
         CUDA = "cuda", "CUDA"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    # Runs whose adapter changes what the assistant retrieves, not what it writes.
+    RETRIEVAL = (Algorithm.RETRIEVER,)
     # Runs that sample new answers and are rewarded for them; each is guarded (KL, length).
     ONLINE = (Algorithm.PPO, Algorithm.GRPO, Algorithm.RLOO)
 
@@ -135,6 +138,11 @@ class TrainingRun(models.Model):
         return self.algorithm != self.Algorithm.REWARD_MODEL
 
     @property
+    def adapter_kind(self) -> str:
+        """Which part of the assistant the adapter changes (``chat.assistant.adapters``)."""
+        return "retriever" if self.algorithm in self.RETRIEVAL else "generator"
+
+    @property
     def is_online(self) -> bool:
         return self.algorithm in self.ONLINE
 
@@ -212,14 +220,20 @@ class RunMetric(models.Model):
 
 
 class AdapterDeployment(models.Model):
-    """An approved run's adapter made live for a slot.
+    """An approved run's adapter made live for a slot (one generator and one retriever
+    adapter per slot).
 
     ``slot`` "" is the organisation's default; any other value is a tenant or
     conversation choice matched against ``Conversation.adapter_name``. At most one
     deployment per slot is active; the previous one stays for one-click rollback.
     """
 
+    class Kind(models.TextChoices):
+        GENERATOR = "generator", "Generator (the hf provider's answers)"
+        RETRIEVER = "retriever", "Retriever (the questions' MiniLM encoder)"
+
     slot = models.CharField(max_length=100, blank=True, default="")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.GENERATOR)
     run = models.ForeignKey(TrainingRun, on_delete=models.PROTECT, related_name="deployments")
     active = models.BooleanField(default=True)
     previous = models.ForeignKey(
@@ -242,7 +256,9 @@ class AdapterDeployment(models.Model):
         ordering = ["-deployed_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["slot"], condition=models.Q(active=True), name="one_active_adapter_per_slot"
+                fields=["kind", "slot"],
+                condition=models.Q(active=True),
+                name="one_active_adapter_per_kind_and_slot",
             )
         ]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from chat.assistant.adapters import GENERATOR, AdapterRef
+from chat.assistant.adapters import GENERATOR, RETRIEVER, AdapterRef
 from training.models import AdapterDeployment, RunMetric, TrainingRun
 from training.services.guards import GuardLimits, guard_limits_resolve
 from training.services.logs import log_lines_clean
@@ -28,7 +28,9 @@ def adapter_live(*, adapter_name: str = "") -> AdapterRef | None:
     ``Conversation.adapter_name``) or an approved run's adapter name ("run-12"). Read per
     request, so a deployment or rollback takes effect without restarting the web process.
     """
-    active = AdapterDeployment.objects.filter(active=True).select_related("run")
+    active = AdapterDeployment.objects.filter(
+        active=True, kind=AdapterDeployment.Kind.GENERATOR
+    ).select_related("run")
     if adapter_name:
         deployment = active.filter(slot=adapter_name).first()
         if deployment is not None:
@@ -39,7 +41,7 @@ def adapter_live(*, adapter_name: str = "") -> AdapterRef | None:
                 status=TrainingRun.Status.SUCCEEDED,
                 approved_at__isnull=False,
             ).first()
-            if run is not None and run.produces_adapter:
+            if run is not None and run.produces_adapter and run.adapter_kind == GENERATOR:
                 from training.services.artifacts import artifact_local_dir
 
                 return AdapterRef(
@@ -49,11 +51,25 @@ def adapter_live(*, adapter_name: str = "") -> AdapterRef | None:
     return _ref(deployment) if deployment is not None else None
 
 
+def retriever_adapter_live(*, slot: str = "") -> AdapterRef | None:
+    """The retriever adapter for ``slot`` (a conversation's adapter slot), else the
+    organisation's live one, else None (the base encoder). Read per request."""
+    active = AdapterDeployment.objects.filter(
+        active=True, kind=AdapterDeployment.Kind.RETRIEVER
+    ).select_related("run")
+    deployment = (active.filter(slot=slot).first() if slot else None) or active.filter(
+        slot=""
+    ).first()
+    return _ref(deployment) if deployment is not None else None
+
+
 def adapter_for_assistant(*, kind: str, slot: str) -> AdapterRef | None:
     """The resolver the assistant calls (registered in ``TrainingConfig.ready``)."""
-    if kind != GENERATOR:
-        return None
-    return adapter_live(adapter_name=slot)
+    if kind == GENERATOR:
+        return adapter_live(adapter_name=slot)
+    if kind == RETRIEVER:
+        return retriever_adapter_live(slot=slot)
+    return None
 
 
 def run_metric_series(*, run: TrainingRun, after_id: int = 0) -> dict[str, list[list[float]]]:

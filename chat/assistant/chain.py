@@ -6,6 +6,7 @@ ChatPromptTemplate and chat models, ChatBedrockConverse included).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
@@ -15,12 +16,15 @@ from django.conf import settings
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
+from chat.assistant.adapters import RETRIEVER, adapter_current
 from chat.assistant.contract import AssistantError, DraftInfo, Passage, Prepared, Retrieval
-from chat.assistant.embeddings import Encoding
+from chat.assistant.embeddings import MODEL_NAME, Encoding, encode_query
 from chat.assistant.knowledge import knowledge_answer, knowledge_index_current
 from chat.assistant.offers import PERSON_OFFER, offer_reply_intent, person_offered
 from chat.assistant.providers import Provider, provider_current
 from chat.assistant.replies import OUT_OF_SCOPE, small_talk_reply
+
+logger = logging.getLogger(__name__)
 
 PERSON_OFFER_TEXT = f"{PERSON_OFFER} You can also press \u201cTalk to a person\u201d."
 NO_ANSWER_TEXT = (
@@ -90,16 +94,30 @@ def retrieval_query(question: str, history: list[dict[str, Any]]) -> str:
     return f"{previous[-1]}\n{question}" if previous else question
 
 
-async def retrieval_encode(provider: Provider, text: str) -> Encoding:
+async def retrieval_encode(provider: Provider, text: str, slot: str = "") -> Encoding:
     """The question as the retriever sees it (sentence and token vectors): the one place
-    a per-request retriever adapter plugs in."""
+    a per-request retriever adapter plugs in.
+
+    With a retriever adapter live for ``slot`` (or the organisation's default) and the
+    MiniLM embedder, the question goes through the encoder with that adapter; passages
+    keep the base encoder's vectors (the adapter is trained for that). An adapter that
+    cannot be loaded is logged and the base encoder answers: it never stops the chat."""
+    if provider.embedder.name == MODEL_NAME:
+        adapter = await adapter_current(kind=RETRIEVER, slot=slot)
+        if adapter is not None:
+            try:
+                return await encode_query(text, adapter_path=str(adapter.path))
+            except Exception:
+                logger.exception("retriever adapter %s failed; base encoder used", adapter.name)
     return await provider.embedder.encode_query(text)
 
 
-async def _retrieve(provider: Provider, query: str) -> tuple[list[Passage], Retrieval]:
+async def _retrieve(
+    provider: Provider, query: str, slot: str = ""
+) -> tuple[list[Passage], Retrieval]:
     """Hybrid retrieval (``knowledge_search``) and the calibrated answer-or-not decision:
     no passages when the knowledge base does not answer."""
-    encoding = await retrieval_encode(provider, query)
+    encoding = await retrieval_encode(provider, query, slot)
     index = await knowledge_index_current(embedding_model=provider.embedder.name)
     return knowledge_answer(
         index=index,
@@ -121,18 +139,21 @@ async def assistant_warm_up() -> None:
         raise AssistantError(f"{provider.name} provider failed to load: {exc}") from exc
 
 
-async def assistant_prepare(*, question: str, history: list[dict[str, Any]]) -> Prepared:
+async def assistant_prepare(
+    *, question: str, history: list[dict[str, Any]], adapter_name: str = ""
+) -> Prepared:
     """Retrieve passages and run the internal checks (sentiment, the intent router),
     concurrently. The router's MiniLM vector of the message is computed in the same
     micro-batched encoder call as the retrieval query (one call when they are the same
-    text).
+    text). ``adapter_name`` is the conversation's adapter slot (its retriever adapter,
+    else the organisation's live one, is used for retrieval).
 
     Raises ``AssistantError`` when the provider fails. Nothing here is customer-facing.
     """
     provider = provider_current()
     # All run to the end even if one fails: no call is left running unobserved.
     retrieved, sentiment, intent = await asyncio.gather(
-        _retrieve(provider, retrieval_query(question, history)),
+        _retrieve(provider, retrieval_query(question, history), adapter_name),
         provider.sentiment(question),
         provider.intent(question),
         return_exceptions=True,

@@ -12,6 +12,7 @@ questions are micro-batched into one encoder call (``QueryBatcher``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import weakref
@@ -114,6 +115,26 @@ def _model():
     return SentenceTransformer(str(get_model_path()), device="cpu")
 
 
+@lru_cache(maxsize=4)
+def _adapted_model(adapter_path: str):
+    """A second copy of the encoder with a retriever adapter's LoRA weights merged in:
+    a question costs the same CPU with or without an adapter. One copy per adapter
+    folder (~90 MB), the last few kept."""
+    import copy
+
+    from peft import PeftModel
+
+    base = _model()
+    with _lock:
+        model = copy.deepcopy(base)
+    transformer = model[0]
+    transformer.model = PeftModel.from_pretrained(
+        transformer.model, adapter_path
+    ).merge_and_unload()
+    model.eval()
+    return model
+
+
 _inference: ThreadPoolExecutor | None = None
 
 
@@ -154,12 +175,13 @@ def embed_texts(texts: list[str]) -> np.ndarray:
         )
 
 
-def encode_texts(texts: list[str]) -> list[Encoding]:
-    """Sentence and token vectors of a batch in one forward pass (unit length)."""
+def encode_texts(texts: list[str], adapter_path: str = "") -> list[Encoding]:
+    """Sentence and token vectors of a batch in one forward pass (unit length), by the
+    base encoder or, with ``adapter_path``, the encoder with that retriever adapter."""
     if not texts:
         return []
+    model = _adapted_model(adapter_path) if adapter_path else _model()
     with _lock:
-        model = _model()
         outputs = model.encode(texts, batch_size=32, output_value=None, show_progress_bar=False)
     encodings = []
     for output in outputs:
@@ -250,35 +272,44 @@ class QueryBatcher(Generic[R]):
 
 
 _background: set[asyncio.Task[None]] = set()
-_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, QueryBatcher[Encoding]] = (
-    weakref.WeakKeyDictionary()
-)
+_batchers: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[str, QueryBatcher[Encoding]]
+] = weakref.WeakKeyDictionary()
 
 
-def query_batcher() -> QueryBatcher[Encoding]:
-    """The MiniLM query batcher of the running event loop."""
+def query_batcher(adapter_path: str = "") -> QueryBatcher[Encoding]:
+    """The MiniLM query batcher of the running event loop: one per retriever adapter
+    (questions are batched with others encoded by the same weights)."""
     loop = asyncio.get_running_loop()
-    batcher = _batchers.get(loop)
+    batchers = _batchers.setdefault(loop, {})
+    batcher = batchers.get(adapter_path)
     if batcher is None:
-        batcher = _batchers[loop] = QueryBatcher(encode_texts)
+        encode = (
+            functools.partial(encode_texts, adapter_path=adapter_path)
+            if adapter_path
+            else encode_texts
+        )
+        batcher = batchers[adapter_path] = QueryBatcher(encode)
     return batcher
 
 
 # The question is encoded for retrieval and again when the answer is composed: keep the
 # last encodings (a few KB each) instead of running the model twice.
-_recent: OrderedDict[str, Encoding] = OrderedDict()
+_recent: OrderedDict[tuple[str, str], Encoding] = OrderedDict()
 _RECENT_MAX = 256  # token vectors make an entry ~25 KB (more for long messages)
 
 
-async def encode_query(text: str) -> Encoding:
+async def encode_query(text: str, adapter_path: str = "") -> Encoding:
     """The sentence and token vectors of one query, micro-batched with other
-    concurrent queries."""
-    encoding = _recent.get(text)
+    concurrent queries (by the encoder with the retriever adapter at
+    ``adapter_path``, if given)."""
+    key = (adapter_path, text)
+    encoding = _recent.get(key)
     if encoding is not None:
-        _recent.move_to_end(text)
+        _recent.move_to_end(key)
         return encoding
-    encoding = await query_batcher().embed(text)
-    _recent[text] = encoding
+    encoding = await query_batcher(adapter_path).embed(text)
+    _recent[key] = encoding
     if len(_recent) > _RECENT_MAX:
         _recent.popitem(last=False)
     return encoding

@@ -62,8 +62,9 @@ class MiniLMEmbedder:
     async def embed_query(self, text: str) -> np.ndarray:
         return await embed_query(text)
 
-    async def encode_query(self, text: str) -> Encoding:
-        return await encode_query(text)
+    async def encode_query(self, text: str, adapter_path: str = "") -> Encoding:
+        """``adapter_path``: a retriever adapter's folder (questions only)."""
+        return await encode_query(text, adapter_path=adapter_path)
 
     def sentence_vectors(self, texts: list[str]) -> list[np.ndarray] | None:
         from chat.assistant.local_model import sentence_vectors_compute

@@ -377,6 +377,9 @@ ASSISTANT_TIMEOUT_SECONDS = env.float("ASSISTANT_TIMEOUT_SECONDS", default=30.0)
 # Cosine (MiniLM) below which the assistant says it does not know; bench/assistant_retrieval.py
 ASSISTANT_MIN_RETRIEVAL_SCORE = env.float("ASSISTANT_MIN_RETRIEVAL_SCORE", default=0.30)
 ASSISTANT_TOP_K = env.int("ASSISTANT_TOP_K", default=3)
+# How often the assistant re-reads which retriever adapter is live for a slot (seconds):
+# a deployment or rollback reaches every process within that time, without a restart.
+ASSISTANT_ADAPTER_REFRESH_SECONDS = env.float("ASSISTANT_ADAPTER_REFRESH_SECONDS", default=5.0)
 # VADER compound at or below this counts as clearly negative (the blog's "1").
 ASSISTANT_NEGATIVE_SENTIMENT_BELOW = env.float("ASSISTANT_NEGATIVE_SENTIMENT_BELOW", default=-0.5)
 BEDROCK_MODEL_ID = env("BEDROCK_MODEL_ID", default="anthropic.claude-3-haiku-20240307-v1:0")

@@ -175,7 +175,7 @@ def deployment_gate_check(*, run: TrainingRun, slot: str = "") -> GateVerdict:
 def _baseline(*, run: TrainingRun, kind: GateKind, slot: str) -> tuple[Figures, str]:
     evaluation = run.evaluation if isinstance(run.evaluation, dict) else {}
     live = (
-        AdapterDeployment.objects.filter(slot=slot, active=True)
+        AdapterDeployment.objects.filter(kind=run.adapter_kind, slot=slot, active=True)
         .select_related("run")
         .exclude(run=run)
         .first()
@@ -229,3 +229,32 @@ gate_kind_register(
     ),
     kind=GENERATIVE,
 )
+
+
+# --- retriever adapters: what the assistant cites and answers ------------------------------
+
+
+def _retriever_figures(side: str) -> Callable[[dict[str, Any]], Figures]:
+    def read(evaluation: dict[str, Any]) -> Figures:
+        if evaluation.get("kind") != "retriever":
+            return {"right_article_first": None, "judge_mean": None}
+        figures = evaluation.get(side) or {}
+        return {
+            "right_article_first": figures.get("right_article_first"),
+            "judge_mean": figures.get("mean"),
+        }
+
+    return read
+
+
+RETRIEVAL = GateKind(
+    name="retriever",
+    metrics=(
+        GateMetric(key="right_article_first", label="right article cited first", percent=True),
+        GateMetric(key="judge_mean", label="judge mean"),
+    ),
+    with_adapter=_retriever_figures("after"),
+    without_adapter=_retriever_figures("before"),
+)
+
+gate_kind_register(algorithms=(TrainingRun.Algorithm.RETRIEVER,), kind=RETRIEVAL)

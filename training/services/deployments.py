@@ -69,7 +69,12 @@ def adapter_deploy(
         raise DeploymentError("Only a succeeded run with an adapter can be deployed.")
     if run.approved_at is None:
         raise DeploymentError("Approve the run before deploying its adapter.")
-    current = AdapterDeployment.objects.select_for_update().filter(slot=slot, active=True).first()
+    kind = run.adapter_kind
+    current = (
+        AdapterDeployment.objects.select_for_update()
+        .filter(kind=kind, slot=slot, active=True)
+        .first()
+    )
     if current is not None and current.run_id == run.pk:
         return current
     verdict = deployment_gate_check(run=run, slot=slot)
@@ -89,6 +94,7 @@ def adapter_deploy(
         current.save(update_fields=["active"])
     deployment = AdapterDeployment(
         slot=slot,
+        kind=kind,
         run=run,
         active=True,
         previous=current,
@@ -102,13 +108,20 @@ def adapter_deploy(
 
 
 @transaction.atomic
-def adapter_rollback(*, by: User | AnonymousUser, slot: str = "") -> AdapterDeployment | None:
-    """Undo the slot's active deployment: its previous adapter (or the base model) is live.
+def adapter_rollback(
+    *, by: User | AnonymousUser, slot: str = "", kind: str = AdapterDeployment.Kind.GENERATOR
+) -> AdapterDeployment | None:
+    """Undo the slot's active deployment of ``kind`` (generator or retriever): its
+    previous adapter (or the base model) is live.
 
     Returns the deployment that is live afterwards (None: base model only).
     """
     user = _require(by)
-    current = AdapterDeployment.objects.select_for_update().filter(slot=slot, active=True).first()
+    current = (
+        AdapterDeployment.objects.select_for_update()
+        .filter(kind=kind, slot=slot, active=True)
+        .first()
+    )
     if current is None:
         raise DeploymentError(f"Nothing is deployed for {slot or 'the default slot'}.")
     current.active = False
@@ -119,6 +132,7 @@ def adapter_rollback(*, by: User | AnonymousUser, slot: str = "") -> AdapterDepl
         return None
     restored = AdapterDeployment(
         slot=slot,
+        kind=kind,
         run=previous.run,
         active=True,
         previous=previous.previous,

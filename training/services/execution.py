@@ -88,6 +88,8 @@ def eval_prompts(*, snapshot, limit: int) -> list[dict[str, str]]:
 def spec_build(*, run: TrainingRun, work_dir: Path) -> dict[str, Any]:
     """Everything the child needs, as plain data (rows are read here, not in the child)."""
     snapshot = run.snapshot
+    if run.algorithm == TrainingRun.Algorithm.RETRIEVER:
+        return _retriever_spec(run=run, work_dir=work_dir)
     if run.algorithm in (TrainingRun.Algorithm.REWARD_MODEL, TrainingRun.Algorithm.DPO):
         rows = list(snapshot_rows(snapshot=snapshot, kind="pair"))
     elif run.algorithm == TrainingRun.Algorithm.KTO:
@@ -141,6 +143,44 @@ def spec_build(*, run: TrainingRun, work_dir: Path) -> dict[str, Any]:
         if run.produces_adapter
         else [],
         "max_new_tokens": int(hp.get("eval_max_new_tokens", settings.HF_MAX_NEW_TOKENS)),
+    }
+
+
+def _retriever_spec(*, run: TrainingRun, work_dir: Path) -> dict[str, Any]:
+    """A retriever run's spec: questions with their positive and hard-negative passages
+    of the live knowledge index, and that index's passages and vectors."""
+    from training.services.retriever import retriever_spec_parts
+
+    parts = retriever_spec_parts(snapshot=run.snapshot)
+    if not parts["corpus"]:
+        raise RunSpecError("the knowledge base has no indexed passages to train a retriever on")
+    if not any(row.get("positive") is not None for row in parts["rows"].get("train", [])):
+        raise RunSpecError(
+            f"snapshot {run.snapshot} has no training question with a high-rated answer, "
+            "a better answer or an agent's reply that quotes a knowledge-base passage"
+        )
+    base = base_model_local_path(uri=run.base_model)
+    return {
+        "run_id": run.pk,
+        "algorithm": run.algorithm,
+        "base_model_path": str(base),
+        "reward_source": None,
+        "reward_model_path": None,
+        "guards": None,
+        "rows": parts["rows"],
+        "corpus": parts["corpus"],
+        "lora": {
+            "r": run.lora_r,
+            "alpha": run.lora_alpha,
+            "dropout": run.lora_dropout,
+            "target_modules": run.lora_target_modules or None,
+        },
+        "hyperparameters": dict(run.hyperparameters),
+        "seed": run.seed,
+        "device": run.device,
+        "output_dir": str(work_dir),
+        "eval_prompts": [],
+        "max_new_tokens": 0,
     }
 
 
@@ -295,10 +335,29 @@ def _run_supervised(run: TrainingRun) -> None:
     _finish(run=run, spec=spec, result=result, work_dir=work_dir)
 
 
+def _retriever_evaluation(*, spec: dict[str, Any], work_dir: Path) -> dict[str, Any]:
+    """Before/after on the snapshot's held-out questions (``training.services.retriever``)."""
+    from chat.assistant.embeddings import MODEL_NAME
+    from chat.assistant.knowledge import knowledge_index
+    from training.services.retriever import held_out_questions, retriever_evaluate
+
+    index = knowledge_index(embedding_model=MODEL_NAME)
+    questions = held_out_questions(test_rows=spec["rows"].get("test", []), index=index)
+    limit = int(spec["hyperparameters"].get("eval_questions", 0) or 0)
+    return retriever_evaluate(
+        questions=questions[:limit] if limit else questions,
+        adapter_path=str(work_dir / "adapter"),
+        index=index,
+    )
+
+
 def _finish(*, run: TrainingRun, spec: dict[str, Any], result: dict[str, Any], work_dir: Path):
     from training.services.evaluation import evaluation_build
 
-    evaluation = evaluation_build(result=result)
+    if run.algorithm == TrainingRun.Algorithm.RETRIEVER:
+        evaluation = _retriever_evaluation(spec=spec, work_dir=work_dir)
+    else:
+        evaluation = evaluation_build(result=result)
     run.refresh_from_db()
     metrics_last = {
         m["name"]: m["value"]

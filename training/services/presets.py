@@ -44,6 +44,19 @@ TINY_ONLINE: dict[str, Any] = {
     "max_steps": 80,
 }
 
+# The retriever adapter's settings (chosen on the dev questions, never on eval).
+RETRIEVER_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 1e-3,
+    "epochs": 6,
+    "batch_size": 32,
+    "temperature": 0.05,
+    "margin": 0.1,
+    "pull": 1.0,
+    "pull_to": 0.7,
+    "keep_weight": 4.0,
+    "keep_batch": 16,
+}
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -190,6 +203,17 @@ PRESETS: dict[str, Preset] = {
             lora_alpha=16,
             lora_dropout=0.0,
             hyperparameters={"learning_rate": 1e-3, "epochs": 2, "batch_size": 8, "beta": 0.1},
+        ),
+        # The retriever adapter: LoRA on the shipped MiniLM's question side (CPU, a few
+        # minutes for a few hundred questions).
+        Preset(
+            name="retriever_minilm",
+            label="Retriever adapter: MiniLM question side, LoRA r8/a16, lr 1e-3",
+            algorithm="retriever",
+            lora_r=8,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            hyperparameters=RETRIEVER_DEFAULTS,
         ),
     )
 }

@@ -64,6 +64,10 @@ def run_create(
     fields.update({key: value for key, value in overrides.items() if value is not None})
     if hyperparameters:
         fields["hyperparameters"] = {**fields.get("hyperparameters", {}), **hyperparameters}
+    if not base_model and fields.get("algorithm") == TrainingRun.Algorithm.RETRIEVER:
+        from training.services.retriever_backend import minilm_path
+
+        base_model = minilm_path()  # the assistant's own encoder, shipped in a package
     run = TrainingRun(
         snapshot=snapshot,
         created_by=created_by,

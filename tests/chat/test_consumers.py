@@ -279,7 +279,7 @@ async def test_timeout_answers_within_the_limit_and_other_conversations_keep_wor
     fine = await db(ConversationFactory)(visitor_id=visitor[0])
     original_prepare = scripted.prepare
 
-    async def prepare(*, question, history):
+    async def prepare(*, question, history, adapter_name=""):
         if question == "slow one":
             await asyncio.sleep(3600)
         return await original_prepare(question=question, history=history)

@@ -175,3 +175,48 @@ def test_a_router_at_least_as_good_as_the_live_one_deploys_without_a_reason(
     assert deployment.replaced_router_version.name == "router-1"
     turn = pipeline.ask(ConversationFactory(), "How do I read my meter?")
     assert turn.router_version == run.router_version.name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_an_intent_router_run_terminates_its_child_and_keeps_no_version(
+    snapshot, ml_engineer
+):
+    import os
+    import threading
+    import time
+
+    from django.db import connection
+
+    from training.services.runs import run_cancel, run_create
+    from training.tasks import training_run_execute_task
+
+    # all the shipped rows: minutes of training, cancelled at its first step
+    run = run_create(
+        snapshot=snapshot, created_by=ml_engineer, preset="intent_router", enqueue=False
+    )
+    pids = []
+
+    def cancel_when_started():
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                row = TrainingRun.objects.filter(pk=run.pk).values("child_pid", "step").get()
+                if row["child_pid"] and row["step"] >= 1:
+                    pids.append(row["child_pid"])
+                    run_cancel(run=TrainingRun.objects.get(pk=run.pk), by=ml_engineer)
+                    return
+                time.sleep(0.1)
+        finally:
+            connection.close()
+
+    watcher = threading.Thread(target=cancel_when_started)
+    watcher.start()
+    training_run_execute_task(run.pk)  # the worker, supervising the child
+    watcher.join()
+
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.CANCELLED
+    assert run.router_version is None
+    assert not RouterVersion.objects.filter(name=f"router-run-{run.pk}").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)  # the child is gone

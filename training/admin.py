@@ -114,6 +114,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "step",
         "total_steps",
         "artifact_prefix",
+        "router_version",
         "approved_by",
         "approved_at",
     ]
@@ -175,7 +176,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             ),
             (
                 "Artifacts and approval",
-                {"fields": ["artifact_prefix", "approved_by", "approved_at"]},
+                {"fields": ["artifact_prefix", "router_version", "approved_by", "approved_at"]},
             ),
         ]
 
@@ -269,9 +270,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
         else:
             where = slot or "the default slot"
             forced = " (forced past the deployment gate)" if deployment.forced else ""
-            self.message_user(
-                request, f"{run.adapter_name} is live for {where}{forced}.", messages.SUCCESS
-            )
+            what = run.adapter_name
+            if deployment.router_version is not None:
+                what = f"The intent router {deployment.router_version.name}"
+                where = "every conversation"
+            self.message_user(request, f"{what} is live for {where}{forced}.", messages.SUCCESS)
 
     # --- run page: live data, download, approve/deploy/rollback/cancel buttons -------------
     def get_urls(self):
@@ -338,8 +341,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 live = deployment_services.adapter_rollback(
                     by=request.user, slot=slot, kind=run.adapter_kind
                 )
-                now = live.run.adapter_name if live else "the base model"
-                self.message_user(request, f"Rolled back: {now} is live.", messages.SUCCESS)
+                self.message_user(
+                    request, f"Rolled back: {_live_after(run, live)} is live.", messages.SUCCESS
+                )
         except (
             PermissionDenied,
             run_services.RunStateError,
@@ -365,6 +369,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
                     "act_url": reverse("admin:training_trainingrun_act", args=[run.pk]),
                     "download_url": reverse("admin:training_trainingrun_download", args=[run.pk]),
                     "evaluation": run.evaluation,
+                    "router_sides": _router_sides(run),
                     "can_approve": request.user.has_perm("training.approve_trainingrun"),
                     "can_deploy": request.user.has_perm("training.deploy_adapter"),
                     "deployments": run.deployments.order_by("-deployed_at")[:10],
@@ -372,6 +377,26 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 }
             )
         return super().change_view(request, object_id, form_url, extra)
+
+
+def _router_sides(run: TrainingRun) -> list[tuple[dict, str]]:
+    """An intent-router run's before/after rows for the run page."""
+    evaluation = run.evaluation if isinstance(run.evaluation, dict) else {}
+    if evaluation.get("kind") != "intent_router":
+        return []
+    return [
+        (evaluation["before"], "Before (the version routing when the run started)"),
+        (evaluation["after"], "After (this run's version)"),
+    ]
+
+
+def _live_after(run: TrainingRun, live: AdapterDeployment | None) -> str:
+    """What serves after a rollback, in words."""
+    if run.adapter_kind == AdapterDeployment.Kind.ROUTER:
+        from chat.services.intents import router_version_routing
+
+        return f"the intent router {router_version_routing().name}"
+    return live.run.adapter_name if live else "the base model"
 
 
 TOY_LABEL = "Toy starter model (mechanics only)"
@@ -384,6 +409,14 @@ CHART_METRICS = {
     TrainingRun.Algorithm.REWARD_MODEL: ["accuracy", "margin", "loss"],
     TrainingRun.Algorithm.DPO: ["rewards/margins", "rewards/accuracies", "loss"],
     TrainingRun.Algorithm.KTO: ["rewards/chosen", "rewards/rejected", "kl", "loss"],
+    TrainingRun.Algorithm.INTENT_ROUTER: [
+        "after/escalate_recall",
+        "after/escalate_precision",
+        "before/escalate_recall",
+        "before/escalate_precision",
+        "calibration/escalate_recall",
+        "calibration/escalate_precision",
+    ],
 }
 
 
@@ -412,6 +445,8 @@ DEPLOYMENT_FIELDS = (
     "previous",
     "gate_summary",
     "forced_reason",
+    "router_version",
+    "replaced_router_version",
 )
 
 
@@ -471,7 +506,12 @@ class AdapterDeploymentAdmin(admin.ModelAdmin):
             except (deployment_services.DeploymentError, PermissionDenied) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
-                now = live.run.adapter_name if live else "the base model"
+                if kind == AdapterDeployment.Kind.ROUTER:
+                    from chat.services.intents import router_version_routing
+
+                    now = f"the intent router {router_version_routing().name}"
+                else:
+                    now = live.run.adapter_name if live else "the base model"
                 self.message_user(
                     request, f"{slot or 'default'} ({kind}): {now} is live.", messages.SUCCESS
                 )

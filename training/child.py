@@ -1,7 +1,8 @@
 """The training child process: train one run from a spec file, report on stdout.
 
 Started by ``training.services.execution`` as ``python -m training.child --spec FILE``.
-It imports neither Django nor the database (so its start costs only the TRL import): one
+It never touches the database, and imports Django only for an intent-router run (chat's
+router code reads settings; ``training.services.router_backend``): one
 ``@@loopdesk {json}`` line per event, everything else printed is a log line.
 """
 

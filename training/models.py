@@ -8,8 +8,9 @@ from django.db import models
 
 
 class TrainingRun(models.Model):
-    """One LoRA training job (reward model, PPO, GRPO, RLOO, KTO, DPO or the retriever
-    adapter) on a frozen snapshot.
+    """One training job on a frozen snapshot: a LoRA adapter (reward model, PPO, GRPO,
+    RLOO, KTO, DPO or the retriever adapter), or a new intent-router version (trained
+    from the shipped data plus the rows agents labelled when the run starts).
 
     Status moves queued -> running -> succeeded | failed | cancelled, only through
     ``training.services.runs``.
@@ -23,6 +24,7 @@ class TrainingRun(models.Model):
         KTO = "kto", "KTO (desirable / undesirable ratings)"
         DPO = "dpo", "DPO (preference pairs)"
         RETRIEVER = "retriever", "Retriever adapter (LoRA on MiniLM's question side)"
+        INTENT_ROUTER = "intent_router", "Intent router (retrained from agents' outcomes)"
 
     class RewardSource(models.TextChoices):
         REWARD_MODEL = "reward_model", "The reward model of a reward_model run"
@@ -106,6 +108,15 @@ class TrainingRun(models.Model):
     manifest = models.JSONField(default=dict, blank=True)
     evaluation = models.JSONField(default=dict, blank=True)
 
+    router_version = models.ForeignKey(
+        "chat.RouterVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Intent-router runs: the version the run trained (live once deployed).",
+    )
+
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -139,7 +150,10 @@ class TrainingRun(models.Model):
 
     @property
     def adapter_kind(self) -> str:
-        """Which part of the assistant the adapter changes (``chat.assistant.adapters``)."""
+        """Which part of the assistant the run's result changes (an ``AdapterDeployment``
+        kind): the retriever, the intent router or the generator."""
+        if self.algorithm == self.Algorithm.INTENT_ROUTER:
+            return "router"
         return "retriever" if self.algorithm in self.RETRIEVAL else "generator"
 
     @property
@@ -221,7 +235,8 @@ class RunMetric(models.Model):
 
 class AdapterDeployment(models.Model):
     """An approved run's adapter made live for a slot (one generator and one retriever
-    adapter per slot).
+    adapter per slot), or an intent-router run's version made live (``router``: the
+    default slot only; the router is one for the organisation).
 
     ``slot`` "" is the organisation's default; any other value is a tenant or
     conversation choice matched against ``Conversation.adapter_name``. At most one
@@ -231,6 +246,7 @@ class AdapterDeployment(models.Model):
     class Kind(models.TextChoices):
         GENERATOR = "generator", "Generator (the hf provider's answers)"
         RETRIEVER = "retriever", "Retriever (the questions' MiniLM encoder)"
+        ROUTER = "router", "Intent router (every customer turn's route)"
 
     slot = models.CharField(max_length=100, blank=True, default="")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.GENERATOR)
@@ -250,6 +266,22 @@ class AdapterDeployment(models.Model):
     forced_reason = models.TextField(
         blank=True,
         help_text="Why an admin deployed it although the gate found it not better.",
+    )
+    router_version = models.ForeignKey(
+        "chat.RouterVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Router deployments: the version made live.",
+    )
+    replaced_router_version = models.ForeignKey(
+        "chat.RouterVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Router deployments: the version that routed before; a rollback restores it.",
     )
 
     class Meta:

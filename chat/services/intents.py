@@ -8,7 +8,10 @@
 - ``router_version_make_live``: the gate. A version goes live only if its escalate-or-not
   precision and recall on the evaluation part are both at least the live version's.
 
-A later "intent router" training-run kind (``training``) can call these as they are.
+The "intent router" training-run kind (``training``) trains with
+``router_version_build`` in its child process (rows passed in, no database), keeps the
+result with ``router_version_keep`` and makes it live (or rolls it back) with
+``router_version_make_live``.
 """
 
 from __future__ import annotations
@@ -265,6 +268,8 @@ def router_version_build(
     directory: Path,
     include_agent_rows: bool = True,
     base_rows: Sequence[Any] | None = None,
+    agent_rows: Sequence[Any] | None = None,
+    eval_rows: Sequence[Any] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> tuple[RouterModel, Any, int]:
     """Train ``name`` into ``directory`` from the shipped training data (or
@@ -272,6 +277,11 @@ def router_version_build(
     False, and evaluate it on the evaluation part; the figures are written into its
     ``meta.json``. Returns (model, evaluation, number of people's rows used). No
     database writes.
+
+    ``agent_rows`` and ``eval_rows`` (``LabelledText``) replace the people's rows read
+    from the database and the evaluation part read from the settings: a training run's
+    child process passes both and reads no database at all. People's rows whose text is
+    in the evaluation part are left out either way.
 
     With no people's rows this reproduces the shipped version (see
     ``chat.assistant.router_training``).
@@ -282,14 +292,19 @@ def router_version_build(
     from chat.assistant.router_training import LabelledText, router_train, training_rows
 
     rows = list(base_rows) if base_rows is not None else training_rows()
-    eval_rows = eval_part_rows()
+    eval_rows = list(eval_rows) if eval_rows is not None else eval_part_rows()
     people: list[LabelledText] = []
     if include_agent_rows:
         held_out = {row.text.strip().lower() for row in eval_rows}
+        labelled = (
+            agent_rows
+            if agent_rows is not None
+            else [LabelledText(text=e.text, label=e.label) for e in intent_examples_for_training()]
+        )
         people = [
-            LabelledText(text=e.text, label=e.label)
-            for e in intent_examples_for_training()
-            if e.text.strip().lower() not in held_out
+            LabelledText(text=row.text, label=row.label)
+            for row in labelled
+            if row.text.strip().lower() not in held_out
         ]
     progress(f"embedding {len(rows) + len(people)} training rows")
     all_rows = [*rows, *people]
@@ -338,21 +353,45 @@ def router_version_train(
         raise Conflict(f"A router version named {name} exists already.", code="exists")
     with tempfile.TemporaryDirectory(prefix="router-train-") as scratch:
         directory = Path(scratch) / name
-        model, evaluation, people = router_version_build(
+        _, evaluation, people = router_version_build(
             name=name,
             directory=directory,
             include_agent_rows=include_agent_rows,
             base_rows=base_rows,
             progress=progress,
         )
-        prefix = _store(directory, name)
-    train_rows = int(model.meta["training"]["shipped_rows"])
+        return router_version_keep(
+            name=name,
+            directory=directory,
+            evaluation=evaluation,
+            agent_rows=people,
+            created_by=created_by,
+        )
+
+
+def router_version_keep(
+    *,
+    name: str,
+    directory: Path,
+    evaluation: Any,
+    agent_rows: int,
+    created_by: User | None = None,
+) -> RouterVersion:
+    """Keep the version ``router_version_build`` wrote to ``directory`` (its files go to
+    storage under ``router/versions/<name>/``) with its ``evaluation`` on the evaluation
+    part. Not live: see ``router_version_make_live``."""
+    if name == SHIPPED_VERSION or RouterVersion.objects.filter(name=name).exists():
+        raise Conflict(f"A router version named {name} exists already.", code="exists")
+    import json
+
+    prefix = _store(directory, name)
+    meta = json.loads((directory / META).read_text())
     version = RouterVersion(
         name=name,
         source=RouterVersion.Source.TRAINED,
         artifact_prefix=prefix,
-        train_rows=train_rows,
-        agent_rows=people,
+        train_rows=int(meta["training"]["shipped_rows"]),
+        agent_rows=agent_rows,
         created_by=created_by,
     )
     _apply_evaluation(version, evaluation)
@@ -373,8 +412,60 @@ def _refusal(new: Figures, live: Figures) -> str:
     )
 
 
+@dataclass(frozen=True)
+class RouterComparison:
+    """A version's escalate-or-not figures beside the live version's, both on the
+    current evaluation part."""
+
+    candidate: Figures
+    live: Figures
+
+    @property
+    def at_least_as_good(self) -> bool:
+        return (
+            self.candidate.precision >= self.live.precision
+            and self.candidate.recall >= self.live.recall
+        )
+
+    def refusal(self) -> str:
+        return _refusal(self.candidate, self.live)
+
+
+def _routing(versions: dict[int, RouterVersion]) -> RouterVersion:
+    live = next((v for v in versions.values() if v.is_live), None)
+    return live or next(v for v in versions.values() if v.name == SHIPPED_VERSION)
+
+
+def router_version_routing(*, lock: bool = False) -> RouterVersion:
+    """The version that routes turns now: the live one, else the shipped one (its row
+    is registered if missing). With ``lock``, every version's row is locked (call it in
+    a transaction), as ``router_version_make_live`` does."""
+    router_version_register_shipped()
+    versions = RouterVersion.objects.order_by("pk")
+    if lock:
+        versions = versions.select_for_update()
+    return _routing({v.pk: v for v in versions})
+
+
+def router_version_compare(*, version: RouterVersion) -> RouterComparison:
+    """``version`` against the version routing now, on the current evaluation part.
+    Versions measured on another part are measured again first (and their figures
+    stored). The rule ``router_version_make_live`` applies is ``at_least_as_good``."""
+    rows = eval_part_rows()
+    from chat.assistant.router_training import rows_fingerprint
+
+    fingerprint = rows_fingerprint(rows)
+    live = router_version_routing()
+    return RouterComparison(
+        candidate=_figures_now(version, rows, fingerprint),
+        live=_figures_now(live, rows, fingerprint),
+    )
+
+
 @transaction.atomic
-def router_version_make_live(*, version: RouterVersion, by: User | None) -> RouterVersion:
+def router_version_make_live(
+    *, version: RouterVersion, by: User | None, force: bool = False
+) -> RouterVersion:
     """Make ``version`` the router of every turn (within ``ROUTER_REFRESH_SECONDS``).
 
     Refused with ``RouterVersionRefused`` (its message gives both versions' numbers)
@@ -382,6 +473,10 @@ def router_version_make_live(*, version: RouterVersion, by: User | None) -> Rout
     least the live version's. Versions measured on another evaluation part are measured
     again first. Locks the versions' rows, so two people making versions live at once
     end with exactly one live.
+
+    ``force`` skips the comparison: the caller has decided, and keeps why (a deployment
+    an admin forced with a written reason, or a rollback to the version that was live
+    before: ``training.services.deployments``).
     """
     rows = eval_part_rows()
     from chat.assistant.router_training import rows_fingerprint
@@ -390,15 +485,16 @@ def router_version_make_live(*, version: RouterVersion, by: User | None) -> Rout
     router_version_register_shipped()
     versions = {v.pk: v for v in RouterVersion.objects.select_for_update().order_by("pk")}
     candidate = versions[version.pk]
-    live = next((v for v in versions.values() if v.is_live), None)
-    if live is None:
-        live = next(v for v in versions.values() if v.name == SHIPPED_VERSION)
+    live = _routing(versions)
     if live.pk == candidate.pk and candidate.is_live:
         return candidate
-    new_figures = _figures_now(candidate, rows, fingerprint)
-    live_figures = _figures_now(live, rows, fingerprint)
-    if new_figures.precision < live_figures.precision or new_figures.recall < live_figures.recall:
-        raise RouterVersionRefused(_refusal(new_figures, live_figures))
+    if not force:
+        comparison = RouterComparison(
+            candidate=_figures_now(candidate, rows, fingerprint),
+            live=_figures_now(live, rows, fingerprint),
+        )
+        if not comparison.at_least_as_good:
+            raise RouterVersionRefused(comparison.refusal())
     if live.is_live:
         live.is_live = False
         live.save(update_fields=["is_live"])

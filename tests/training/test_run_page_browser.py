@@ -125,3 +125,75 @@ def test_a_finished_runs_page_has_no_overlapping_or_overflowing_section(
     assert "warnings.warn(" not in log and "it/s]" not in log and "FutureWarning" not in log
     assert page.locator(".training-eval-answer").count() == 8  # 4 questions, before + after
     context.close()
+
+
+@pytest.fixture
+def router_run(snapshot, ml_engineer):
+    """An intent-router run brought to "succeeded" through the services, its evaluation
+    built from the shipped router's real evaluation on a few messages of each class."""
+    from chat.assistant.router import router_shipped
+    from chat.assistant.router_training import dataset_load, router_evaluate
+    from chat.services.intents import texts_embed
+    from training.services.router_run import router_evaluation
+    from training.services.runs import run_create, run_start, run_succeed
+
+    taken: dict[str, int] = {}
+    rows = []
+    for row in dataset_load("eval"):
+        if taken.get(row.label, 0) < 3:
+            taken[row.label] = taken.get(row.label, 0) + 1
+            rows.append(row)
+    shipped = router_evaluate(
+        router_shipped(), part="eval", rows=rows, vectors=texts_embed([r.text for r in rows])
+    ).as_dict()
+    run = run_create(
+        snapshot=snapshot, created_by=ml_engineer, preset="intent_router", enqueue=False
+    )
+    run_start(run_id=run.pk)
+    for step in range(1, 10):
+        run_metrics_record(
+            run=run, step=step, total=9, metrics={"after/escalate_recall": 0.9 + step / 100}
+        )
+    summary = {
+        "artifact": "router",
+        "version": f"router-run-{run.pk}",
+        "live_version": "router-1",
+        "agent_rows": 2,
+        "calibration": {"precision": 0.95, "recall": 0.96},
+        "before": shipped,
+        "after": shipped,
+    }
+    evaluation = router_evaluation(result={"summary": summary})
+    run = run_succeed(run_id=run.pk, artifact_prefix="", manifest={}, evaluation=evaluation)
+    return run_approve(run=run, by=ml_engineer)
+
+
+@pytest.mark.parametrize(("width", "height"), [(1366, 900), (390, 844)])
+def test_an_intent_router_runs_page_has_no_overlapping_or_overflowing_section(
+    width, height, router_run, ml_engineer, asgi_live_server, browser
+):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    log_in(page, asgi_live_server, ml_engineer.username)
+    url = reverse("admin:training_trainingrun_change", args=[router_run.pk])
+
+    page.goto(f"{asgi_live_server}{url}")
+    page.wait_for_selector("#training-chart svg path")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"training-router-run-page-{width}.png"), full_page=True)
+    layout = page.evaluate(MEASURE, SECTIONS)
+
+    overlapping = [
+        (a["name"], b["name"])
+        for i, a in enumerate(layout["boxes"])
+        for b in layout["boxes"][i + 1 :]
+        if _overlaps(a, b)
+    ]
+    assert overlapping == []
+    assert layout["pageWidth"] <= layout["viewport"], layout["overflowing"]
+    assert layout["overflowing"] == []
+    table = page.inner_text("[data-testid=router-before-after]")
+    assert "router-1" in table and f"router-run-{router_run.pk}" in table
+    assert page.locator("[data-testid=router-per-class] tbody tr").count() == 15
+    assert page.get_by_role("button", name="Make this router live").is_visible()
+    context.close()

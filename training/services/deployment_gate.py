@@ -11,6 +11,12 @@ The baseline is the slot's live adapter when it is of the same kind and was eval
 else the base model (the run's own "without adapter" figures). The gate passes when no
 metric is worse and at least one is better. ``adapter_deploy`` refuses a run that fails
 unless an admin forces it with a written reason.
+
+An intent-router run is compared by the router's own rule
+(``chat.services.intents.router_version_compare``): its version against the version
+routing now, both measured on the current evaluation part, passing when escalate-or-not
+precision and recall are both at least the live version's (a retrained version equal to
+the live one may go live).
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ class GateMetric:
     label: str
     higher_is_better: bool = True
     percent: bool = False
+    decimals: int = 2
 
     def show(self, value: float | None) -> str:
         if value is None:
             return "none"
-        return f"{value:.0%}" if self.percent else f"{value:.2f}"
+        return f"{value:.0%}" if self.percent else f"{value:.{self.decimals}f}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,11 @@ class GateKind:
     metrics: tuple[GateMetric, ...]
     with_adapter: Callable[[dict[str, Any]], Figures]
     without_adapter: Callable[[dict[str, Any]], Figures]
+    # False: "no metric worse" is enough (the intent router's rule).
+    needs_gain: bool = True
+    # Measures (candidate figures, baseline figures, baseline name) now instead of
+    # reading the runs' evaluations (the intent router: against the version routing now).
+    measure: Callable[[TrainingRun], tuple[Figures, Figures, str]] | None = None
 
 
 _KINDS: dict[str, GateKind] = {}
@@ -150,7 +162,10 @@ def deployment_gate_check(*, run: TrainingRun, slot: str = "") -> GateVerdict:
             problem=f"{run.algorithm} runs register no evaluation comparison",
         )
     evaluation = run.evaluation if isinstance(run.evaluation, dict) else {}
-    figures = kind.with_adapter(evaluation)
+    if kind.measure is not None:
+        figures, baseline_figures, baseline = kind.measure(run)
+    else:
+        figures = kind.with_adapter(evaluation)
     missing = [m.label for m in kind.metrics if figures.get(m.key) is None]
     if missing:
         return GateVerdict(
@@ -159,14 +174,17 @@ def deployment_gate_check(*, run: TrainingRun, slot: str = "") -> GateVerdict:
             baseline="what is live",
             problem=f"{candidate} has no evaluation figure for {', '.join(missing)}",
         )
-    baseline_figures, baseline = _baseline(run=run, kind=kind, slot=slot)
+    if kind.measure is None:
+        baseline_figures, baseline = _baseline(run=run, kind=kind, slot=slot)
     comparisons = [
         MetricComparison(
             metric=m, candidate=figures.get(m.key), baseline=baseline_figures.get(m.key)
         )
         for m in kind.metrics
     ]
-    passed = all(not c.worse for c in comparisons) and any(c.better for c in comparisons)
+    passed = all(not c.worse for c in comparisons) and (
+        any(c.better for c in comparisons) or not kind.needs_gain
+    )
     return GateVerdict(
         passed=passed, candidate=candidate, baseline=baseline, comparisons=comparisons
     )
@@ -258,3 +276,55 @@ RETRIEVAL = GateKind(
 )
 
 gate_kind_register(algorithms=(TrainingRun.Algorithm.RETRIEVER,), kind=RETRIEVAL)
+
+
+# --- the intent router: escalate-or-not on the evaluation part, against the live version ---
+
+
+def _router_side(side: str) -> Callable[[dict[str, Any]], Figures]:
+    def read(evaluation: dict[str, Any]) -> Figures:
+        if evaluation.get("kind") != "intent_router":
+            return {"escalate_precision": None, "escalate_recall": None}
+        figures = evaluation.get(side) or {}
+        return {
+            "escalate_precision": figures.get("escalate_precision"),
+            "escalate_recall": figures.get("escalate_recall"),
+        }
+
+    return read
+
+
+def _router_measure(run: TrainingRun) -> tuple[Figures, Figures, str]:
+    """The run's version and the version routing now, on the current evaluation part
+    (measured again when the part changed since the run)."""
+    from chat.services.intents import router_version_compare
+
+    version = run.router_version
+    if version is None:
+        return {}, {}, "the live router"
+    comparison = router_version_compare(version=version)
+    live = comparison.live
+    routing_itself = live.version == version.name
+    return (
+        {
+            "escalate_precision": comparison.candidate.precision,
+            "escalate_recall": comparison.candidate.recall,
+        },
+        {"escalate_precision": live.precision, "escalate_recall": live.recall},
+        f"{live.version}, the live router" + (" (this run's version)" if routing_itself else ""),
+    )
+
+
+INTENT_ROUTER = GateKind(
+    name="intent router",
+    metrics=(
+        GateMetric(key="escalate_precision", label="escalate-or-not precision", decimals=3),
+        GateMetric(key="escalate_recall", label="escalate-or-not recall", decimals=3),
+    ),
+    with_adapter=_router_side("after"),
+    without_adapter=_router_side("before"),
+    needs_gain=False,
+    measure=_router_measure,
+)
+
+gate_kind_register(algorithms=(TrainingRun.Algorithm.INTENT_ROUTER,), kind=INTENT_ROUTER)

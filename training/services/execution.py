@@ -1,6 +1,7 @@
 """Running a training run: the worker supervises a child process that does the training.
 
-The child (``python -m training.child``) never imports Django or touches the database. It prints one
+The child (``python -m training.child``) never touches the database (only an
+intent-router run's child configures Django, for chat's router code). It prints one
 ``@@loopdesk {json}`` line per event (heartbeat, metrics, log, result, error) and every
 other output line is a log line. The supervising worker stores metrics and heartbeats as
 they come, terminates the child on cancel, and records success or the failure reason.
@@ -24,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from labeling.selectors import snapshot_rows
 from training.child import EVENT_PREFIX
@@ -90,6 +92,10 @@ def spec_build(*, run: TrainingRun, work_dir: Path) -> dict[str, Any]:
     snapshot = run.snapshot
     if run.algorithm == TrainingRun.Algorithm.RETRIEVER:
         return _retriever_spec(run=run, work_dir=work_dir)
+    if run.algorithm == TrainingRun.Algorithm.INTENT_ROUTER:
+        from training.services.router_run import router_spec
+
+        return router_spec(run=run, work_dir=work_dir)
     if run.algorithm in (TrainingRun.Algorithm.REWARD_MODEL, TrainingRun.Algorithm.DPO):
         rows = list(snapshot_rows(snapshot=snapshot, kind="pair"))
     elif run.algorithm == TrainingRun.Algorithm.KTO:
@@ -356,6 +362,10 @@ def _finish(*, run: TrainingRun, spec: dict[str, Any], result: dict[str, Any], w
 
     if run.algorithm == TrainingRun.Algorithm.RETRIEVER:
         evaluation = _retriever_evaluation(spec=spec, work_dir=work_dir)
+    elif run.algorithm == TrainingRun.Algorithm.INTENT_ROUTER:
+        from training.services.router_run import router_evaluation
+
+        evaluation = router_evaluation(result=result)
     else:
         evaluation = evaluation_build(result=result)
     run.refresh_from_db()
@@ -384,7 +394,17 @@ def _finish(*, run: TrainingRun, spec: dict[str, Any], result: dict[str, Any], w
         "code_version": code_version(),
     }
     prefix, stored = artifacts_store(run=run, local_dir=work_dir, manifest=manifest)
-    run_services.run_succeed(
-        run_id=run.pk, artifact_prefix=prefix, manifest=stored, evaluation=evaluation
-    )
+    with transaction.atomic():  # an intent-router run's version is kept with its success
+        router_version = None
+        if run.algorithm == TrainingRun.Algorithm.INTENT_ROUTER:
+            from training.services.router_run import router_version_from_run
+
+            router_version = router_version_from_run(run=run, result=result, work_dir=work_dir)
+        run_services.run_succeed(
+            run_id=run.pk,
+            artifact_prefix=prefix,
+            manifest=stored,
+            evaluation=evaluation,
+            router_version=router_version,
+        )
     shutil.rmtree(work_dir / "trainer", ignore_errors=True)

@@ -215,6 +215,19 @@ PRESETS: dict[str, Preset] = {
             lora_dropout=0.0,
             hyperparameters=RETRIEVER_DEFAULTS,
         ),
+        # The intent router: a new version from the shipped training data plus the rows
+        # agents labelled (``chat.services.intents``; no LoRA: the LoRA fields are
+        # unused). ``shipped_rows_per_class`` > 0 trains on that many shipped rows per
+        # class only (a quick check; the full recipe takes a few minutes of CPU).
+        Preset(
+            name="intent_router",
+            label="Intent router: retrain from the shipped data and agents' outcomes (CPU)",
+            algorithm="intent_router",
+            lora_r=8,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            hyperparameters={"shipped_rows_per_class": 0},
+        ),
     )
 }
 

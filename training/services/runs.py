@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.errors import Conflict
+from chat.models import RouterVersion
 from labeling.models import DatasetSnapshot
 from training.models import RunMetric, TrainingRun
 from training.services.presets import PRESETS
@@ -64,7 +65,10 @@ def run_create(
     fields.update({key: value for key, value in overrides.items() if value is not None})
     if hyperparameters:
         fields["hyperparameters"] = {**fields.get("hyperparameters", {}), **hyperparameters}
-    if not base_model and fields.get("algorithm") == TrainingRun.Algorithm.RETRIEVER:
+    if not base_model and fields.get("algorithm") in (
+        TrainingRun.Algorithm.RETRIEVER,
+        TrainingRun.Algorithm.INTENT_ROUTER,  # the router's features include MiniLM's
+    ):
         from training.services.retriever_backend import minilm_path
 
         base_model = minilm_path()  # the assistant's own encoder, shipped in a package
@@ -192,8 +196,15 @@ def run_metrics_record(
 
 @transaction.atomic
 def run_succeed(
-    *, run_id: int, artifact_prefix: str, manifest: dict[str, Any], evaluation: dict[str, Any]
+    *,
+    run_id: int,
+    artifact_prefix: str,
+    manifest: dict[str, Any],
+    evaluation: dict[str, Any],
+    router_version: RouterVersion | None = None,
 ) -> TrainingRun:
+    """Mark a running run succeeded with its artifacts and evaluation (and, for an
+    intent-router run, the router version it trained), under a row lock."""
     run = TrainingRun.objects.select_for_update().get(pk=run_id)
     if run.status != TrainingRun.Status.RUNNING:
         raise RunStateError(f"run {run_id} is {run.status}, not running")
@@ -203,6 +214,8 @@ def run_succeed(
     run.manifest = manifest
     run.evaluation = evaluation
     run.child_pid = None
+    if router_version is not None:
+        run.router_version = router_version
     if run.total_steps:
         run.step = run.total_steps
     run.save(
@@ -214,6 +227,7 @@ def run_succeed(
             "evaluation",
             "child_pid",
             "step",
+            "router_version",
         ]
     )
     return run

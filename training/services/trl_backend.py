@@ -27,7 +27,7 @@ from training.services.guards import AnswerLengths, GuardLimits, GuardTripped, g
 
 Emit = Callable[[dict[str, Any]], None]
 
-ALGORITHMS = ("reward_model", "ppo", "kto", "dpo", "grpo", "rloo", "retriever")
+ALGORITHMS = ("reward_model", "ppo", "kto", "dpo", "grpo", "rloo", "retriever", "intent_router")
 # Online runs sample new answers and are rewarded for them; every one is guarded.
 ONLINE_ALGORITHMS = ("ppo", "grpo", "rloo")
 REWARD_SOURCES = ("reward_model", "judge")
@@ -218,6 +218,14 @@ def train(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
         try:
             return train_retriever(spec, emit)
         except RetrieverConfigError as exc:
+            raise TrainingConfigError(str(exc)) from exc
+    if algorithm == "intent_router":
+        # A new intent-router version (scikit-learn on MiniLM vectors, chat's recipe).
+        from training.services.router_backend import RouterConfigError, train_router
+
+        try:
+            return train_router(spec, emit)
+        except RouterConfigError as exc:
             raise TrainingConfigError(str(exc)) from exc
     _check_base(spec["base_model_path"])
     import torch

@@ -174,3 +174,36 @@ def test_an_agents_reply_is_given_only_after_a_reviewer_approves_it(
     assert turn.support_answer == remembered and remembered.origin == SupportAnswer.Origin.AGENT
     assert reply.text.startswith(f"From our support team: {reply_text}")
     assert roles.REVIEWERS  # reviewers approve; agents cannot (previous test)
+
+
+def test_the_loop_demo_puts_only_training_questions_in_the_memory(
+    knowledge_base,  # noqa: F811
+    reviewer,
+    admin_member,
+):
+    """The demo's memory step approves better answers to the training traffic only: a
+    held-out question answered and labelled (as if it had leaked into the traffic) stays
+    out, so held-out figures never measure a question that is in the memory."""
+    from training import loop_demo as demo
+
+    moving = (
+        "Tell us you are moving at least 14 days before your moving date, in the app under "
+        "Settings > Account > Moving home, or by contacting us."
+    )
+    train = {"question": "How do I connect my Hub to 5 GHz Wi-Fi?", "article": "moving-house"}
+    held = {"question": "Can the hub use a 5GHz network?", "article": "moving-house"}
+    for q in (train, held):
+        q["evidence"] = moving
+    demo.customers_ask([train["question"], held["question"]], label="loop-traffic")
+    demo.sample_all()
+    both = {demo.normalised(q["question"]): q for q in (train, held)}
+    assert demo.labels_simulate(labelled=both)["better_answers"] == 2
+
+    approved = demo.memory_approve(
+        approver=admin_member, labelled={demo.normalised(train["question"]): train}
+    )
+
+    assert approved == 1
+    assert demo.memory_questions() == {demo.normalised(train["question"])}
+    row = SupportAnswer.objects.get()
+    assert (row.answer, row.article.slug, row.approved_by) == (moving, "moving-house", admin_member)

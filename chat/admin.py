@@ -354,7 +354,7 @@ class SupportAnswerAdmin(admin.ModelAdmin):
     list_filter = ["status", "origin"]
     list_select_related = ["article", "approved_by"]
     search_fields = ["question", "answer", "origin_ref"]
-    readonly_fields = [
+    readonly_fields = (
         "question",
         "answer",
         "article",
@@ -369,7 +369,7 @@ class SupportAnswerAdmin(admin.ModelAdmin):
         "revoked_at",
         "embedding_model",
         "answered_turns",
-    ]
+    )
     fields = readonly_fields
     actions = ["revoke", "restore"]
 

@@ -579,7 +579,7 @@ class LabelAdmin(admin.ModelAdmin):
         approved = 0
         for label in queryset.exclude(better_answer=""):
             try:
-                services.label_better_answer_approve(label=label, approver=request.user)
+                services.label_better_answer_approve(label=label, approver=_acting(request))
                 approved += 1
             except ApplicationError as exc:
                 self.message_user(request, f"Label {label.pk}: {exc.message}", messages.ERROR)

@@ -245,7 +245,7 @@ def memory_calibrate(
         )
         best = np.where(eligible, qq, -np.inf).argmax(axis=1)
         matched = right = same = unanswerable = 0
-        for i in np.flatnonzero(eligible.any(axis=1)):
+        for i in np.flatnonzero(eligible.any(axis=1)).tolist():
             q, remembered = questions[i], questions[memory[int(best[i])]]
             matched += 1
             unanswerable += not q.get("article")

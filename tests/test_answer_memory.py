@@ -207,3 +207,21 @@ def test_the_loop_demo_puts_only_training_questions_in_the_memory(
     assert demo.memory_questions() == {demo.normalised(train["question"])}
     row = SupportAnswer.objects.get()
     assert (row.answer, row.article.slug, row.approved_by) == (moving, "moving-house", admin_member)
+
+
+def test_the_admin_shows_the_provenance_and_revokes(knowledge_base, reviewer, client):  # noqa: F811
+    remembered = labeling.label_better_answer_approve(label=reviewed(reviewer), approver=reviewer)
+    client.force_login(reviewer)
+
+    page = client.get("/admin/chat/supportanswer/")
+    assert page.status_code == 200
+    assert QUESTION in page.content.decode() and "robin" in page.content.decode()
+    response = client.post(
+        "/admin/chat/supportanswer/",
+        {"action": "revoke", "_selected_action": [remembered.pk]},
+    )
+
+    assert response.status_code == 302
+    remembered.refresh_from_db()
+    assert (remembered.status, remembered.revoked_by) == (SupportAnswer.Status.REVOKED, reviewer)
+    assert BETTER not in ask(PARAPHRASE)[1].text

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest
 
 from chat.models import (
@@ -19,8 +19,16 @@ from chat.models import (
     IntentExample,
     Message,
     RouterVersion,
+    SupportAnswer,
 )
-from chat.services import article_publish_set, article_save, articles_embed_queue
+from chat.services import (
+    SupportAnswerError,
+    article_publish_set,
+    article_save,
+    articles_embed_queue,
+    support_answer_restore,
+    support_answer_revoke,
+)
 from chat.transcripts import transcript_export
 
 
@@ -323,3 +331,95 @@ class RouterVersionAdmin(admin.ModelAdmin):
             f"recall {version.eval_recall:.3f}.",
             messages.SUCCESS,
         )
+
+
+@admin.register(SupportAnswer)
+class SupportAnswerAdmin(admin.ModelAdmin):
+    """Answer memory: which answers from the team customers may get, who wrote and who
+    approved each, and how often it answered. Approval happens where the answer was
+    written (a label's better answer, a resolved ticket); here it is revoked or restored.
+    Rows are never edited or deleted: a wrong one is revoked, and turns keep pointing at
+    what answered them."""
+
+    list_display = [
+        "question_short",
+        "answer_short",
+        "status",
+        "origin",
+        "article",
+        "approved_by",
+        "approved_at",
+        "answered_turns",
+    ]
+    list_filter = ["status", "origin"]
+    list_select_related = ["article", "approved_by"]
+    search_fields = ["question", "answer", "origin_ref"]
+    readonly_fields = (
+        "question",
+        "answer",
+        "article",
+        "origin",
+        "origin_ref",
+        "message",
+        "written_by",
+        "status",
+        "approved_by",
+        "approved_at",
+        "revoked_by",
+        "revoked_at",
+        "embedding_model",
+        "answered_turns",
+    )
+    fields = readonly_fields
+    actions = ["revoke", "restore"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SupportAnswer]:
+        return (
+            super()
+            .get_queryset(request)
+            .defer("embedding", "answer_embedding")
+            .annotate(turn_count=Count("turns"))
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("chat.approve_supportanswer")
+
+    @admin.display(description="Question")
+    def question_short(self, obj: SupportAnswer) -> str:
+        return obj.question[:80]
+
+    @admin.display(description="Answer")
+    def answer_short(self, obj: SupportAnswer) -> str:
+        return obj.answer[:120]
+
+    @admin.display(description="Turns answered", ordering="turn_count")
+    def answered_turns(self, obj: SupportAnswer) -> int:
+        return getattr(obj, "turn_count", 0)
+
+    @admin.action(
+        description="Revoke: customers no longer get these answers", permissions=["approve"]
+    )
+    def revoke(self, request: HttpRequest, queryset: QuerySet[SupportAnswer]) -> None:
+        for row in queryset:
+            support_answer_revoke(support_answer=row, by=request.user)
+        self.message_user(request, f"Revoked {queryset.count()} answer(s).", messages.SUCCESS)
+
+    @admin.action(description="Approve again", permissions=["approve"])
+    def restore(self, request: HttpRequest, queryset: QuerySet[SupportAnswer]) -> None:
+        restored = 0
+        for row in queryset:
+            try:
+                support_answer_restore(support_answer=row, by=request.user)
+                restored += 1
+            except SupportAnswerError as exc:
+                self.message_user(request, f"{row}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"Approved {restored} answer(s) again.", messages.SUCCESS)

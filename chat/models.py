@@ -265,6 +265,11 @@ class Turn(models.Model):
     model_name = models.CharField(max_length=200, blank=True)
     adapter = models.CharField(max_length=100, blank=True)
     retriever_adapter = models.CharField(max_length=100, blank=True)
+    # The approved answer from the support team that answered this turn (answer memory),
+    # if one matched the question.
+    support_answer = models.ForeignKey(
+        "SupportAnswer", null=True, blank=True, on_delete=models.SET_NULL, related_name="turns"
+    )
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True)
@@ -366,6 +371,88 @@ class ArticlePassage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.article_id}#{self.anchor}"
+
+
+class SupportAnswer(models.Model):
+    """An answer the support team approved for reuse (answer memory): a reviewer's better
+    answer or an agent's reply, with the question it answered and who wrote and approved
+    it. A later customer asking the same thing (MiniLM cosine of the questions at or above
+    ``ANSWER_MEMORY_MIN_SIMILARITY``) gets it, cited "From our support team".
+
+    Only approved, not revoked rows are ever matched (``chat.selectors.
+    support_answers_matchable``); every write goes through ``chat.services.support_answers``.
+    The origin outside chat (a label, a ticket) is named by ``origin`` and ``origin_ref``:
+    chat imports no other app.
+    """
+
+    class Origin(models.TextChoices):
+        REVIEWER = "reviewer", "A reviewer's better answer"
+        AGENT = "agent", "An agent's reply"
+
+    class Status(models.TextChoices):
+        APPROVED = "approved", "Approved: answers customers"
+        REVOKED = "revoked", "Revoked: never used"
+
+    question = models.TextField()
+    answer = models.TextField()
+    # The help article the answer concerns (cited after the answer), if any.
+    article = models.ForeignKey(
+        Article, null=True, blank=True, on_delete=models.SET_NULL, related_name="support_answers"
+    )
+    origin = models.CharField(max_length=10, choices=Origin.choices)
+    origin_ref = models.CharField(
+        max_length=100,
+        help_text="Where it came from, e.g. labeling.Label:42 or escalation.Ticket:7",
+    )
+    # The chat message the answer corrects (a reviewer's) or is (an agent's reply).
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    written_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.APPROVED)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_at = models.DateTimeField()
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Unit vectors of the question and of the answer by the retrieval encoder (MiniLM),
+    # stored at approval.
+    embedding = models.JSONField(null=True, blank=True, editable=False)
+    answer_embedding = models.JSONField(null=True, blank=True, editable=False)
+    embedding_model = models.CharField(max_length=120, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-approved_at"]
+        indexes = [models.Index(fields=["status", "embedding_model"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["origin_ref"],
+                condition=Q(status="approved"),
+                name="support_answer_one_approved_per_origin",
+            ),
+        ]
+        permissions = [("approve_supportanswer", "Can approve and revoke answers from the team")]
+
+    def __str__(self) -> str:
+        return f"{self.question[:60]} ({self.get_status_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.APPROVED
 
 
 class CustomerFeedback(models.Model):

@@ -13,6 +13,7 @@ from chat.models import (
     IntentExample,
     Message,
     RouterVersion,
+    SupportAnswer,
     Turn,
 )
 
@@ -136,6 +137,37 @@ def articles_retrievable_signature(*, embedding_model: str) -> tuple[Any, ...]:
         count=Count("id"), updated=Max("updated_at"), embedded=Max("embedded_at")
     )
     return (agg["count"], agg["updated"], agg["embedded"])
+
+
+def article_quoting(*, text: str) -> Article | None:
+    """The published article whose body contains ``text`` word for word (a reviewer's
+    better answer quoting it), or None; short texts quote nothing."""
+    text = " ".join(text.split())
+    if len(text) < 20:
+        return None
+    return (
+        Article.objects.filter(is_published=True, body__contains=text)
+        .only("pk", "slug", "title")
+        .order_by("pk")
+        .first()
+    )
+
+
+def support_answers_matchable(*, embedding_model: str) -> QuerySet[SupportAnswer]:
+    """Answers from the team that a customer may get: approved (not revoked) and their
+    question embedded with ``embedding_model``."""
+    return SupportAnswer.objects.filter(
+        status=SupportAnswer.Status.APPROVED,
+        embedding_model=embedding_model,
+        embedding__isnull=False,
+    )
+
+
+def support_answers_signature(*, embedding_model: str) -> tuple[Any, ...]:
+    """Changes whenever an answer is approved, revoked, restored or deleted (the count
+    and the latest change of every row, revoked ones included)."""
+    agg = SupportAnswer.objects.aggregate(count=Count("id"), updated=Max("updated_at"))
+    return (embedding_model, agg["count"], agg["updated"])
 
 
 # --- turns ------------------------------------------------------------------------------

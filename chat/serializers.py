@@ -99,6 +99,7 @@ class TurnSerializer(serializers.ModelSerializer):
             "model_name",
             "adapter",
             "retriever_adapter",
+            "support_answer",
             "latency_ms",
             "first_token_ms",
             "error",

@@ -75,6 +75,11 @@ ROLES: dict[str, Role] = {
             "chat.view_article",
             "escalation.view_knowledgedraft",
             "escalation.approve_knowledgedraft",
+            # The answer memory: better answers and agents' replies (resolved tickets)
+            # customers may get later, approved and revoked by reviewers.
+            "chat.view_supportanswer",
+            "chat.approve_supportanswer",
+            "escalation.view_ticket",
         ),
         description="Label the assistant's answers in the admin.",
     ),

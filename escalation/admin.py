@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from chat.errors import ApplicationError
 from chat.payloads import BoundedJSONFormField
 from escalation import services
 from escalation.models import (
@@ -142,7 +143,25 @@ class TicketAdmin(ReadOnlyAdmin):
     list_filter = ["status", "priority", "reason", "outcome"]
     list_select_related = ["conversation", "assigned_agent"]
     readonly_fields = [f.name for f in Ticket._meta.fields]
-    actions = ["abandon"]
+    actions = ["abandon", "approve_reply"]
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("chat.approve_supportanswer")
+
+    @admin.action(
+        description="Approve the agent's reply for the answer memory", permissions=["approve"]
+    )
+    def approve_reply(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
+        """Customers asking the same thing later get the reply, cited "From our support
+        team" (revoke it in Chat > Support answers)."""
+        approved = 0
+        for ticket in queryset:
+            try:
+                services.ticket_reply_approve(ticket=ticket, approver=_user(request))
+                approved += 1
+            except ApplicationError as exc:
+                self.message_user(request, f"Ticket {ticket.pk}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"{approved} agent reply(ies) approved for the answer memory.")
 
     @admin.action(description="Close as abandoned (answers Step Functions with a failure)")
     def abandon(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:

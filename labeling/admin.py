@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from chat.errors import ApplicationError
 from labeling import selectors, services
 from labeling.exports import jsonl_response, snapshot_export_lines
 from labeling.forms import LabelForm, ManifestImportForm, SnapshotFreezeForm
@@ -539,6 +540,7 @@ class LabelAdmin(admin.ModelAdmin):
     list_filter = [OwnStatusFilter]
     list_select_related = ["item"]
     change_list_template = "admin/labeling/label/change_list.html"
+    actions = ["approve_better_answers"]
 
     def get_list_display(self, request):  # type: ignore[no-untyped-def]
         if _sees_all(request):
@@ -564,6 +566,28 @@ class LabelAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("chat.approve_supportanswer")
+
+    @admin.action(
+        description="Approve the better answers for the answer memory", permissions=["approve"]
+    )
+    def approve_better_answers(self, request: HttpRequest, queryset: QuerySet[Label]) -> None:
+        """Customers asking the same thing later get these answers, cited "From our
+        support team" (revoke them in Chat > Support answers)."""
+        approved = 0
+        for label in queryset.exclude(better_answer=""):
+            try:
+                services.label_better_answer_approve(label=label, approver=_acting(request))
+                approved += 1
+            except ApplicationError as exc:
+                self.message_user(request, f"Label {label.pk}: {exc.message}", messages.ERROR)
+        self.message_user(
+            request,
+            f"{approved} better answer(s) approved for the answer memory.",
+            messages.SUCCESS,
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):  # type: ignore[no-untyped-def]
         return HttpResponseRedirect(reverse("admin:labeling_label_annotate", args=[object_id]))

@@ -17,6 +17,10 @@ loop_demo``).
 6. Approval, and deployment through the deployment gate.
 7. The held-out questions (``questions_eval.jsonl``, never in any training row) asked
    through the chat pipeline before step 5 and again after step 6.
+8. Answer memory: the demo admin approves the simulated reviewers' better answers (one
+   per answer reviewed; an "I don't know" is not an answer to remember), and the
+   held-out questions are asked a third time: a held-out question that asks what a
+   training question asked gets the approved answer, "From our support team".
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from django.db.models import Q
 
 from chat.assistant.chain import NO_ANSWER_TEXT
 from chat.assistant.evaluation import questions_load
-from chat.models import Article, Conversation, Message
+from chat.models import Article, Conversation, Message, SupportAnswer
 from labeling.models import DatasetSnapshot, Label, LabelingItem, SamplingPolicy
 
 POLICY_NAME = "Loop demo: every answer"
@@ -60,6 +64,7 @@ class Asked:
     cited_first: str | None
     answer: str
     score: float = 0.0
+    from_memory: bool = False
 
 
 @dataclass
@@ -84,9 +89,17 @@ class PassFigures:
     def share_above_3(self) -> float:
         return sum(a.score > 3 for a in self.asked) / max(len(self.asked), 1)
 
+    def from_memory(self) -> list[Asked]:
+        return [a for a in self.asked if a.from_memory]
 
-def _asked_turn(conversation: Conversation, text: str) -> tuple[str, str | None, str]:
-    """(turn status, first cited article, answer text) of the conversation's first turn."""
+
+# The first citation of an answer from the team that concerns no article.
+SUPPORT_TEAM_ONLY = "(support team)"
+
+
+def _asked_turn(conversation: Conversation, text: str) -> tuple[str, str | None, str, bool]:
+    """(turn status, first cited article, answer text, answered from the answer memory)
+    of the conversation's first turn."""
     turn = conversation.turns.order_by("pk").first()
     reply = (
         Message.objects.filter(conversation=conversation, role=Message.Role.ASSISTANT)
@@ -94,23 +107,28 @@ def _asked_turn(conversation: Conversation, text: str) -> tuple[str, str | None,
         .first()
     )
     sources = reply.sources if reply is not None else []
+    from_memory = bool(turn is not None and turn.support_answer_id)
+    cited = (
+        (sources[0]["slug"] or (SUPPORT_TEAM_ONLY if from_memory else None)) if sources else None
+    )
     return (
         turn.status if turn is not None else "none",
-        sources[0]["slug"] if sources else None,
+        cited,
         reply.text if reply is not None else "",
+        from_memory,
     )
 
 
 def customers_ask(
     questions: list[str], *, label: str, progress: Callable[[int], None] | None = None
-) -> list[tuple[str, str | None, str]]:
+) -> list[tuple[str, str | None, str, bool]]:
     """Each question from a new customer, through the real chat pipeline (the chat
     socket's path: store the message and claim its turn, then run it); returns (status,
-    first cited article, answer) per question."""
+    first cited article, answer, from the answer memory) per question."""
     from chat import services, turns
     from chat.events import db
 
-    async def ask_all() -> list[tuple[str, str | None, str]]:
+    async def ask_all() -> list[tuple[str, str | None, str, bool]]:
         out = []
         for i, text in enumerate(questions):
             conversation = await db(Conversation.objects.create)(
@@ -145,7 +163,7 @@ def ask_pass(questions: list[dict[str, Any]], *, label: str, progress=None) -> P
 
     results = customers_ask([q["question"] for q in questions], label=label, progress=progress)
     figures = PassFigures()
-    for q, (status, cited, answer) in zip(questions, results, strict=True):
+    for q, (status, cited, answer, from_memory) in zip(questions, results, strict=True):
         reference = q.get("reference_answer") or (None if q.get("article") else NO_ANSWER_TEXT)
         verdict = judge_score(
             question=q["question"], answer=answer or NO_ANSWER_TEXT, reference=reference
@@ -158,6 +176,7 @@ def ask_pass(questions: list[dict[str, Any]], *, label: str, progress=None) -> P
                 cited_first=cited,
                 answer=answer,
                 score=float(verdict.score),
+                from_memory=from_memory,
             )
         )
     return figures
@@ -264,3 +283,58 @@ def train_questions() -> list[dict[str, Any]]:
 
 def eval_questions() -> list[dict[str, Any]]:
     return questions_load("eval")
+
+
+def _demo_labels_with_better_answers():
+    return Label.objects.filter(
+        item__batch__policy__name=POLICY_NAME, status=Label.Status.SUBMITTED
+    ).exclude(better_answer="")
+
+
+def memory_revoke_demo(*, by: Any) -> int:
+    """Revoke the answers an earlier run of the demo approved, so that the 'before' and
+    'after adapter' passes are measured without them; returns how many."""
+    from chat.services import support_answer_revoke
+
+    refs = [
+        f"labeling.Label:{pk}"
+        for pk in _demo_labels_with_better_answers().values_list("pk", flat=True)
+    ]
+    revoked = 0
+    for row in SupportAnswer.objects.filter(
+        status=SupportAnswer.Status.APPROVED, origin_ref__in=refs
+    ):
+        support_answer_revoke(support_answer=row, by=by)
+        revoked += 1
+    return revoked
+
+
+def memory_approve(*, approver: Any, labelled: dict[str, dict[str, Any]]) -> int:
+    """The demo admin approves the simulated reviewers' better answers for the answer
+    memory (``label_better_answer_approve``, as the Labels admin action does): one label
+    per reviewed answer, only answers to questions in ``labelled`` (the training
+    traffic), never an "I don't know". Returns how many answers are approved."""
+    from labeling.services.labels import label_better_answer_approve
+
+    approved = 0
+    seen: set[int] = set()
+    labels = _demo_labels_with_better_answers().select_related("item").order_by("item_id", "pk")
+    for label in labels:
+        if label.item_id in seen or normalised(label.item.question) not in labelled:
+            continue
+        if normalised(label.better_answer) == normalised(NO_ANSWER_TEXT):
+            continue
+        seen.add(label.item_id)
+        label_better_answer_approve(label=label, approver=approver)
+        approved += 1
+    return approved
+
+
+def memory_questions() -> set[str]:
+    """Every question in the answer memory that customers may get (normalised)."""
+    return {
+        normalised(q)
+        for q in SupportAnswer.objects.filter(status=SupportAnswer.Status.APPROVED).values_list(
+            "question", flat=True
+        )
+    }

@@ -6,6 +6,7 @@ ChatPromptTemplate and chat models, ChatBedrockConverse included).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -17,9 +18,19 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
 from chat.assistant.adapters import RETRIEVER, adapter_current
-from chat.assistant.contract import AssistantError, DraftInfo, Passage, Prepared, Retrieval
+from chat.assistant.contract import (
+    BAND_CONFIDENT,
+    SUPPORT_TEAM_TITLE,
+    AssistantError,
+    DraftInfo,
+    Passage,
+    Prepared,
+    Retrieval,
+    SupportAnswerMatch,
+)
 from chat.assistant.embeddings import MODEL_NAME, Encoding, encode_query
 from chat.assistant.knowledge import knowledge_answer, knowledge_index_current
+from chat.assistant.memory import memory_index_current, memory_match
 from chat.assistant.offers import PERSON_OFFER, offer_reply_intent, person_offered
 from chat.assistant.providers import Provider, provider_current
 from chat.assistant.replies import OUT_OF_SCOPE, small_talk_reply
@@ -128,6 +139,27 @@ async def _retrieve(
     )
 
 
+async def _remembered(provider: Provider, query: str) -> SupportAnswerMatch | None:
+    """The approved answer from the support team for this question, if one matches
+    (``chat.assistant.memory``). Compared by the base encoder, never a retriever
+    adapter: the approved questions were embedded by it. Nothing is encoded while the
+    memory is empty."""
+    index = await memory_index_current(embedding_model=provider.embedder.name)
+    if not index.size:
+        return None
+    encoding = await provider.embedder.encode_query(query)
+    return memory_match(index=index, vector=encoding.vector, question=query)
+
+
+def support_answer_text(match: SupportAnswerMatch) -> str:
+    """The reply when the support team's approved answer matched: that answer, cited,
+    and its article if it concerns one."""
+    text = f"{SUPPORT_TEAM_TITLE}: {match.answer} [1]"
+    if match.article_slug:
+        text += f"\n\nSee also our help article \u201c{match.article_title}\u201d [2]."
+    return text
+
+
 async def assistant_warm_up() -> None:
     """Load the provider's models now (in threads) rather than on the first customer's
     question; call it when a server process starts. Repeat calls cost nothing.
@@ -151,14 +183,16 @@ async def assistant_prepare(
     Raises ``AssistantError`` when the provider fails. Nothing here is customer-facing.
     """
     provider = provider_current()
+    query = retrieval_query(question, history)
     # All run to the end even if one fails: no call is left running unobserved.
-    retrieved, sentiment, intent = await asyncio.gather(
-        _retrieve(provider, retrieval_query(question, history), adapter_name),
+    retrieved, remembered, sentiment, intent = await asyncio.gather(
+        _retrieve(provider, query, adapter_name),
+        _remembered(provider, query),
         provider.sentiment(question),
         provider.intent(question),
         return_exceptions=True,
     )
-    for outcome in (retrieved, sentiment, intent):
+    for outcome in (retrieved, remembered, sentiment, intent):
         if isinstance(outcome, AssistantError):
             raise outcome
         if isinstance(outcome, BaseException):
@@ -166,9 +200,15 @@ async def assistant_prepare(
                 outcome
             )
     assert not isinstance(retrieved, BaseException)
+    assert not isinstance(remembered, BaseException)
     assert not isinstance(sentiment, BaseException)
     assert not isinstance(intent, BaseException)
     passages, retrieval = retrieved
+    if remembered is not None:
+        # The team's approved answer is the reply, whatever the articles' confidence
+        # (``retrieval`` keeps the knowledge base's scores; the turn records the match).
+        passages = remembered.passages(retrieved=passages)
+        retrieval = dataclasses.replace(retrieval, no_answer=False, band=BAND_CONFIDENT)
     if intent is not None and provider.name != "bedrock" and person_offered(history, question):
         # A reply to the assistant's offer of a person ("yes", "no thanks") means what it
         # means in the conversation, not on its own (``chat.assistant.offers``).
@@ -176,7 +216,13 @@ async def assistant_prepare(
             intent = await offer_reply_intent(intent, question)
         except Exception as exc:
             raise AssistantError(f"{provider.name} provider failed to prepare: {exc}") from exc
-    return Prepared(passages=passages, sentiment=sentiment, retrieval=retrieval, intent=intent)
+    return Prepared(
+        passages=passages,
+        sentiment=sentiment,
+        retrieval=retrieval,
+        intent=intent,
+        support_answer=remembered,
+    )
 
 
 def answer_messages(
@@ -212,10 +258,11 @@ def assistant_stream(
     """Text deltas of the reply for ``route`` (token by token when the model streams)
     and its origin.
 
-    ``answer``: from the knowledge base; hedged (``prepared.hedged``): the answer from
-    the closest article between "I'm not certain this answers your question" and the
-    offer of a person; with ``prepared.no_answer`` an honest "I don't know" and the
-    offer of a person. ``small_talk``: a short friendly
+    ``answer``: the support team's approved answer when one matched
+    (``prepared.support_answer``), else from the knowledge base; hedged
+    (``prepared.hedged``): the answer from the closest article between "I'm not certain
+    this answers your question" and the offer of a person; with ``prepared.no_answer`` an
+    honest "I don't know" and the offer of a person. ``small_talk``: a short friendly
     reply. ``out_of_scope``: a polite refusal that offers a person. Provider failures
     raise ``AssistantError`` from the iterator; the caller applies the timeout.
     ``info.adapter`` is filled in when streaming starts.
@@ -228,6 +275,11 @@ def assistant_stream(
         return _chunks_of(OUT_OF_SCOPE), info
 
     async def deltas() -> AsyncIterator[str]:
+        if prepared.support_answer is not None:
+            # Approved words are quoted as approved: no model rewrites them.
+            for chunk in _text_chunks(support_answer_text(prepared.support_answer)):
+                yield chunk
+            return
         if prepared.no_answer:
             for chunk in _text_chunks(NO_ANSWER_TEXT):
                 yield chunk

@@ -44,6 +44,48 @@ class Passage:
         return cited
 
 
+SUPPORT_TEAM_TITLE = "From our support team"
+SUPPORT_ANSWER_KIND = "answer"
+
+
+@dataclass(frozen=True)
+class SupportAnswerMatch:
+    """An answer the support team approved (``chat.models.SupportAnswer``) that matched
+    the customer's question (``chat.assistant.memory``), and how close the questions are."""
+
+    support_answer_id: int
+    answer: str
+    similarity: float
+    article_slug: str = ""
+    article_title: str = ""
+
+    def passages(self, retrieved: list[Passage] | None = None) -> list[Passage]:
+        """The reply's citations: the team's answer first (carrying its article's slug,
+        so a check of the article cited first still sees the article), then the article
+        (its passage among ``retrieved``, if there, so the link opens at it)."""
+        cited = [
+            Passage(
+                slug=self.article_slug,
+                title=SUPPORT_TEAM_TITLE,
+                text=self.answer,
+                score=round(self.similarity, 4),
+                kind=SUPPORT_ANSWER_KIND,
+            )
+        ]
+        if self.article_slug:
+            found = next((p for p in retrieved or [] if p.slug == self.article_slug), None)
+            cited.append(
+                found
+                or Passage(
+                    slug=self.article_slug,
+                    title=self.article_title,
+                    text="",
+                    score=round(self.similarity, 4),
+                )
+            )
+        return cited
+
+
 @dataclass(frozen=True)
 class Sentiment:
     """The blog's internal sentiment check. ``score`` follows VADER's compound sign
@@ -122,6 +164,8 @@ class Prepared:
     retrieval: Retrieval
     intent: Intent | None = None
     retriever_adapter: str = ""
+    # An answer from the support team matched the question: the reply is that answer.
+    support_answer: SupportAnswerMatch | None = None
 
     @property
     def no_answer(self) -> bool:

@@ -35,6 +35,12 @@ from chat.services.knowledge import (
     articles_embed,
     articles_embed_queue,
 )
+from chat.services.support_answers import (
+    SupportAnswerError,
+    support_answer_approve,
+    support_answer_restore,
+    support_answer_revoke,
+)
 
 __all__ = [
     "AGENTS_INBOX_GROUP",
@@ -43,6 +49,7 @@ __all__ = [
     "ChatRateLimited",
     "ConversationClosed",
     "Received",
+    "SupportAnswerError",
     "article_embed",
     "article_embed_queue",
     "article_publish_set",
@@ -64,6 +71,9 @@ __all__ = [
     "message_event",
     "message_frame",
     "message_text_clean",
+    "support_answer_approve",
+    "support_answer_restore",
+    "support_answer_revoke",
     "system_notice_post",
     "turn_summary",
     "typing_event",

@@ -97,6 +97,8 @@ def turn_summary(turn: Turn | None) -> dict[str, Any] | None:
         },
         "retrieval_top_score": turn.retrieval_top_score,
         "no_answer": turn.no_answer,
+        # The approved answer from the support team that answered (answer memory).
+        "support_answer": turn.support_answer_id,
         "withheld_reason": turn.withheld_reason,
         "error": turn.error,
     }

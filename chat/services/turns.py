@@ -179,6 +179,9 @@ def _apply_signals(turn: Turn, prepared: Prepared) -> None:
     turn.answer_band = prepared.retrieval.answer_band
     turn.sources = prepared.sources
     turn.retriever_adapter = prepared.retriever_adapter[:100]
+    turn.support_answer_id = (
+        prepared.support_answer.support_answer_id if prepared.support_answer else None
+    )
 
 
 def _apply_verdict(turn: Turn, verdict: Verdict) -> None:

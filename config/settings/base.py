@@ -402,6 +402,12 @@ TURN_SWEEP_GRACE_SECONDS = env.int("TURN_SWEEP_GRACE_SECONDS", default=15)
 STREAM_COALESCE_SECONDS = env.float("STREAM_COALESCE_SECONDS", default=0.05)
 # The knowledge index re-checks the database for edited articles at most this often.
 KNOWLEDGE_REFRESH_SECONDS = env.float("KNOWLEDGE_REFRESH_SECONDS", default=2.0)
+# Answer memory (chat.assistant.memory): the MiniLM cosine between a question and an
+# approved question at or above which the approved answer is the reply. Calibrated on the
+# dev questions (`manage.py assistant_eval --memory`; docs/training.md "Answer memory").
+ANSWER_MEMORY_MIN_SIMILARITY = env.float("ANSWER_MEMORY_MIN_SIMILARITY", default=0.75)
+# ... and the cosine between the question and the approved answer it must reach too.
+ANSWER_MEMORY_MIN_ANSWER_SIMILARITY = env.float("ANSWER_MEMORY_MIN_ANSWER_SIMILARITY", default=0.6)
 # The live intent router version is re-checked in the database at most this often.
 ROUTER_REFRESH_SECONDS = env.float("ROUTER_REFRESH_SECONDS", default=5.0)
 # The evaluation part router versions are compared on before one goes live ("" = the

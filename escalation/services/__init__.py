@@ -22,7 +22,11 @@ from escalation.services.events import (
     signature_for,
     webhook_delivery_attempt,
 )
-from escalation.services.knowledge import knowledge_draft_create, knowledge_draft_review
+from escalation.services.knowledge import (
+    knowledge_draft_create,
+    knowledge_draft_review,
+    ticket_reply_approve,
+)
 from escalation.services.presence import (
     agent_capacity_set,
     agent_presence_set,
@@ -80,6 +84,7 @@ __all__ = [
     "ticket_notify_agents",
     "ticket_publish",
     "ticket_reassign",
+    "ticket_reply_approve",
     "ticket_resolve",
     "ticket_return_if_silent",
     "tickets_expire",

@@ -8,8 +8,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from chat.models import Article, Message
-from chat.services import article_publish_set, article_save
+from chat.models import Article, Message, SupportAnswer
+from chat.services import article_publish_set, article_save, support_answer_approve
 from escalation.models import DomainEvent, KnowledgeDraft, Ticket
 from escalation.services.events import event_record
 from escalation.services.tickets import EscalationError, TicketStateConflict
@@ -91,3 +91,38 @@ def knowledge_draft_review(
             payload={"article": locked.article.slug},
         )
     return locked
+
+
+@transaction.atomic
+def ticket_reply_approve(*, ticket: Ticket, approver: User) -> SupportAnswer:
+    """Put the agent's public reply in a resolved (or closed) ticket into the answer
+    memory (``chat.services.support_answer_approve``): the customer's question that
+    escalated, and the agent's replies after it. Customers who later ask the same thing
+    get the reply, cited "From our support team"; until a person with
+    ``chat.approve_supportanswer`` approves it here, no other customer sees it.
+    Approving the same ticket twice returns the approved answer."""
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    if ticket.status not in (Ticket.Status.RESOLVED, Ticket.Status.CLOSED):
+        raise TicketStateConflict("Resolve the ticket first.", code="not_resolved")
+    public = Message.objects.filter(
+        conversation_id=ticket.conversation_id, visibility=Message.Visibility.PUBLIC
+    ).order_by("seq")
+    trigger = ticket.trigger_message
+    if trigger is None:
+        trigger = public.filter(role=Message.Role.CUSTOMER).first()
+    replies = list(
+        public.filter(
+            role=Message.Role.AGENT, seq__gt=trigger.seq if trigger else 0
+        ).select_related("author")
+    )
+    if trigger is None or not replies:
+        raise EscalationError("No agent reply in this conversation to remember.", code="empty")
+    return support_answer_approve(
+        question=trigger.text,
+        answer="\n\n".join(m.text for m in replies),
+        approved_by=approver,
+        origin=SupportAnswer.Origin.AGENT,
+        origin_ref=f"escalation.Ticket:{ticket.pk}",
+        written_by=replies[0].author,
+        message=replies[0],
+    )

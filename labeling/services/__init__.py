@@ -18,6 +18,7 @@ from labeling.services.labels import (
     item_assign_reviewers,
     item_consolidate_if_complete,
     items_top_up_assignments,
+    label_better_answer_approve,
     label_submit,
 )
 from labeling.services.sampling import (
@@ -48,6 +49,7 @@ __all__ = [
     "judge_accept",
     "judge_override",
     "judge_override_with_humans",
+    "label_better_answer_approve",
     "label_submit",
     "sampling_policy_run",
     "sampling_run_active",

@@ -12,6 +12,9 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from chat.errors import Conflict
+from chat.models import Article, SupportAnswer
+from chat.selectors import article_quoting
+from chat.services import support_answer_approve
 from labeling.models import REVIEWERS_GROUP, Label, LabelingBatch, LabelingItem
 from labeling.selectors import batch_agreement
 
@@ -165,3 +168,33 @@ def item_adjudicate(*, item: LabelingItem, score: int, by: AbstractBaseUser) -> 
     locked.full_clean(validate_unique=False, validate_constraints=False)
     locked.save(update_fields=["adjudicated_score", "adjudicated_by", "status"])
     return locked
+
+
+@transaction.atomic
+def label_better_answer_approve(
+    *, label: Label, approver: AbstractBaseUser, article: Article | None = None
+) -> SupportAnswer:
+    """Put a submitted label's better answer into the answer memory
+    (``chat.services.support_answer_approve``): customers who later ask what the item's
+    customer asked get it, cited "From our support team". ``article`` is the help
+    article the answer concerns; by default the published article that quotes the
+    better answer word for word, if one does.
+
+    The approver needs ``chat.approve_supportanswer``; approving the same label twice
+    returns the approved answer. Raises ``LabelingError`` for a label without a better
+    answer."""
+    locked = Label.objects.select_for_update().select_related("item").get(pk=label.pk)
+    if locked.status != Label.Status.SUBMITTED or not locked.better_answer.strip():
+        raise LabelingError(
+            "Only a submitted label with a better answer can be approved.", code="no_better_answer"
+        )
+    return support_answer_approve(
+        question=locked.item.question,
+        answer=locked.better_answer,
+        approved_by=approver,
+        origin=SupportAnswer.Origin.REVIEWER,
+        origin_ref=f"labeling.Label:{locked.pk}",
+        written_by=locked.reviewer,
+        article=article or article_quoting(text=locked.better_answer),
+        message=locked.item.message,
+    )

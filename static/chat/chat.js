@@ -126,10 +126,14 @@
     if (m.client_id) li.dataset.clientId = m.client_id;
     if (m.role === "assistant") {
       addSources(li, m.sources);
+      // An answer from the team's approved answers (answer memory) cites it first.
+      const fromTeam = (m.sources || []).some((s) => s.kind === "answer");
       if (m.provider === "local") {
         const tag = document.createElement("div");
         tag.className = "offline-tag";
-        tag.textContent = "Offline assistant: quoted from our help articles";
+        tag.textContent = fromTeam
+          ? "Offline assistant: an answer our support team approved"
+          : "Offline assistant: quoted from our help articles";
         li.insertBefore(tag, li.querySelector("time"));
       }
     }

@@ -42,6 +42,12 @@ class Command(BaseCommand):
             action="store_true",
             help="fit the no-answer calibration on the dev set and save it first",
         )
+        parser.add_argument(
+            "--memory",
+            action="store_true",
+            help="only the answer memory's calibration table on the dev set (leave-one-out: "
+            "each question's evidence stands in for an approved answer)",
+        )
         parser.add_argument("--failures", type=int, default=5, help="examples of each failure")
         parser.add_argument("--no-answer-step", action="store_true", help="retrieval only")
 
@@ -49,6 +55,11 @@ class Command(BaseCommand):
         name: str = options["name"]
         if options["calibrate"] and name != "dev":
             raise CommandError("Calibrate on the dev set only (--set dev): eval is for reporting.")
+        if options["memory"]:
+            if name != "dev":
+                raise CommandError("Calibrate the memory on the dev set only (--set dev).")
+            self._memory_table(questions_load(name))
+            return
         embedder = embedder_current()
         self.stdout.write(f"Indexing ({options['source']}, {embedder.name}) ...")
         index = (
@@ -85,6 +96,36 @@ class Command(BaseCommand):
             )
             report = run()
         self._print(report, options["failures"])
+
+    def _memory_table(self, questions: list[dict[str, Any]]) -> None:
+        from chat.assistant.memory import memory_calibrate, memory_calibration_set
+
+        question_vectors, answer_vectors = memory_calibration_set(questions)
+        grid = [(q, a) for q in (0.7, 0.72, 0.75, 0.78, 0.8) for a in (0.0, 0.55, 0.6, 0.65)]
+        rows = memory_calibrate(
+            questions=questions,
+            question_vectors=question_vectors,
+            answer_vectors=answer_vectors,
+            grid=grid,
+        )
+        current = (
+            float(settings.ANSWER_MEMORY_MIN_SIMILARITY),
+            float(settings.ANSWER_MEMORY_MIN_ANSWER_SIMILARITY),
+        )
+        out = self.stdout.write
+        out(f"Answer memory, leave-one-out on {len(questions)} dev questions")
+        out("question>=  answer>=  matched  right article  same answer  unanswerable  precision")
+        for row in rows:
+            mark = (
+                "  <- settings"
+                if (row.min_similarity, row.min_answer_similarity) == current
+                else ""
+            )
+            out(
+                f"{row.min_similarity:>10.2f} {row.min_answer_similarity:>9.2f} {row.matched:>8} "
+                f"{row.right:>14} {row.same_answer:>12} {row.unanswerable:>13} "
+                f"{100 * row.precision:>9.1f}%{mark}"
+            )
 
     def _print(self, report: Report, failures: int) -> None:
         figures = report.figures()

@@ -38,6 +38,11 @@ class Command(BaseCommand):
             action="store_true",
             help="Roll the adapter back at the end (default: it stays live).",
         )
+        parser.add_argument(
+            "--no-memory",
+            action="store_true",
+            help="Skip the answer-memory step (approving the reviewers' better answers).",
+        )
 
     def say(self, text: str) -> None:
         self.stdout.write(text)
@@ -46,6 +51,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from chat.assistant.adapters import adapter_forget
         from chat.assistant.embeddings import MODEL_NAME
+        from chat.assistant.memory import memory_forget
         from chat.models import Article
         from training.models import AdapterDeployment, TrainingRun
         from training.services.deployments import (
@@ -75,6 +81,13 @@ class Command(BaseCommand):
                 "'before' figures are the base retriever's."
             )
         adapter_forget()
+        revoked = demo.memory_revoke_demo(by=admin)
+        if revoked:
+            self.say(
+                f"0. Revoked {revoked} answers an earlier run approved for the answer memory: "
+                "the 'before' figures are without them."
+            )
+        memory_forget()
 
         train = demo.train_questions()
         held_out = demo.eval_questions()
@@ -98,7 +111,7 @@ class Command(BaseCommand):
             [q["question"] for q in train], label="loop-traffic", progress=progress("traffic")
         )
         statuses: dict[str, int] = {}
-        for status, _, _ in traffic:
+        for status, _, _, _ in traffic:
             statuses[status] = statuses.get(status, 0) + 1
         self.say(f"   turns: {statuses}")
 
@@ -164,6 +177,21 @@ class Command(BaseCommand):
         if deployment is not None:
             self.say("8. After: the same held-out questions through the chat pipeline ...")
             after = demo.ask_pass(held_out, label="loop-after", progress=progress("after"))
+        memory: demo.PassFigures | None = None
+        approved = 0
+        if not options["no_memory"]:
+            approved = demo.memory_approve(approver=admin, labelled=labelled)
+            memory_forget()
+            remembered = demo.memory_questions()
+            leaked = [q for q in held_out if demo.normalised(q["question"]) in remembered]
+            if leaked:
+                raise CommandError(f"{len(leaked)} held-out questions are in the answer memory")
+            self.say(
+                f"9. Answer memory: the demo admin approved {approved} of the reviewers' better "
+                "answers (Labels > 'Approve the better answers for the answer memory'); the "
+                "same held-out questions through the chat pipeline again ..."
+            )
+            memory = demo.ask_pass(held_out, label="loop-memory", progress=progress("memory"))
         figures: dict[str, Any] = {
             "right_article_before": round(before.right_article_first(), 4),
             "right_article_after": round(after.right_article_first(), 4),
@@ -175,6 +203,25 @@ class Command(BaseCommand):
             "share_above_3_after": round(after.share_above_3(), 4),
             "honest_dont_know_before": round(before.honest_dont_know(), 4),
             "honest_dont_know_after": round(after.honest_dont_know(), 4),
+            **(
+                {
+                    "right_article_after_memory": round(memory.right_article_first(), 4),
+                    "wrong_first_after_memory": round(1 - memory.right_article_first(), 4),
+                    "judge_mean_after_memory": round(memory.judge_mean(), 3),
+                    "share_above_3_after_memory": round(memory.share_above_3(), 4),
+                    "honest_dont_know_after_memory": round(memory.honest_dont_know(), 4),
+                    "memory_answers_approved": approved,
+                    "memory_answered": len(memory.from_memory()),
+                    "memory_answered_right_article": sum(
+                        a.cited_first == a.want for a in memory.from_memory() if a.want
+                    ),
+                    "memory_answered_unanswerable": sum(
+                        1 for a in memory.from_memory() if not a.want
+                    ),
+                }
+                if memory is not None
+                else {}
+            ),
             "held_out_questions": len(held_out),
             "held_out_answerable": len(before.answerable),
             "training_questions": len(train),
@@ -185,7 +232,8 @@ class Command(BaseCommand):
         }
         self.say("")
         self.say(f"Held-out questions ({len(held_out)}, {len(before.answerable)} answerable):")
-        self.say(f"{'':34}{'before':>10}{'after':>10}")
+        columns = ["before", "after"] + (["+memory"] if memory is not None else [])
+        self.say(f"{'':34}" + "".join(f"{c:>10}" for c in columns))
         rows: list[tuple[str, str, Callable[[float], str]]] = [
             ("right article cited first", "right_article", _pct),
             ("right article NOT cited first", "wrong_first", _pct),
@@ -194,8 +242,12 @@ class Command(BaseCommand):
             ("honest 'I don't know'", "honest_dont_know", _pct),
         ]
         for label, key, show in rows:
-            b, a = float(figures[key + "_before"]), float(figures[key + "_after"])
-            self.say(f"{label:34}{show(b):>10}{show(a):>10}")
+            values = [
+                float(figures[f"{key}_{c}"])
+                for c in ("before", "after", "after_memory")
+                if f"{key}_{c}" in figures
+            ]
+            self.say(f"{label:34}" + "".join(f"{show(v):>10}" for v in values))
         changed = [
             (b, a)
             for b, a in zip(before.asked, after.asked, strict=True)
@@ -206,6 +258,14 @@ class Command(BaseCommand):
             f"Questions whose first citation changed correctness: {fixed} now right, "
             f"{len(changed) - fixed} now wrong."
         )
+        if memory is not None:
+            rows_memory = memory.from_memory()
+            self.say(
+                f"Answered from the answer memory: {len(rows_memory)} of {len(held_out)} held-out "
+                f"questions ({figures['memory_answered_right_article']} with the right article, "
+                f"{figures['memory_answered_unanswerable']} that no article answers); the "
+                "approved answers stay (revoke them in Chat > Support answers)."
+            )
         if deployment is not None and options["rollback"]:
             adapter_rollback(by=admin, kind=AdapterDeployment.Kind.RETRIEVER)
             adapter_forget()

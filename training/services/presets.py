@@ -55,6 +55,9 @@ RETRIEVER_DEFAULTS: dict[str, Any] = {
     "pull_to": 0.7,
     "keep_weight": 4.0,
     "keep_batch": 16,
+    # LoRA on the top 2 of MiniLM's 6 layers only: the assistant encodes the lower 4
+    # once for the router's base vector and the adapted retrieval vector.
+    "lora_top_layers": 2,
 }
 
 PRESETS: dict[str, Preset] = {

@@ -18,7 +18,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from chat.assistant import AssistantError
-from chat.assistant.chain import retrieval_encode
+from chat.assistant.chain import retrieval_adapter, retrieval_encode
 from chat.assistant.contract import BAND_DONT_KNOW, Passage
 from chat.assistant.knowledge import (
     answer_band,
@@ -56,7 +56,7 @@ async def _search(query: str) -> tuple[list[Passage], bool]:
     """(passages, answers): the closest passages, and whether the assistant would cite
     them (its calibrated decision: a confident or a hedged answer, not "I don't know")."""
     provider = provider_current()
-    encoding = await retrieval_encode(provider, query)
+    encoding = await retrieval_encode(provider, query, await retrieval_adapter(provider))
     index = await knowledge_index_current(embedding_model=provider.embedder.name)
     ranking = knowledge_search(index=index, query=encoding, query_text=query, top_k=SEARCH_RESULTS)
     confidence, threshold, hedge_threshold = answer_confidence(

@@ -17,7 +17,7 @@ from django.conf import settings
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
-from chat.assistant.adapters import RETRIEVER, adapter_current
+from chat.assistant.adapters import RETRIEVER, AdapterRef, adapter_current
 from chat.assistant.contract import (
     BAND_CONFIDENT,
     SUPPORT_TEAM_TITLE,
@@ -105,30 +105,36 @@ def retrieval_query(question: str, history: list[dict[str, Any]]) -> str:
     return f"{previous[-1]}\n{question}" if previous else question
 
 
-async def retrieval_encode(provider: Provider, text: str, slot: str = "") -> Encoding:
+async def retrieval_adapter(provider: Provider, slot: str = "") -> AdapterRef | None:
+    """The retriever adapter live for ``slot`` (or the organisation's default), when the
+    provider embeds with MiniLM (the adapter is MiniLM's); else None."""
+    if provider.embedder.name != MODEL_NAME:
+        return None
+    return await adapter_current(kind=RETRIEVER, slot=slot)
+
+
+async def retrieval_encode(provider: Provider, text: str, adapter: AdapterRef | None) -> Encoding:
     """The question as the retriever sees it (sentence and token vectors): the one place
     a per-request retriever adapter plugs in.
 
-    With a retriever adapter live for ``slot`` (or the organisation's default) and the
-    MiniLM embedder, the question goes through the encoder with that adapter; passages
-    keep the base encoder's vectors (the adapter is trained for that). An adapter that
-    cannot be loaded is logged and the base encoder answers: it never stops the chat."""
-    if provider.embedder.name == MODEL_NAME:
-        adapter = await adapter_current(kind=RETRIEVER, slot=slot)
-        if adapter is not None:
-            try:
-                return await encode_query(text, adapter_path=str(adapter.path))
-            except Exception:
-                logger.exception("retriever adapter %s failed; base encoder used", adapter.name)
+    With a retriever ``adapter`` (``retrieval_adapter``), the question goes through the
+    encoder with that adapter; passages keep the base encoder's vectors (the adapter is
+    trained for that). An adapter that cannot be loaded is logged and the base encoder
+    answers: it never stops the chat."""
+    if adapter is not None:
+        try:
+            return await encode_query(text, adapter_path=str(adapter.path))
+        except Exception:
+            logger.exception("retriever adapter %s failed; base encoder used", adapter.name)
     return await provider.embedder.encode_query(text)
 
 
 async def _retrieve(
-    provider: Provider, query: str, slot: str = ""
+    provider: Provider, query: str, adapter: AdapterRef | None
 ) -> tuple[list[Passage], Retrieval]:
     """Hybrid retrieval (``knowledge_search``) and the calibrated answer-or-not decision:
     no passages when the knowledge base does not answer."""
-    encoding = await retrieval_encode(provider, query, slot)
+    encoding = await retrieval_encode(provider, query, adapter)
     index = await knowledge_index_current(embedding_model=provider.embedder.name)
     return knowledge_answer(
         index=index,
@@ -176,17 +182,25 @@ async def assistant_prepare(
 ) -> Prepared:
     """Retrieve passages and run the internal checks (sentiment, the intent router),
     concurrently. The router's MiniLM vector of the message is computed in the same
-    micro-batched encoder call as the retrieval query (one call when they are the same
-    text). ``adapter_name`` is the conversation's adapter slot (its retriever adapter,
-    else the organisation's live one, is used for retrieval).
+    micro-batched encoder call as the retrieval query (one pass when they are the same
+    text, with or without a top-layer retriever adapter). ``adapter_name`` is the
+    conversation's adapter slot (its retriever adapter, else the organisation's live
+    one, is used for retrieval).
 
     Raises ``AssistantError`` when the provider fails. Nothing here is customer-facing.
     """
     provider = provider_current()
     query = retrieval_query(question, history)
+    # The retriever adapter is looked up first (a database read every few seconds), so
+    # that the retrieval query and the router's message reach the encoder together: with
+    # a top-layer adapter both vectors come from one pass through the lower layers.
+    try:
+        adapter = await retrieval_adapter(provider, adapter_name)
+    except Exception as exc:
+        raise AssistantError(f"{provider.name} provider failed to prepare: {exc}") from exc
     # All run to the end even if one fails: no call is left running unobserved.
     retrieved, remembered, sentiment, intent = await asyncio.gather(
-        _retrieve(provider, query, adapter_name),
+        _retrieve(provider, query, adapter),
         _remembered(provider, query),
         provider.sentiment(question),
         provider.intent(question),

@@ -12,12 +12,11 @@ questions are micro-batched into one encoder call (``QueryBatcher``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import threading
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,6 +27,7 @@ import numpy as np
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _lock = threading.Lock()
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
 
 
@@ -115,15 +115,29 @@ def _model():
     return SentenceTransformer(str(get_model_path()), device="cpu")
 
 
-@lru_cache(maxsize=4)
+def _adapter_version(adapter_path: str) -> tuple[str, int, int]:
+    """The folder and its ``adapter_config.json``'s inode and modification time: the
+    loaded adapters below are remembered by this, so an adapter saved again in the same
+    folder (a database reset reuses run ids) is loaded again."""
+    stat = os.stat(os.path.join(adapter_path, "adapter_config.json"))
+    return adapter_path, stat.st_ino, stat.st_mtime_ns
+
+
 def _adapted_model(adapter_path: str):
+    return _adapted_model_of(_adapter_version(adapter_path))
+
+
+@lru_cache(maxsize=4)
+def _adapted_model_of(version: tuple[str, int, int]):
     """A second copy of the encoder with a retriever adapter's LoRA weights merged in:
-    a question costs the same CPU with or without an adapter. One copy per adapter
-    folder (~90 MB), the last few kept."""
+    how an adapter of every layer is served (an adapter of the top layers only is
+    served by ``_adapted_top`` instead). One copy per adapter folder (~90 MB), the last
+    few kept."""
     import copy
 
     from peft import PeftModel
 
+    adapter_path = version[0]
     base = _model()
     with _lock:
         model = copy.deepcopy(base)
@@ -133,6 +147,73 @@ def _adapted_model(adapter_path: str):
     ).merge_and_unload()
     model.eval()
     return model
+
+
+def adapter_fork_layer(adapter_path: str) -> int | None:
+    """The first encoder layer a retriever adapter changes, when it changes only the
+    top layers (its ``adapter_config.json`` names ``layers_to_transform``), else None
+    (an adapter of every layer, served by a merged copy of the whole encoder).
+
+    Below that layer the adapted encoder computes exactly what the base one does, so a
+    question's base vector (the intent router's) and adapted vector (retrieval's) share
+    one pass through the embeddings and the lower layers."""
+    return _fork_layer_of(_adapter_version(adapter_path))
+
+
+@lru_cache(maxsize=16)
+def _fork_layer_of(version: tuple[str, int, int]) -> int | None:
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(version[0]) / "adapter_config.json").read_text())
+    layers = config.get("layers_to_transform")
+    if isinstance(layers, int):
+        layers = [layers]
+    if (
+        config.get("peft_type") != "LORA"
+        or not layers
+        or config.get("modules_to_save")
+        or config.get("layer_replication")
+        or config.get("layers_pattern") not in (None, "", "layer", ["layer"])
+    ):
+        return None
+    first = min(int(layer) for layer in layers)
+    return first if first > 0 else None
+
+
+def _adapted_top(adapter_path: str) -> tuple[int, Any]:
+    return _adapted_top_of(_adapter_version(adapter_path))
+
+
+@lru_cache(maxsize=4)
+def _adapted_top_of(version: tuple[str, int, int]) -> tuple[int, Any]:
+    """A top-layer retriever adapter's layers, LoRA merged in: ``(fork, layers)`` where
+    ``layers`` are the encoder's layers ``fork`` and up (~4 MB each for MiniLM), to run
+    on the base encoder's hidden states at ``fork``. Raises ValueError if the adapter
+    changes anything below ``fork`` (its config lied)."""
+    import copy
+
+    import torch
+    from peft import PeftModel
+
+    adapter_path = version[0]
+    fork = _fork_layer_of(version)
+    if fork is None:
+        raise ValueError(f"{adapter_path} adapts every layer: no shared pass")
+    base = _model()[0].model
+    with _lock:
+        bert = copy.deepcopy(base)
+    merged = PeftModel.from_pretrained(bert, adapter_path).merge_and_unload()
+    merged.eval()
+    base_params = dict(base.named_parameters())
+    for name, param in merged.named_parameters():
+        if name.startswith("pooler."):
+            continue  # mean pooling never reads BERT's pooler
+        if name.startswith("encoder.layer.") and int(name.split(".")[2]) >= fork:
+            continue
+        if not torch.equal(param, base_params[name]):
+            raise ValueError(f"{adapter_path} changes {name}, below its layer {fork}")
+    return fork, torch.nn.ModuleList(list(merged.encoder.layer)[fork:])
 
 
 _inference: ThreadPoolExecutor | None = None
@@ -175,22 +256,15 @@ def embed_texts(texts: list[str]) -> np.ndarray:
         )
 
 
-def encode_texts(texts: list[str], adapter_path: str = "") -> list[Encoding]:
-    """Sentence and token vectors of a batch in one forward pass (unit length), by the
-    base encoder or, with ``adapter_path``, the encoder with that retriever adapter."""
-    if not texts:
-        return []
-    model = _adapted_model(adapter_path) if adapter_path else _model()
-    with _lock:
-        outputs = model.encode(texts, batch_size=32, output_value=None, show_progress_bar=False)
+def _encodings(outputs: list[dict[str, Any]], prefix: str = "") -> list[Encoding]:
     encodings = []
     for output in outputs:
-        vector = output["sentence_embedding"].float().numpy()
+        vector = output[f"{prefix}sentence_embedding"].float().numpy()
         mask = output["attention_mask"].numpy().astype(bool)
-        tokens = output["token_embeddings"].float().numpy()[mask][1:-1]
+        tokens = output[f"{prefix}token_embeddings"].float().numpy()[mask][1:-1]
         token_ids = output["input_ids"].numpy()[mask][1:-1]
         if not len(tokens):  # an empty text: keep [CLS] so there is something to match
-            tokens = output["token_embeddings"].float().numpy()[mask][:1]
+            tokens = output[f"{prefix}token_embeddings"].float().numpy()[mask][:1]
             token_ids = output["input_ids"].numpy()[mask][:1]
         encodings.append(
             Encoding(
@@ -204,8 +278,107 @@ def encode_texts(texts: list[str], adapter_path: str = "") -> list[Encoding]:
     return encodings
 
 
-class QueryBatcher(Generic[R]):
-    """Gathers texts that arrive within ``max_wait`` seconds and encodes them in one call.
+def encode_texts_forked(
+    texts: list[str], adapter_paths: Sequence[str] = ()
+) -> tuple[list[Encoding], dict[str, list[Encoding]]]:
+    """The base encodings of ``texts`` and, for each top-layer retriever adapter in
+    ``adapter_paths`` (``adapter_fork_layer`` not None), their adapted encodings, from
+    one pass through the embeddings and the lower layers: the base encoder runs as
+    always (its vectors are exactly ``encode_texts``'s), its hidden states at each
+    adapter's fork layer are kept, and the adapter's merged top layers run on them,
+    followed by the model's own pooling and normalisation.
+
+    Every text goes through every adapter's top layers (a batch rarely mixes texts that
+    need no adapter with ones that do; the top layers are a third of the model)."""
+    if not texts:
+        return [], {path: [] for path in adapter_paths}
+    model = _model()
+    tops = {path: _adapted_top(path) for path in dict.fromkeys(adapter_paths)}
+    if not tops:
+        with _lock:
+            outputs = model.encode(texts, batch_size=32, output_value=None, show_progress_bar=False)
+        return _encodings(outputs), {}
+    bert_layers = model[0].model.encoder.layer
+    after_transformer = list(model)[1:]  # pooling, normalisation
+    captured: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+
+    def capture(layer: int):
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            captured[layer] = (args, kwargs)
+
+        return hook
+
+    def adapt(module: Any, args: Any, features: dict[str, Any]) -> None:
+        # A mini-batch's base forward is done: run each adapter's top layers from the
+        # base hidden states at its fork, then pooling and normalisation, into the same
+        # features (``encode`` splits every batch-first tensor per text).
+        plain = {
+            k: v for k, v in features.items() if k not in ("token_embeddings", "sentence_embedding")
+        }
+        for n, (fork, layers) in enumerate(tops.values()):
+            args_at_fork, kwargs_at_fork = captured[fork]
+            hidden = args_at_fork[0]
+            for layer in layers:
+                hidden = layer(hidden, *args_at_fork[1:], **kwargs_at_fork)
+            adapted = dict(plain, token_embeddings=hidden)
+            for later in after_transformer:
+                adapted = later(adapted)
+            features[f"adapted{n}:token_embeddings"] = adapted["token_embeddings"]
+            features[f"adapted{n}:sentence_embedding"] = adapted["sentence_embedding"]
+
+    with _lock:
+        handles = [
+            bert_layers[fork].register_forward_pre_hook(capture(fork), with_kwargs=True)
+            for fork in {fork for fork, _ in tops.values()}
+        ]
+        handles.append(model.register_forward_hook(adapt))
+        try:
+            outputs = model.encode(texts, batch_size=32, output_value=None, show_progress_bar=False)
+        finally:
+            for handle in handles:
+                handle.remove()
+    adapted_encodings = {
+        path: _encodings(outputs, prefix=f"adapted{n}:") for n, path in enumerate(tops)
+    }
+    return _encodings(outputs), adapted_encodings
+
+
+def encode_texts(texts: list[str], adapter_path: str = "") -> list[Encoding]:
+    """Sentence and token vectors of a batch in one forward pass (unit length), by the
+    base encoder or, with ``adapter_path``, the encoder with that retriever adapter."""
+    if not texts:
+        return []
+    if adapter_path and adapter_fork_layer(adapter_path) is not None:
+        return encode_texts_forked(texts, [adapter_path])[1][adapter_path]
+    if not adapter_path:
+        return encode_texts_forked(texts)[0]
+    model = _adapted_model(adapter_path)
+    with _lock:
+        outputs = model.encode(texts, batch_size=32, output_value=None, show_progress_bar=False)
+    return _encodings(outputs)
+
+
+def encode_requests(requests: Sequence[tuple[str, str]]) -> list[Encoding]:
+    """Encodings of ``(adapter_path, text)`` requests (``""``: the base encoder) in as
+    few passes as the adapters allow: each text once through the lower layers for the
+    base encoder and every top-layer adapter; an adapter of every layer runs its own
+    merged copy of the encoder."""
+    shared = [text for path, text in requests if not path or adapter_fork_layer(path) is not None]
+    forks = [path for path, _ in requests if path and adapter_fork_layer(path) is not None]
+    texts = list(dict.fromkeys(shared))
+    base, adapted = encode_texts_forked(texts, forks) if texts else ([], {})
+    found: dict[tuple[str, str], Encoding] = {("", t): e for t, e in zip(texts, base, strict=True)}
+    for path, encodings in adapted.items():
+        found.update(((path, t), e) for t, e in zip(texts, encodings, strict=True))
+    for path in dict.fromkeys(p for p, t in requests if (p, t) not in found):
+        own = list(dict.fromkeys(t for p, t in requests if p == path))
+        found.update(((path, t), e) for t, e in zip(own, encode_texts(own, path), strict=True))
+    return [found[request] for request in requests]
+
+
+class QueryBatcher(Generic[K, R]):
+    """Gathers texts (or requests, any hashable key) that arrive within ``max_wait``
+    seconds and encodes them in one call.
 
     One encoder call for many concurrent customers is much cheaper than one call each
     (the model runs a single padded batch). The encoding itself runs in a worker thread,
@@ -217,7 +390,7 @@ class QueryBatcher(Generic[R]):
 
     def __init__(
         self,
-        encode: Callable[[list[str]], Sequence[R]],
+        encode: Callable[[list[K]], Sequence[R]],
         *,
         max_wait: float = 0.005,
         max_batch: int = 64,
@@ -225,13 +398,13 @@ class QueryBatcher(Generic[R]):
         self._encode = encode
         self._max_wait = max_wait
         self._max_batch = max_batch
-        self._pending: list[tuple[str, asyncio.Future[R]]] = []
-        self._inflight: dict[str, asyncio.Future[R]] = {}
+        self._pending: list[tuple[K, asyncio.Future[R]]] = []
+        self._inflight: dict[K, asyncio.Future[R]] = {}
         self._timer: asyncio.TimerHandle | None = None
         # Sizes of the most recent batches, for tests and the benchmark.
         self.batch_sizes: deque[int] = deque(maxlen=1000)
 
-    async def embed(self, text: str) -> R:
+    async def embed(self, text: K) -> R:
         shared = self._inflight.get(text)
         if shared is not None:
             return await asyncio.shield(shared)
@@ -257,7 +430,7 @@ class QueryBatcher(Generic[R]):
             _background.add(task)
             task.add_done_callback(_background.discard)
 
-    async def _run(self, batch: list[tuple[str, asyncio.Future[R]]]) -> None:
+    async def _run(self, batch: list[tuple[K, asyncio.Future[R]]]) -> None:
         self.batch_sizes.append(len(batch))
         try:
             vectors = await inference_run(self._encode, [text for text, _ in batch])
@@ -272,24 +445,23 @@ class QueryBatcher(Generic[R]):
 
 
 _background: set[asyncio.Task[None]] = set()
+Request = tuple[str, str]  # (retriever adapter folder or "" for the base encoder, text)
 _batchers: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[str, QueryBatcher[Encoding]]
+    asyncio.AbstractEventLoop, dict[str, QueryBatcher[Request, Encoding]]
 ] = weakref.WeakKeyDictionary()
 
 
-def query_batcher(adapter_path: str = "") -> QueryBatcher[Encoding]:
-    """The MiniLM query batcher of the running event loop: one per retriever adapter
-    (questions are batched with others encoded by the same weights)."""
+def query_batcher(adapter_path: str = "") -> QueryBatcher[Request, Encoding]:
+    """The MiniLM query batcher of the running event loop that serves ``adapter_path``:
+    the base encoder and every top-layer retriever adapter share one (a question's
+    router vector and retrieval vector come from one pass through the lower layers);
+    an adapter of every layer has its own (its merged copy of the encoder)."""
     loop = asyncio.get_running_loop()
     batchers = _batchers.setdefault(loop, {})
-    batcher = batchers.get(adapter_path)
+    key = adapter_path if adapter_path and adapter_fork_layer(adapter_path) is None else ""
+    batcher = batchers.get(key)
     if batcher is None:
-        encode = (
-            functools.partial(encode_texts, adapter_path=adapter_path)
-            if adapter_path
-            else encode_texts
-        )
-        batcher = batchers[adapter_path] = QueryBatcher(encode)
+        batcher = batchers[key] = QueryBatcher(encode_requests)
     return batcher
 
 
@@ -308,7 +480,7 @@ async def encode_query(text: str, adapter_path: str = "") -> Encoding:
     if encoding is not None:
         _recent.move_to_end(key)
         return encoding
-    encoding = await query_batcher(adapter_path).embed(text)
+    encoding = await query_batcher(adapter_path).embed((adapter_path, text))
     _recent[key] = encoding
     if len(_recent) > _RECENT_MAX:
         _recent.popitem(last=False)

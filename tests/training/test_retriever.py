@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from chat.assistant.adapters import adapter_forget
+from chat.assistant.embeddings import adapter_fork_layer
 from chat.assistant.evaluation import questions_load
 from labeling.services import snapshot_create_from_rows
 from tests.chat.knowledge_fixtures import knowledge_base  # noqa: F401 (fixture)
 from training.models import AdapterDeployment, RunMetric, TrainingRun
+from training.services.artifacts import artifact_local_dir
 
 TINY_RETRIEVER = {"epochs": 1, "batch_size": 4, "threads": 1}
 
@@ -95,6 +97,10 @@ def test_a_retriever_run_trains_on_labels_and_is_evaluated_before_and_after(
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert run.manifest["algorithm"] == "retriever"
     assert "adapter/adapter_config.json" in run.manifest["files"]
+    # LoRA on the top 2 of MiniLM's 6 layers (the preset's), recorded with the run; the
+    # assistant shares the lower 4 layers' pass with the router's base vector.
+    assert run.manifest["config"]["hyperparameters"]["lora_top_layers"] == 2
+    assert adapter_fork_layer(str(artifact_local_dir(run=run, kind="adapter"))) == 4
     assert RunMetric.objects.filter(run=run, name="loss/passage").count() == run.step >= 1
     evaluation = run.evaluation
     assert evaluation["kind"] == "retriever"
@@ -104,6 +110,23 @@ def test_a_retriever_run_trains_on_labels_and_is_evaluated_before_and_after(
         assert 1 <= evaluation[side]["mean"] <= 5
     held_out = {_normalised(q["question"]) for q in _answerable("train", 8)[-2:]}
     assert {_normalised(r["prompt"]) for r in evaluation["rows"]} == held_out
+
+
+@pytest.mark.parametrize(("top", "layers"), [(0, None), (2, [4, 5]), (3, [3, 4, 5]), (6, None)])
+def test_the_retriever_lora_adapts_the_top_layers_it_is_told(top, layers):
+    from training.services.retriever_backend import lora_config
+
+    config = lora_config({"hyperparameters": {"lora_top_layers": top}}, num_layers=6)
+
+    assert config.layers_to_transform == layers
+    assert config.layers_pattern == ("layer" if layers else None)
+
+
+def test_more_top_layers_than_the_encoder_has_is_refused():
+    from training.services.retriever_backend import RetrieverConfigError, lora_config
+
+    with pytest.raises(RetrieverConfigError, match="between 0"):
+        lora_config({"hyperparameters": {"lora_top_layers": 7}}, num_layers=6)
 
 
 def _retriever_run(*, snapshot, by, adapter_dir: Path, evaluation: dict) -> TrainingRun:

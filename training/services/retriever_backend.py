@@ -67,16 +67,35 @@ def _forward(model, texts: list[str]):
     return torch.nn.functional.normalize(output["sentence_embedding"], dim=-1)
 
 
-def lora_config(spec: dict[str, Any]):
+def top_layers(spec: dict[str, Any], num_layers: int) -> list[int] | None:
+    """The encoder layers the LoRA adapts: the top ``lora_top_layers`` of ``num_layers``
+    (hyperparameter; 0 or absent: every layer). An adapter of the top layers only lets
+    the assistant share the lower layers' pass between the router's base vector and the
+    adapted retrieval vector (``chat.assistant.embeddings``)."""
+    top = int((spec.get("hyperparameters") or {}).get("lora_top_layers") or 0)
+    if top < 0 or top > num_layers:
+        raise RetrieverConfigError(
+            f"lora_top_layers must be between 0 (every layer) and {num_layers}, not {top}"
+        )
+    if top in (0, num_layers):
+        return None
+    return list(range(num_layers - top, num_layers))
+
+
+def lora_config(spec: dict[str, Any], num_layers: int = 6):
     from peft import LoraConfig
 
     lora = spec.get("lora") or {}
+    layers = top_layers(spec, num_layers)
     return LoraConfig(
         r=int(lora.get("r") or 8),
         lora_alpha=int(lora.get("alpha") or 16),
         lora_dropout=float(lora.get("dropout") or 0.0),
         target_modules=lora.get("target_modules") or ["query", "key", "value", "dense"],
         bias="none",
+        # BertModel's blocks are ``encoder.layer.<i>``: the pattern is "layer".
+        layers_to_transform=layers,
+        layers_pattern="layer" if layers else None,
     )
 
 
@@ -118,7 +137,8 @@ def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
     owner = torch.tensor(passage_article, dtype=torch.long)
 
     transformer = model[0]
-    peft_model = get_peft_model(transformer.model, lora_config(spec))
+    num_layers = int(transformer.model.config.num_hidden_layers)
+    peft_model = get_peft_model(transformer.model, lora_config(spec, num_layers))
     transformer.model = peft_model
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]

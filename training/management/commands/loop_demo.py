@@ -34,6 +34,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--epochs", type=float, default=None)
         parser.add_argument(
+            "--top-layers",
+            type=int,
+            default=None,
+            help="LoRA on the encoder's top N layers only (0: every layer; default: the preset's).",
+        )
+        parser.add_argument(
             "--rollback",
             action="store_true",
             help="Roll the adapter back at the end (default: it stays live).",
@@ -139,6 +145,8 @@ class Command(BaseCommand):
         hyperparameters: dict[str, Any] = {}
         if options["epochs"] is not None:
             hyperparameters["epochs"] = options["epochs"]
+        if options["top_layers"] is not None:
+            hyperparameters["lora_top_layers"] = options["top_layers"]
         run = run_create(
             snapshot=snapshot,
             created_by=admin,

@@ -95,6 +95,9 @@ async def test_concurrent_prepares_are_encoded_in_batches(knowledge_base):
         "How do I update the hub firmware?",
         "Can I share the app with my partner?",
     ]
+    from chat.assistant import embeddings
+
+    embeddings._recent.clear()  # questions an earlier test encoded are not encoded again
     batcher = query_batcher()
     batcher.batch_sizes.clear()
 

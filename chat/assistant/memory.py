@@ -19,7 +19,6 @@ re-checked (one signature query) at most every ``KNOWLEDGE_REFRESH_SECONDS``.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +27,7 @@ import numpy as np
 from django.conf import settings
 
 from chat.assistant.contract import SupportAnswerMatch
-from chat.assistant.knowledge import error_codes
-from chat.events import db
+from chat.assistant.knowledge import Refreshed, error_codes
 from chat.selectors import support_answers_matchable, support_answers_signature
 
 
@@ -55,7 +53,6 @@ class MemoryIndex:
 
 
 _indexes: dict[str, MemoryIndex] = {}
-_checked: dict[str, float] = {}
 _lock = threading.Lock()
 
 
@@ -108,26 +105,20 @@ def memory_index(*, embedding_model: str) -> MemoryIndex:
         return index
 
 
+_current_memory: Refreshed[MemoryIndex] = Refreshed(memory_index)
+
+
 async def memory_index_current(*, embedding_model: str) -> MemoryIndex:
     """The memory for ``embedding_model``, re-checked against the database at most every
     ``KNOWLEDGE_REFRESH_SECONDS`` (an approval or a revocation shows within that time)."""
-    index = _indexes.get(embedding_model)
-    now = time.monotonic()
-    if (
-        index is not None
-        and now - _checked.get(embedding_model, 0.0) < settings.KNOWLEDGE_REFRESH_SECONDS
-    ):
-        return index
-    index = await db(memory_index)(embedding_model=embedding_model)
-    _checked[embedding_model] = now
-    return index
+    return await _current_memory.current(embedding_model=embedding_model)
 
 
 def memory_forget() -> None:
     """Re-read the memory from the database on next use (a command that approves or
     revokes answers and then asks questions in the same process)."""
     _indexes.clear()
-    _checked.clear()
+    _current_memory.forget()
 
 
 def memory_eligible(

@@ -275,6 +275,33 @@ async def test_yes_after_the_offer_brings_in_a_person_and_no_thanks_does_not(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("reply", "route"),
+    [
+        # Thanks and goodbyes close the conversation: a short friendly reply, no ticket.
+        ("thanks", "small_talk"),
+        ("ok thanks bye", "small_talk"),
+        # A new question after the offer is a question, not a "yes".
+        ("how about apple pay", "answer"),
+    ],
+)
+async def test_thanks_or_a_new_question_after_the_offer_does_not_open_a_ticket(
+    knowledge_base, local_turns, reply, route
+):
+    from chat.events import db
+    from escalation.models import Ticket
+    from tests.factories import ConversationFactory
+
+    conversation = await db(ConversationFactory)()
+    await _hedged_turn(conversation)
+
+    turn = await _customer_says(conversation, reply, "h2")
+
+    assert (turn.route, turn.status) == (route, "answered")
+    assert not await db(Ticket.objects.filter(conversation=conversation).exists)()
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_bare_yes_without_an_offer_is_not_a_request_for_a_person(
     knowledge_base, local_turns
 ):

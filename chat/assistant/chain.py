@@ -33,6 +33,7 @@ from chat.assistant.knowledge import knowledge_answer, knowledge_index_current
 from chat.assistant.memory import memory_index_current, memory_match
 from chat.assistant.offers import PERSON_OFFER, offer_reply_intent, person_offered
 from chat.assistant.providers import Provider, provider_current
+from chat.assistant.repeats import intent_after_repeat, question_repeated
 from chat.assistant.replies import OUT_OF_SCOPE, small_talk_reply
 
 logger = logging.getLogger(__name__)
@@ -230,6 +231,9 @@ async def assistant_prepare(
             intent = await offer_reply_intent(intent, question)
         except Exception as exc:
             raise AssistantError(f"{provider.name} provider failed to prepare: {exc}") from exc
+    if intent is not None and question_repeated(history, question):
+        # The same question again after the answer: it did not help (``chat.assistant.repeats``).
+        intent = intent_after_repeat(intent, question)
     return Prepared(
         passages=passages,
         sentiment=sentiment,

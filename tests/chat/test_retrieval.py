@@ -313,3 +313,38 @@ async def test_a_bare_yes_without_an_offer_is_not_a_request_for_a_person(
     turn = await _customer_says(conversation, "yes", "h1")
 
     assert turn.route != "escalate"
+
+
+# --- the same question again ----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_same_question_again_after_an_answer_brings_in_a_person(
+    knowledge_base, local_turns
+):
+    from chat.events import db
+    from tests.factories import ConversationFactory
+
+    conversation = await db(ConversationFactory)()
+    first = await _customer_says(conversation, "what is the exit fee", "r1")
+
+    again = await _customer_says(conversation, "What is the exit fee?", "r2")
+
+    assert (first.route, first.status) == ("answer", "answered")
+    assert (again.route, again.status, again.intent) == ("escalate", "escalated", "frustration")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_thanks_twice_or_a_different_question_is_not_a_repeat(knowledge_base, local_turns):
+    from chat.events import db
+    from tests.factories import ConversationFactory
+
+    conversation = await db(ConversationFactory)()
+    await _customer_says(conversation, "what is the exit fee", "r1")
+    await _customer_says(conversation, "thanks for your help", "r2")
+
+    thanks_again = await _customer_says(conversation, "thanks for your help", "r3")
+    other = await _customer_says(conversation, "what is the standing charge", "r4")
+
+    assert thanks_again.route == "small_talk"
+    assert (other.route, other.status) == ("answer", "answered")

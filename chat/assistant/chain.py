@@ -20,6 +20,8 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from chat.assistant.adapters import RETRIEVER, AdapterRef, adapter_current
 from chat.assistant.contract import (
     BAND_CONFIDENT,
+    BAND_DONT_KNOW,
+    BAND_HEDGED,
     SUPPORT_TEAM_TITLE,
     AssistantError,
     DraftInfo,
@@ -97,13 +99,33 @@ def history_messages(history: list[dict[str, Any]], question: str) -> list[BaseM
     return [HumanMessage(text) if side == "human" else AIMessage(text) for side, text in turns]
 
 
+def _with_previous_question(question: str, history: list[dict[str, Any]]) -> str:
+    previous = [h["text"] for h in history if h.get("role") == "customer" and h.get("text")]
+    previous = [p for p in previous if p.strip() != question.strip()]
+    return f"{previous[-1]}\n{question}" if previous else question
+
+
 def retrieval_query(question: str, history: list[dict[str, Any]]) -> str:
     """A short follow-up ("and on 5 GHz?") is searched together with the previous question."""
     if len(re.findall(r"\w+", question)) >= 6:
         return question
-    previous = [h["text"] for h in history if h.get("role") == "customer" and h.get("text")]
-    previous = [p for p in previous if p.strip() != question.strip()]
-    return f"{previous[-1]}\n{question}" if previous else question
+    return _with_previous_question(question, history)
+
+
+# A longer message that continues the previous question ("and can I do it in the app?").
+_CONTINUES = re.compile(r"^\W*(and|also|plus|or|but|what about|how about|what if)\b", re.I)
+
+_BAND_RANK = {BAND_DONT_KNOW: 0, BAND_HEDGED: 1, BAND_CONFIDENT: 2}
+
+
+def follow_up_query(question: str, history: list[dict[str, Any]]) -> str | None:
+    """For a message that starts like a continuation ("and ...", "what about ...") and
+    was searched on its own: the query with the customer's previous question, tried when
+    the message alone did not find a confident answer. None otherwise."""
+    if retrieval_query(question, history) != question or not _CONTINUES.match(question):
+        return None
+    combined = _with_previous_question(question, history)
+    return combined if combined != question else None
 
 
 async def retrieval_adapter(provider: Provider, slot: str = "") -> AdapterRef | None:
@@ -219,6 +241,17 @@ async def assistant_prepare(
     assert not isinstance(sentiment, BaseException)
     assert not isinstance(intent, BaseException)
     passages, retrieval = retrieved
+    follow_up = follow_up_query(question, history)
+    if follow_up is not None and remembered is None and retrieval.band != BAND_CONFIDENT:
+        # "and can I do it in the app?" alone is about nothing; with the previous question
+        # it is about meter readings. Kept only if it finds a surer answer than alone, so
+        # a new question that merely starts with "and" keeps its own reading.
+        try:
+            combined = await _retrieve(provider, follow_up, adapter)
+        except Exception as exc:
+            raise AssistantError(f"{provider.name} provider failed to prepare: {exc}") from exc
+        if _BAND_RANK[combined[1].band] > _BAND_RANK[retrieval.band]:
+            passages, retrieval = combined
     if remembered is not None:
         # The team's approved answer is the reply, whatever the articles' confidence
         # (``retrieval`` keeps the knowledge base's scores; the turn records the match).

@@ -348,3 +348,31 @@ async def test_thanks_twice_or_a_different_question_is_not_a_repeat(knowledge_ba
 
     assert thanks_again.route == "small_talk"
     assert (other.route, other.status) == ("answer", "answered")
+
+
+# --- a follow-up that continues the previous question -------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("follow_up", "cited"),
+    [
+        # Alone it finds "Switching to a different plan" (hedged); it means meter readings.
+        ("and can I do it in the app?", "submitting-meter-readings"),
+        # A new question that starts with "and" keeps its own article.
+        ("and what's the exit fee?", "exit-fees"),
+    ],
+)
+async def test_a_follow_up_is_searched_with_the_previous_question_only_when_that_helps(
+    knowledge_base, local_turns, follow_up, cited
+):
+    from chat.events import db
+    from tests.factories import ConversationFactory
+
+    conversation = await db(ConversationFactory)()
+    await _customer_says(conversation, "how do I submit a meter reading", "f1")
+
+    turn = await _customer_says(conversation, follow_up, "f2")
+
+    assert (turn.route, turn.status) == ("answer", "answered")
+    assert turn.sources[0]["slug"] == cited

@@ -569,6 +569,55 @@ def knowledge_search(
     )
 
 
+# Pieces of contractions that the word pattern leaves ("doesn't" -> "doesn") and
+# apostrophe-less spellings: they say nothing about the subject.
+_CONTRACTIONS = frozenset(
+    [
+        "doesn",
+        "isn",
+        "don",
+        "didn",
+        "wasn",
+        "aren",
+        "weren",
+        "couldn",
+        "shouldn",
+        "wouldn",
+        "haven",
+        "hasn",
+        "hadn",
+        "won",
+        "ain",
+        "ve",
+        "ll",
+        "re",
+        "im",
+        "ive",
+        "id",
+        "youre",
+        "dont",
+        "doesnt",
+        "didnt",
+        "isnt",
+        "cant",
+        "wont",
+        "wasnt",
+        "arent",
+        "havent",
+    ]
+)
+_PARTS = re.compile(r"[a-z]+|\d+")
+
+
+def _seen(index: KnowledgeIndex, word: str) -> bool:
+    """An article uses ``word``, or its letters apart from its digits ("5ghz" when the
+    articles write "5 GHz"); numbers alone and contraction pieces count as used."""
+    if word in index.term_idf or word in _CONTRACTIONS:
+        return True
+    letters = [part for part in _PARTS.findall(word) if not part.isdigit()]
+    return all(index.term_idf.get(part) is not None or len(part) < 2 for part in letters)
+
+
 def _unseen(index: KnowledgeIndex, tokens: list[str]) -> float:
     """The IDF-weighted share of the question's distinct stemmed words that no article
     uses (``RetrievalSignals.unseen``); an unused word weighs as much as a word used by
@@ -577,8 +626,9 @@ def _unseen(index: KnowledgeIndex, tokens: list[str]) -> float:
     if not words or not index.term_idf:
         return 0.0
     never = math.log(1 + (len(index.slugs) + 0.5) / 0.5)
-    total = sum(index.term_idf.get(w, never) for w in words)
-    return sum(never for w in words if w not in index.term_idf) / total
+    unseen = {w for w in words if not _seen(index, w)}
+    total = sum(index.term_idf.get(w, never) for w in words - unseen) + never * len(unseen)
+    return never * len(unseen) / total
 
 
 # --- the calibrated "I don't know" ----------------------------------------------------------

@@ -1,7 +1,8 @@
 """Measuring retrieval and the honest "I don't know" on the shipped question sets.
 
-``questions_dev.jsonl`` is for tuning and calibration; ``questions_eval.jsonl`` (another
-author) is the reported evaluation and is never fitted on. Each line is
+``questions_dev.jsonl`` is for tuning and calibration, and the calibration is fitted on
+``questions_train.jsonl`` too; ``questions_eval.jsonl`` (another author) is the reported
+evaluation and is never fitted on. Each line is
 ``{"question", "article": slug | null, "evidence"?, "reference_answer"?}``; a null
 article means the knowledge base cannot answer it.
 

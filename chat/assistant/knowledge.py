@@ -153,6 +153,9 @@ class KnowledgeIndex:
     # family asks about something no article covers.
     known_codes: frozenset[str] = frozenset()
     code_families: frozenset[str] = frozenset()
+    # Each word of the articles (stemmed as BM25 reads them: titles, bodies, search
+    # labels) and its inverse document frequency over the articles (``_unseen``).
+    term_idf: dict[str, float] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -205,6 +208,9 @@ def index_build(
     ]
     titles = [a.title for a in articles]
     labels = [labels_text(a.labels) for a in articles]
+    article_documents = [
+        article_text(title=a.title, body=a.body, labels=a.labels) for a in articles
+    ]
     known = {
         code
         for a, extra in zip(articles, labels, strict=True)
@@ -217,9 +223,7 @@ def index_build(
         article_matrix=np.asarray([a.vector for a in articles], dtype=np.float32).reshape(
             len(articles), dim
         ),
-        article_bm25=_bm25(
-            [article_text(title=a.title, body=a.body, labels=a.labels) for a in articles]
-        ),
+        article_bm25=_bm25(article_documents),
         passage_article=np.asarray([row_of[p.slug] for p in passages], dtype=np.int64),
         anchors=[p.anchor for p in passages],
         texts=[p.text for p in passages],
@@ -248,7 +252,18 @@ def index_build(
         article_codes=[frozenset(_codes(title)) for title in titles],
         known_codes=frozenset(known),
         code_families=frozenset(code.rstrip("0123456789") for code in known),
+        term_idf=_idf([frozenset(t) for t in bm25_tokens(article_documents)]),
     )
+
+
+def _idf(documents: list[frozenset[str]]) -> dict[str, float]:
+    """Each word's inverse document frequency over ``documents`` (BM25's, Lucene form)."""
+    frequency: dict[str, int] = {}
+    for terms in documents:
+        for term in terms:
+            frequency[term] = frequency.get(term, 0) + 1
+    n = len(documents)
+    return {t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t, df in frequency.items()}
 
 
 def knowledge_index(*, embedding_model: str) -> KnowledgeIndex:
@@ -421,23 +436,36 @@ class RetrievalSignals:
     # question about something the article never mentions ("Alexa") scores low here.
     weakest: float = 0.0
     words: int = 0  # the question's content words
+    # The share of the question's words (stemmed, weighted by their rarity) that no
+    # article uses at all: "can I pay in bitcoin" asks about something the knowledge base
+    # never mentions, however close "pay" brings the payment article.
+    unseen: float = 0.0
     # The question names an error code that no article names (not a calibration input:
     # the answer is "don't know" whatever the other signals say).
     unknown_code: bool = False
 
+    def values(self) -> dict[str, float]:
+        """Every candidate input of the calibration, by name."""
+        return {
+            "dense": self.dense,
+            "article_dense": self.article_dense,
+            "log1p_bm25": math.log1p(max(self.bm25, 0.0)),
+            "late": self.late,
+            "agreement": self.agreement,
+            "margin": self.margin,
+            "weakest": self.weakest,
+            "log1p_words": math.log1p(self.words),
+            "unseen": self.unseen,
+        }
+
     def features(self) -> list[float]:
-        return [
-            self.dense,
-            self.article_dense,
-            math.log1p(max(self.bm25, 0.0)),
-            self.late,
-            self.agreement,
-            self.margin,
-            self.weakest,
-            math.log1p(self.words),
-        ]
+        """The calibration's inputs (``FEATURE_NAMES``), in order."""
+        values = self.values()
+        return [values[name] for name in FEATURE_NAMES]
 
 
+# The calibration's inputs (``RetrievalSignals.values``; docs/assistant.md says how they
+# were chosen).
 FEATURE_NAMES = [
     "dense",
     "article_dense",
@@ -446,7 +474,7 @@ FEATURE_NAMES = [
     "agreement",
     "margin",
     "weakest",
-    "log1p_words",
+    "unseen",
 ]
 
 
@@ -536,8 +564,71 @@ def knowledge_search(
             weakest=weakest,
             words=len(tokens),
             unknown_code=bool(unknown_codes(index, query_text)),
+            unseen=_unseen(index, tokens),
         ),
     )
+
+
+# Pieces of contractions that the word pattern leaves ("doesn't" -> "doesn") and
+# apostrophe-less spellings: they say nothing about the subject.
+_CONTRACTIONS = frozenset(
+    [
+        "doesn",
+        "isn",
+        "don",
+        "didn",
+        "wasn",
+        "aren",
+        "weren",
+        "couldn",
+        "shouldn",
+        "wouldn",
+        "haven",
+        "hasn",
+        "hadn",
+        "won",
+        "ain",
+        "ve",
+        "ll",
+        "re",
+        "im",
+        "ive",
+        "id",
+        "youre",
+        "dont",
+        "doesnt",
+        "didnt",
+        "isnt",
+        "cant",
+        "wont",
+        "wasnt",
+        "arent",
+        "havent",
+    ]
+)
+_PARTS = re.compile(r"[a-z]+|\d+")
+
+
+def _seen(index: KnowledgeIndex, word: str) -> bool:
+    """An article uses ``word``, or its letters apart from its digits ("5ghz" when the
+    articles write "5 GHz"); numbers alone and contraction pieces count as used."""
+    if word in index.term_idf or word in _CONTRACTIONS:
+        return True
+    letters = [part for part in _PARTS.findall(word) if not part.isdigit()]
+    return all(index.term_idf.get(part) is not None or len(part) < 2 for part in letters)
+
+
+def _unseen(index: KnowledgeIndex, tokens: list[str]) -> float:
+    """The IDF-weighted share of the question's distinct stemmed words that no article
+    uses (``RetrievalSignals.unseen``); an unused word weighs as much as a word used by
+    no article would (the highest IDF there is)."""
+    words = set(tokens)
+    if not words or not index.term_idf:
+        return 0.0
+    never = math.log(1 + (len(index.slugs) + 0.5) / 0.5)
+    unseen = {w for w in words if not _seen(index, w)}
+    total = sum(index.term_idf.get(w, never) for w in words - unseen) + never * len(unseen)
+    return never * len(unseen) / total
 
 
 # --- the calibrated "I don't know" ----------------------------------------------------------

@@ -28,7 +28,9 @@ async def test_wifi_question_retrieves_and_cites_the_wifi_article(knowledge_base
 
     assert not prepared.no_answer
     assert prepared.sources[0]["slug"] == "connecting-the-hub-to-wifi"
-    assert prepared.retrieval.top_score >= prepared.retrieval.min_score
+    # Answered, or hedged (the calibration answers confidently only above the confidence
+    # at which 95% of the dev and train sets' unanswerable questions get no answer).
+    assert prepared.retrieval.top_score >= prepared.retrieval.hedge_score
     assert "2.4 GHz" in answer
     assert "[1]" in answer
     assert info.provider == "local"

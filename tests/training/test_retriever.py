@@ -126,30 +126,6 @@ def test_the_retriever_lora_adapts_the_top_layers_it_is_told(top, layers):
     assert config.layers_pattern == ("layer" if layers else None)
 
 
-def test_a_hedged_reply_is_traced_to_the_passage_it_quotes_and_an_apology_to_none():
-    """A hedged reply opens with the hedge, quotes its article in the next paragraph and
-    ends with the offer of a person: the quoted passage is found (reading only the first
-    paragraph lost every hedged reply). "I don't know" quotes nothing."""
-    from chat.assistant.chain import HEDGE_OPENING, NO_ANSWER_TEXT, PERSON_OFFER_TEXT
-    from chat.assistant.evaluation import demo_index
-    from tests.chat.knowledge_fixtures import MemoEmbedder
-    from training.services.retriever import answer_passages
-
-    index = demo_index(MemoEmbedder())
-    rows = [3, len(index.texts) // 2, len(index.texts) - 1]
-    hedged = [
-        f"{HEDGE_OPENING}\n\nFrom our help article \u201c"
-        f"{index.titles[int(index.passage_article[r])]}\u201d: {index.texts[r]} [1]\n\n"
-        f"{PERSON_OFFER_TEXT}"
-        for r in rows
-    ]
-
-    found = answer_passages(index=index, answers=[*hedged, NO_ANSWER_TEXT])
-
-    assert found[:-1] == rows
-    assert found[-1] is None
-
-
 def test_the_training_ranker_ranks_as_the_assistant_does(tmp_path):
     """The adapter is trained through ``FusedRanker``: with the base encoder it must put
     first the article ``knowledge_search`` puts first (same candidates, signals, weights,

@@ -85,45 +85,28 @@ def _words(text: str) -> list[str]:
 def answer_passages(*, index: KnowledgeIndex, answers: list[str]) -> list[int | None]:
     """The index row of the passage each answer answered from, or None when it quotes
     none (found by the assistant's own ranking with the answer as the query, then
-    checked: most of the answer's words are in that passage or its article's title).
-
-    The first paragraph that quotes a passage answers: a hedged reply opens with "I'm not
-    certain this answers your question..." and quotes its article in the next paragraph,
-    an answer citing two articles quotes the second in a later one, and the offer of a
-    person quotes nothing. (Reading only the first paragraph lost every hedged reply:
-    about half of the loop demo's well-rated answers.)"""
+    checked: most of the answer's words are in that passage or its article's title)."""
     unique = list(dict.fromkeys(a for a in answers if a.strip()))
-    # Citation markers like [1] are no words of the passage.
-    paragraphs = {
-        a: [p for p in (_CITATION.sub(" ", part).strip() for part in a.strip().split("\n\n")) if p]
-        for a in unique
-    }
-    texts = list(dict.fromkeys(p for a in unique for p in paragraphs[a]))
-    encodings = dict(zip(texts, encode_texts(texts), strict=True))
-    quoted: dict[str, int | None] = {}
-
-    def quoting_passage(paragraph: str) -> int | None:
-        if paragraph not in quoted:
-            quoted[paragraph] = None
-            wanted = _words(paragraph)
-            ranking = knowledge_search(
-                index=index, query=encodings[paragraph], query_text=paragraph, top_k=3
-            )
-            for passage in ranking.passages:
-                row = index.texts.index(passage.text)
-                have = set(_words(passage.text)) | set(
-                    _words(index.titles[int(index.passage_article[row])])
-                )
-                if wanted and sum(w in have for w in wanted) / len(wanted) >= QUOTE_MIN_SHARE:
-                    quoted[paragraph] = row
-                    break
-        return quoted[paragraph]
-
+    # The first paragraph answers (an answer citing two articles quotes the second in
+    # another paragraph); citation markers like [1] are no words of the passage.
+    firsts = {a: _CITATION.sub(" ", a.strip().split("\n\n")[0]) for a in unique}
+    encodings = dict(zip(unique, encode_texts([firsts[a] for a in unique]), strict=True))
     found: dict[str, int | None] = {}
     for answer in unique:
-        found[answer] = next(
-            (row for p in paragraphs[answer] if (row := quoting_passage(p)) is not None), None
+        ranking = knowledge_search(
+            index=index, query=encodings[answer], query_text=firsts[answer], top_k=3
         )
+        wanted = _words(firsts[answer])
+        best: int | None = None
+        for passage in ranking.passages:
+            row = index.texts.index(passage.text)
+            have = set(_words(passage.text)) | set(
+                _words(index.titles[int(index.passage_article[row])])
+            )
+            if wanted and sum(w in have for w in wanted) / len(wanted) >= QUOTE_MIN_SHARE:
+                best = row
+                break
+        found[answer] = best
     return [found.get(a) if a.strip() else None for a in answers]
 
 

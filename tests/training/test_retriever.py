@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chat.assistant.adapters import adapter_forget
-from chat.assistant.embeddings import adapter_fork_layer
+from chat.assistant.embeddings import adapter_fork_layer, encode_texts
 from chat.assistant.evaluation import questions_load
 from labeling.services import snapshot_create_from_rows
 from tests.chat.knowledge_fixtures import knowledge_base  # noqa: F401 (fixture)
@@ -102,6 +102,10 @@ def test_a_retriever_run_trains_on_labels_and_is_evaluated_before_and_after(
     assert run.manifest["config"]["hyperparameters"]["lora_top_layers"] == 2
     assert adapter_fork_layer(str(artifact_local_dir(run=run, kind="adapter"))) == 4
     assert RunMetric.objects.filter(run=run, name="loss/passage").count() == run.step >= 1
+    # Trained through the assistant's own ranking too (the preset's fused loss); the
+    # index's token vectors it read are not kept as an artifact.
+    assert RunMetric.objects.filter(run=run, name="loss/fused").count() == run.step
+    assert not any("passage_tokens" in name for name in run.manifest["files"])
     evaluation = run.evaluation
     assert evaluation["kind"] == "retriever"
     assert evaluation["answerable"] == 2  # the two held-out questions
@@ -120,6 +124,49 @@ def test_the_retriever_lora_adapts_the_top_layers_it_is_told(top, layers):
 
     assert config.layers_to_transform == layers
     assert config.layers_pattern == ("layer" if layers else None)
+
+
+def test_the_training_ranker_ranks_as_the_assistant_does(tmp_path):
+    """The adapter is trained through ``FusedRanker``: with the base encoder it must put
+    first the article ``knowledge_search`` puts first (same candidates, signals, weights,
+    code boost), or the loss would teach another ranking than the one served."""
+    import torch
+
+    from chat.assistant.evaluation import demo_index
+    from chat.assistant.knowledge import knowledge_search
+    from tests.chat.knowledge_fixtures import MemoEmbedder
+    from training.services.retriever import lexical_signals, retriever_corpus
+    from training.services.retriever_backend import (
+        FusedRanker,
+        _forward_tokens,
+        _load,
+        minilm_path,
+    )
+
+    index = demo_index(MemoEmbedder())
+    corpus = retriever_corpus(index, tmp_path)
+    model = _load(minilm_path()).eval()
+    ranker = FusedRanker(
+        corpus=corpus,
+        tokenizer=model.tokenizer,
+        passage_vectors=torch.tensor(index.passage_matrix),
+        article_vectors=torch.tensor(index.article_matrix),
+    )
+    questions = [q["question"] for q in questions_load("dev")[:40]]
+    with torch.no_grad():
+        q, tokens, ids, mask = _forward_tokens(model, questions)
+    same = 0
+    for b, question in enumerate(questions):
+        row = {"lexical": lexical_signals(index=index, question=question)}
+        query_tokens = ranker._query_tokens(tokens, ids, mask, b)
+        candidates, fused = ranker.fused(vector=q[b], query_tokens=query_tokens, row=row)
+        ours = int(ranker.owner[int(candidates[int(torch.argmax(fused))])])
+        served = knowledge_search(
+            index=index, query=encode_texts([question])[0], query_text=question, top_k=1
+        )
+        same += index.slugs[ours] == served.passages[0].slug
+    # float16 token vectors in the file vs float32 in memory may swap a near tie.
+    assert same >= len(questions) - 1
 
 
 def test_more_top_layers_than_the_encoder_has_is_refused():

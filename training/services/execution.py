@@ -157,7 +157,7 @@ def _retriever_spec(*, run: TrainingRun, work_dir: Path) -> dict[str, Any]:
     of the live knowledge index, and that index's passages and vectors."""
     from training.services.retriever import retriever_spec_parts
 
-    parts = retriever_spec_parts(snapshot=run.snapshot)
+    parts = retriever_spec_parts(snapshot=run.snapshot, work_dir=work_dir)
     if not parts["corpus"]:
         raise RunSpecError("the knowledge base has no indexed passages to train a retriever on")
     if not any(row.get("positive") is not None for row in parts["rows"].get("train", [])):
@@ -393,6 +393,10 @@ def _finish(*, run: TrainingRun, spec: dict[str, Any], result: dict[str, Any], w
         "summary": result.get("summary", {}),
         "code_version": code_version(),
     }
+    if run.algorithm == TrainingRun.Algorithm.RETRIEVER:
+        from training.services.retriever import TOKENS_FILE
+
+        (work_dir / TOKENS_FILE).unlink(missing_ok=True)  # a copy of the index's, not an artifact
     prefix, stored = artifacts_store(run=run, local_dir=work_dir, manifest=manifest)
     with transaction.atomic():  # an intent-router run's version is kept with its success
         router_version = None

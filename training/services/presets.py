@@ -55,6 +55,11 @@ RETRIEVER_DEFAULTS: dict[str, Any] = {
     "pull_to": 0.7,
     "keep_weight": 4.0,
     "keep_batch": 16,
+    # The ranking's own loss (``retriever_backend.FusedRanker``): the right article first
+    # by the fused score the assistant cites from (BM25 fixed, the encoder's signals
+    # learnt), on top of the cosine losses above.
+    "fused_weight": 1.0,
+    "fused_temperature": 1.0,
     # LoRA on the top 2 of MiniLM's 6 layers only: the assistant encodes the lower 4
     # once for the router's base vector and the adapted retrieval vector.
     "lora_top_layers": 2,

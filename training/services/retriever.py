@@ -21,13 +21,24 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from pathlib import Path
 from statistics import mean
 from typing import Any
 
 import numpy as np
 
-from chat.assistant.embeddings import MODEL_NAME, Encoding, encode_texts
-from chat.assistant.knowledge import KnowledgeIndex, knowledge_index, knowledge_search
+from chat.assistant.embeddings import MODEL_NAME, Encoding, _stop_token_ids, encode_texts
+from chat.assistant.knowledge import (
+    CANDIDATES,
+    CODE_BOOST,
+    SIGNAL_WEIGHTS,
+    KnowledgeIndex,
+    _bm25_scores,
+    _codes,
+    bm25_tokens,
+    knowledge_index,
+    knowledge_search,
+)
 from labeling.models import DatasetSnapshot
 from labeling.selectors import snapshot_rows
 
@@ -138,10 +149,33 @@ def _judgements(snapshot: DatasetSnapshot) -> list[dict[str, Any]]:
 def retriever_rows(
     *, snapshot: DatasetSnapshot, index: KnowledgeIndex
 ) -> dict[str, list[dict[str, Any]]]:
-    """Per split, one row per question: ``{question, positive, negatives, reference}``
-    (passage rows of ``index``; ``positive`` None when only low-rated answers are known,
-    ``reference`` a known-good answer)."""
-    judgements = _judgements(snapshot)
+    """Per split, one row per question: ``{question, positive, negatives, reference,
+    lexical}`` (passage rows of ``index``; ``positive`` None when only low-rated answers
+    are known, ``reference`` a known-good answer, ``lexical`` the ranking's fixed
+    signals: ``lexical_signals``)."""
+    return rows_from_judgements(judgements=_judgements(snapshot), index=index)
+
+
+def lexical_signals(*, index: KnowledgeIndex, question: str) -> dict[str, Any]:
+    """What ``knowledge_search`` fuses for ``question`` that no encoder changes: the BM25
+    score of every passage and every article, and the articles whose title names an
+    error code the question names (``CODE_BOOST``). The adapter is trained through the
+    ranking itself, with these fixed and the encoder's signals learnt."""
+    tokens = bm25_tokens([question])[0] if question.strip() else []
+    codes = _codes(question)
+    return {
+        "bm25": np.round(_bm25_scores(index.passage_bm25, tokens, index.size), 4).tolist(),
+        "article_bm25": np.round(
+            _bm25_scores(index.article_bm25, tokens, len(index.slugs)), 4
+        ).tolist(),
+        "boost": [a for a, named in enumerate(index.article_codes) if codes & named],
+    }
+
+
+def rows_from_judgements(
+    *, judgements: list[dict[str, Any]], index: KnowledgeIndex
+) -> dict[str, list[dict[str, Any]]]:
+    """``retriever_rows`` from judgements ``{question, answer, good, split}``."""
     rows_of = answer_passages(index=index, answers=[j["answer"] for j in judgements])
     positives: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     negatives: dict[tuple[str, str], set[int]] = defaultdict(set)
@@ -176,30 +210,53 @@ def retriever_rows(
                 "positive": positive,
                 "negatives": hard,
                 "reference": references.get(key, ""),
+                "lexical": lexical_signals(index=index, question=question),
             }
         )
     return out
 
 
-def retriever_corpus(index: KnowledgeIndex) -> dict[str, Any]:
+TOKENS_FILE = "passage_tokens.npy"
+
+
+def retriever_corpus(index: KnowledgeIndex, work_dir: Path | None = None) -> dict[str, Any]:
     """The live index's passages and articles with the vectors it holds (the adapter is
-    trained against exactly these)."""
-    return {
+    trained against exactly these). With ``work_dir``, the passages' token vectors (the
+    late-interaction signal's, float16, too many for JSON) are written there as
+    ``TOKENS_FILE`` and named in the corpus, with the stop-word token ids the ranking
+    leaves out of a question, so that the child can rank as ``knowledge_search`` does."""
+    corpus: dict[str, Any] = {
         "passages": list(index.texts),
         "passage_article": [int(a) for a in index.passage_article],
         "articles": list(index.titles),
         "passage_vectors": np.round(index.passage_matrix, 6).tolist(),
         "article_vectors": np.round(index.article_matrix, 6).tolist(),
     }
+    if work_dir is not None and len(index.tokens):
+        path = Path(work_dir) / TOKENS_FILE
+        np.save(path, index.tokens.astype(np.float16))
+        corpus.update(
+            {
+                "token_file": str(path),
+                "token_offsets": [int(o) for o in index.token_offsets],
+                "stop_token_ids": sorted(_stop_token_ids()),
+                "candidates": CANDIDATES,
+                "signal_weights": list(SIGNAL_WEIGHTS),
+                "code_boost": CODE_BOOST,
+            }
+        )
+    return corpus
 
 
-def retriever_spec_parts(*, snapshot: DatasetSnapshot) -> dict[str, Any]:
+def retriever_spec_parts(
+    *, snapshot: DatasetSnapshot, work_dir: Path | None = None
+) -> dict[str, Any]:
     """The spec's rows and corpus for a retriever run (the live MiniLM index)."""
     index = knowledge_index(embedding_model=MODEL_NAME)
     if not index.size:
         return {"rows": {"train": [], "test": []}, "corpus": {}}
     rows = retriever_rows(snapshot=snapshot, index=index)
-    return {"rows": rows, "corpus": retriever_corpus(index)}
+    return {"rows": rows, "corpus": retriever_corpus(index, work_dir)}
 
 
 # --- evaluation -------------------------------------------------------------------------------

@@ -60,11 +60,141 @@ def _embed(model, texts: list[str]):
 
 def _forward(model, texts: list[str]):
     """Unit sentence vectors with gradients (the SentenceTransformer's own modules)."""
+    return _forward_tokens(model, texts)[0]
+
+
+def _forward_tokens(model, texts: list[str]):
+    """(unit sentence vectors, token vectors, input ids, attention mask), with gradients."""
     import torch
 
     features = model.tokenize(texts)
     output = model(features)
-    return torch.nn.functional.normalize(output["sentence_embedding"], dim=-1)
+    return (
+        torch.nn.functional.normalize(output["sentence_embedding"], dim=-1),
+        output["token_embeddings"],
+        features["input_ids"],
+        features["attention_mask"],
+    )
+
+
+class FusedRanker:
+    """``chat.assistant.knowledge.knowledge_search``'s fused score of the candidate
+    passages, differentiable in the question's sentence and token vectors: the adapter
+    is trained on the ranking the assistant cites from, not on the cosine alone.
+
+    Per question: candidates = the best ``candidates`` passages by (adapted) cosine and by
+    BM25; five signals standardised over them (passage cosine, passage BM25, article
+    cosine, article BM25, late interaction: each content word of the question matched
+    with its closest token of the passage), weighted and summed, plus the code boost.
+    BM25 and the boost are fixed (``row["lexical"]``, computed by the worker); the
+    cosines and the late interaction move with the adapter. The loss is the
+    cross-entropy of "a passage of the right article is first" (the article cited first
+    is what the assistant gets right or wrong)."""
+
+    def __init__(self, *, corpus: dict[str, Any], tokenizer, passage_vectors, article_vectors):
+        import numpy as np
+        import torch
+
+        tokens = torch.from_numpy(np.load(corpus["token_file"]).astype(np.float32))
+        offsets = [int(o) for o in corpus["token_offsets"]]
+        n = len(offsets) - 1
+        longest = max([offsets[i + 1] - offsets[i] for i in range(n)] + [1])
+        self.tokens = torch.zeros(n, longest, tokens.shape[1])
+        self.token_mask = torch.zeros(n, longest, dtype=torch.bool)
+        for i in range(n):
+            size = offsets[i + 1] - offsets[i]
+            self.tokens[i, :size] = tokens[offsets[i] : offsets[i + 1]]
+            self.token_mask[i, :size] = True
+        self.passage_vectors = passage_vectors
+        self.article_vectors = article_vectors
+        self.owner = torch.tensor(corpus["passage_article"], dtype=torch.long)
+        self.candidates = int(corpus.get("candidates") or 20)
+        self.weights = [float(w) for w in corpus.get("signal_weights") or (0.5, 1, 1, 1, 1.5)]
+        self.code_boost = float(corpus.get("code_boost") or 0.0)
+        stop = {int(i) for i in corpus.get("stop_token_ids") or []}
+        vocabulary = tokenizer.convert_ids_to_tokens(list(range(tokenizer.vocab_size)))
+        self.content_id = torch.tensor(
+            [
+                i not in stop and any(c.isalnum() for c in piece)
+                for i, piece in enumerate(vocabulary)
+            ],
+            dtype=torch.bool,
+        )
+
+    @staticmethod
+    def _standardised(values):
+        import torch
+
+        spread = values.std(unbiased=False)
+        if float(spread) < 1e-6:
+            return torch.zeros_like(values)
+        return (values - values.mean()) / spread
+
+    def _query_tokens(self, token_vectors, input_ids, attention_mask, b: int):
+        import torch
+
+        length = int(attention_mask[b].sum())
+        ids = input_ids[b, 1 : length - 1]  # without [CLS] and [SEP], as served
+        vectors = token_vectors[b, 1 : length - 1]
+        if not len(ids):
+            vectors = token_vectors[b, :1]
+        else:
+            content = self.content_id[ids.clamp(max=len(self.content_id) - 1)]
+            if bool(content.any()):
+                vectors = vectors[content]
+        return torch.nn.functional.normalize(vectors, dim=-1)
+
+    def fused(self, *, vector, query_tokens, row: dict[str, Any], must: int | None = None):
+        """(candidate passage rows, their fused scores) for one question: its unit
+        sentence vector, its content words' unit token vectors and its row's lexical
+        signals; ``must`` is added to the candidates (the right passage, in training)."""
+        import torch
+
+        lexical = row["lexical"]
+        bm25 = torch.tensor(lexical["bm25"], dtype=torch.float32)
+        article_bm25 = torch.tensor(lexical["article_bm25"], dtype=torch.float32)
+        dense = self.passage_vectors @ vector
+        take = min(self.candidates, len(bm25))
+        picked = set(torch.topk(dense.detach(), take).indices.tolist())
+        picked |= set(torch.topk(bm25, take).indices.tolist())
+        if must is not None:
+            picked.add(int(must))
+        candidates = torch.tensor(sorted(picked), dtype=torch.long)
+        owner = self.owner[candidates]
+        matches = self.tokens[candidates] @ query_tokens.T  # (c, passage tokens, words)
+        matches = matches.masked_fill(~self.token_mask[candidates][:, :, None], -1.0)
+        signals = [
+            dense[candidates],
+            bm25[candidates],
+            self.article_vectors[owner] @ vector,
+            article_bm25[owner],
+            matches.max(dim=1).values.mean(dim=1),  # late interaction
+        ]
+        fused = sum(w * self._standardised(s) for w, s in zip(self.weights, signals, strict=True))
+        boosted = set(lexical.get("boost") or [])
+        if boosted:
+            fused = fused + torch.tensor(
+                [self.code_boost if int(a) in boosted else 0.0 for a in owner]
+            )
+        return candidates, fused
+
+    def loss(self, *, q, token_vectors, input_ids, attention_mask, rows, temperature: float):
+        """(mean loss, share of questions whose right article is ranked first)."""
+        import torch
+
+        losses = []
+        right = 0
+        for b, row in enumerate(rows):
+            query_tokens = self._query_tokens(token_vectors, input_ids, attention_mask, b)
+            candidates, fused = self.fused(
+                vector=q[b], query_tokens=query_tokens, row=row, must=int(row["positive"])
+            )
+            owner = self.owner[candidates]
+            want = int(self.owner[int(row["positive"])])
+            logits = fused / temperature
+            losses.append(torch.logsumexp(logits, 0) - torch.logsumexp(logits[owner == want], 0))
+            right += int(owner[int(torch.argmax(fused))]) == want
+        return torch.stack(losses).mean(), right / max(len(rows), 1)
 
 
 def top_layers(spec: dict[str, Any], num_layers: int) -> list[int] | None:
@@ -148,11 +278,27 @@ def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
     epochs = float(hp.get("epochs", 4))
     temperature = float(hp.get("temperature", 0.05))
     margin = float(hp.get("margin", 0.1))
+    passage_weight = float(hp.get("passage_weight", 1.0))
     article_weight = float(hp.get("article_weight", 1.0))
     pull = float(hp.get("pull", 0.0))
     keep_weight = float(hp.get("keep_weight", 1.0))
     keep_batch = int(hp.get("keep_batch", 8))
     pull_to = float(hp.get("pull_to", 0.7))
+    fused_weight = float(hp.get("fused_weight", 0.0))
+    fused_temperature = float(hp.get("fused_temperature", 1.0))
+    ranker = None
+    if fused_weight > 0:
+        if not corpus.get("token_file") or not all(r.get("lexical") for r in positives):
+            raise RetrieverConfigError(
+                "fused_weight needs the index's token vectors and each question's lexical "
+                "signals in the spec (training.services.retriever)"
+            )
+        ranker = FusedRanker(
+            corpus=corpus,
+            tokenizer=model.tokenizer,
+            passage_vectors=passage_vectors,
+            article_vectors=article_vectors,
+        )
     base_negative = {}
     if negatives_only:
         base_q = _embed(model.eval(), [r["question"] for r in negatives_only])
@@ -172,7 +318,9 @@ def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
             if step >= total:
                 break
             batch = [positives[i] for i in order[start : start + batch_size]]
-            q = _forward(model, [r["question"] for r in batch])
+            q, token_vectors, input_ids, attention_mask = _forward_tokens(
+                model, [r["question"] for r in batch]
+            )
             target = torch.tensor([int(r["positive"]) for r in batch], dtype=torch.long)
             passage_logits = q @ passage_vectors.T / temperature
             article_logits = q @ article_vectors.T / temperature
@@ -190,7 +338,24 @@ def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
             # Raise the right passage's cosine itself, not only its rank: the assistant's
             # answer-or-not decision reads absolute cosines (0 switches it off).
             pull_loss = torch.relu(pull_to - (q * passage_vectors[target]).sum(dim=1)).mean()
-            loss = passage_loss + article_weight * article_loss + hard_loss + pull * pull_loss
+            loss = (
+                passage_weight * passage_loss
+                + article_weight * article_loss
+                + hard_loss
+                + pull * pull_loss
+            )
+            fused_loss = torch.zeros(())
+            ranked_top1 = None
+            if ranker is not None:
+                fused_loss, ranked_top1 = ranker.loss(
+                    q=q,
+                    token_vectors=token_vectors,
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    rows=batch,
+                    temperature=fused_temperature,
+                )
+                loss = loss + fused_weight * fused_loss
             keep_loss = torch.zeros(())
             if negatives_only:
                 pick = torch.randint(
@@ -228,6 +393,11 @@ def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
                         "loss/hard_negative": float(hard_loss),
                         "loss/keep_negative": float(keep_loss),
                         "loss/pull": float(pull_loss),
+                        **(
+                            {"loss/fused": float(fused_loss), "train/ranked_top1": ranked_top1}
+                            if ranked_top1 is not None
+                            else {}
+                        ),
                         "train/passage_top1": accuracy,
                         "train/article_top1": article_accuracy,
                         "learning_rate": learning_rate,

@@ -191,21 +191,21 @@ def _queue_drain(*, joined: Any = None) -> list[Ticket]:
 
 
 def _after_open(ticket: Ticket, *, start_workflow: bool) -> None:
-    from django_q.tasks import async_task
+    from chat.task_queue import task_enqueue
 
-    async_task("escalation.tasks.ticket_notify_agents_task", ticket.pk)
+    task_enqueue("escalation.tasks.ticket_notify_agents_task", ticket.pk)
     if start_workflow:
         workflow_start_queue(ticket_id=ticket.pk)
 
 
 def workflow_start_queue(*, ticket_id: int) -> None:
     """Start the Step Functions workflow in the background, when one is configured."""
-    from django_q.tasks import async_task
+    from chat.task_queue import task_enqueue
 
     from escalation import stepfunctions
 
     if stepfunctions.workflow_configured():
-        async_task("escalation.tasks.workflow_start_task", ticket_id)
+        task_enqueue("escalation.tasks.workflow_start_task", ticket_id)
 
 
 def customer_notice_for(ticket: Ticket) -> str:
@@ -476,9 +476,9 @@ def _answer_callbacks(ticket: Ticket, *, action: str, output: dict[str, Any]) ->
 
 
 def _callback_enqueue(callback_id: int) -> None:
-    from django_q.tasks import async_task
+    from chat.task_queue import task_enqueue
 
-    async_task("escalation.tasks.workflow_callback_answer_task", callback_id)
+    task_enqueue("escalation.tasks.workflow_callback_answer_task", callback_id)
 
 
 def ticket_outcome_payload(ticket: Ticket) -> dict[str, Any]:

@@ -35,10 +35,17 @@ def routed(label: str, confidence: float = 0.96) -> Intent:
     return Intent(label=label, confidence=confidence, scores=scores, model_version="scripted")
 
 
+def rule_set(kind: str, **fields) -> EscalationRule:
+    """Edit a rule as the admin does (through the service, which renews the reviewer's
+    copy of the rules)."""
+    changed = rule(kind)
+    for name, value in fields.items():
+        setattr(changed, name, value)
+    return services.escalation_rule_save(rule=changed)
+
+
 def sentiment_fallback_on(threshold: float = -0.5) -> None:
-    EscalationRule.objects.filter(kind="negative_sentiment").update(
-        enabled=True, threshold=threshold
-    )
+    rule_set("negative_sentiment", enabled=True, threshold=threshold)
 
 
 def test_default_rules_are_seeded():
@@ -146,7 +153,7 @@ def test_asking_for_a_person_in_words_escalates(conversation, pipeline, text):
 
 
 def test_the_phrase_rule_still_works_when_switched_on(conversation, pipeline):
-    EscalationRule.objects.filter(kind="human_request").update(enabled=True)
+    rule_set("human_request", enabled=True)
     pipeline.bot.intent = routed("answer")
     turn = pipeline.ask(conversation, "I want to speak with someone")
     assert turn.status == "escalated" and turn.decision_reason == "human_request"
@@ -154,7 +161,7 @@ def test_the_phrase_rule_still_works_when_switched_on(conversation, pipeline):
 
 
 def test_button_always_escalates_even_when_the_rule_is_disabled(conversation, say):
-    EscalationRule.objects.filter(kind="human_request").update(enabled=False)
+    rule_set("human_request", enabled=False)
     message = say("hello")
     human_request(conversation=conversation, requested_by=None)
     decision = Decision.objects.get(message=message)
@@ -171,7 +178,9 @@ def test_organisation_keywords_escalate_urgently(conversation, pipeline):
 
 def test_keyword_matches_whole_words_only(conversation, pipeline):
     pipeline.bot.intent = routed("answer")
-    EscalationRule.objects.create(name="Refunds", kind="keyword", patterns="refund", priority=5)
+    services.escalation_rule_save(
+        rule=EscalationRule(name="Refunds", kind="keyword", patterns="refund", priority=5)
+    )
     assert pipeline.ask(conversation, "refundable tickets?").status == "answered"
 
 
@@ -212,7 +221,7 @@ def test_provider_failure_escalates_and_records_the_event(conversation, pipeline
 
 
 def test_provider_failure_rule_disabled_records_event_only(conversation, pipeline):
-    EscalationRule.objects.filter(kind="provider_failure").update(enabled=False)
+    rule_set("provider_failure", enabled=False)
     pipeline.bot.fail_on_prepare = RuntimeError("boom")
     turn = pipeline.ask(conversation, "hi")
     assert turn.status == "failed" and turn.route == ""

@@ -10,7 +10,6 @@ from django.core.cache.backends.redis import RedisCache
 
 from chat.shared_cache import shared_cache
 
-
 _PERIODS = {
     "s": 1,
     "sec": 1,

@@ -15,7 +15,6 @@ from django.http import HttpRequest
 from chat.errors import ApplicationError
 from chat.payloads import BoundedJSONFormField
 from escalation import services
-from escalation.services import rules
 from escalation.models import (
     AgentPresence,
     CannedReply,
@@ -29,6 +28,7 @@ from escalation.models import (
     WebhookDelivery,
     WorkflowCallback,
 )
+from escalation.services import rules
 
 
 def _user(request: HttpRequest) -> User:

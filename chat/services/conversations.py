@@ -436,6 +436,7 @@ def human_request(
         text=verdict.customer_notice or HUMAN_REQUEST_NOTICE,
         reply_to=last_customer_message,
         marker=Message.Marker.HUMAN_REQUESTED,
+        locked=True,
     )
 
 

@@ -380,6 +380,7 @@ class EscalationReviewer:
             trigger_message=message,
             sentiment=_sentiment_summary(turn),
             draft_follows=True,
+            locked=True,
         )
         if firing.outcome == Outcome.HOLD:
             event_record(
@@ -426,6 +427,7 @@ class EscalationReviewer:
             decision=decision,
             trigger_message=message,
             sentiment=_sentiment_summary(turn),
+            locked=True,
         )
         return Verdict(
             route=Turn.Route.ESCALATE,
@@ -465,6 +467,7 @@ class EscalationReviewer:
             priority=rule.ticket_priority if rule else Priority.NORMAL,
             decision=decision,
             trigger_message=customer_message,
+            locked=True,
         )
         return Verdict(
             route=Turn.Route.ESCALATE,

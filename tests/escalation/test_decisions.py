@@ -324,3 +324,74 @@ def test_rule_validation_rejects_bad_bands_and_regexes():
         EscalationRule(name="x", kind="toxicity", threshold=0.7, upper_threshold=0.5).full_clean()
     with pytest.raises(ValidationError):
         EscalationRule(name="y", kind="keyword", patterns="re:(unclosed").full_clean()
+
+
+# --- the rules each server process keeps (escalation.services.rules) ---------------------
+
+
+def _rule_reads(queries) -> list[str]:
+    tables = ("escalation_escalationrule", "escalation_intentpolicy")
+    return [q["sql"] for q in queries if any(t in q["sql"] for t in tables)]
+
+
+def test_the_rules_are_read_once_per_process_not_on_every_turn(conversation, pipeline):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as first:
+        pipeline.ask(conversation, "How do I change my billing address?")
+    with CaptureQueriesContext(connection) as second:
+        turn = pipeline.ask(conversation, "And my e-mail address?")
+
+    assert len(_rule_reads(first.captured_queries)) == 2  # the rules and the policies
+    assert _rule_reads(second.captured_queries) == []
+    assert Decision.objects.filter(turn=turn).exists()  # still reviewed by every rule
+
+
+def test_a_rule_edited_in_the_admin_applies_to_the_next_turn_despite_the_cache(
+    conversation, pipeline, admin_member
+):
+    from django.test import Client
+
+    pipeline.bot.intent = routed("answer")
+    assert pipeline.ask(conversation, "Can I get a refund?").status == "answered"  # cached
+
+    keyword = rule("keyword")
+    client = Client()
+    client.force_login(admin_member)
+    response = client.post(
+        f"/admin/escalation/escalationrule/{keyword.pk}/change/",
+        {
+            "name": keyword.name,
+            "kind": "keyword",
+            "enabled": "on",
+            "priority": keyword.priority,
+            "ticket_priority": keyword.ticket_priority,
+            "description": keyword.description,
+            "patterns": keyword.patterns + "\nrefund",
+        },
+    )
+    assert response.status_code == 302
+
+    turn = pipeline.ask(conversation, "Can I get a refund?")
+    assert (turn.status, turn.decision_reason) == ("escalated", "keyword")
+
+
+def test_another_process_publishing_a_new_version_makes_this_one_read_the_rules_again(
+    conversation, pipeline
+):
+    """What the services do on commit, seen from a process that did not write: the
+    shared version token changed, so the copy is read again (even for a write this
+    process never saw, here one made behind the services' back)."""
+    from chat.shared_cache import shared_cache
+    from escalation.services.rules import VERSION_KEY
+
+    pipeline.bot.intent = routed("answer")
+    assert pipeline.ask(conversation, "Can I get a refund?").status == "answered"
+    keyword = rule("keyword")
+    EscalationRule.objects.filter(pk=keyword.pk).update(patterns=keyword.patterns + "\nrefund")
+    assert pipeline.ask(conversation, "Can I get a refund?").status == "answered"  # the copy
+
+    shared_cache().set(VERSION_KEY, "another-process-wrote", timeout=None)
+
+    assert pipeline.ask(conversation, "Can I get a refund?").status == "escalated"

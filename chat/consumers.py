@@ -119,15 +119,35 @@ class ChatConsumer(JsonFrameConsumer):
         )
 
     async def _send_from_database(self, after: int) -> None:
+        """Replay the messages after ``after`` from the database. When any is new to this
+        socket and the conversation's state changed since the socket last said it (a
+        replay that runs ahead of the channel layer, e.g. an escalation notice), the
+        state goes first, so the page never shows a hand-over notice under an assistant
+        that still seems to answer."""
         assert self.conversation is not None
-        conversation, audience = self.conversation, self.audience
-        messages = await db(
-            lambda: list(
+        conversation, audience, sent = self.conversation, self.audience, set(self.sent_seqs)
+
+        def read() -> tuple[list[Message], Conversation | None]:
+            messages = list(
                 conversation_messages_after(
                     conversation=conversation, seq=after, audience=audience
                 ).select_related("turn")
             )
-        )()
+            if all(m.seq in sent for m in messages):
+                return messages, None
+            fresh = (
+                Conversation.objects.select_related("assigned_agent")
+                .filter(pk=conversation.pk)
+                .first()
+            )
+            return messages, fresh
+
+        messages, fresh = await db(read)()
+        if fresh is not None and (fresh.status, fresh.handling) != (
+            self.conversation.status,
+            self.conversation.handling,
+        ):
+            await self.chat_conversation(services.conversation_state_event(fresh))
         for message in messages:
             await self._send_frame(services.message_frame(message, audience="agent"))
 

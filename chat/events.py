@@ -84,6 +84,19 @@ def publish_on_commit(group: str, event: Event | Callable[[], Event | None]) -> 
     transaction.on_commit(functools.partial(_deliver, group, event))
 
 
+def publish_each_on_commit(events: Callable[[], list[tuple[str, Event]]]) -> None:
+    """``publish_on_commit`` for events whose groups are only known at commit time:
+    ``events()`` is called once the transaction commits and returns (group, event)
+    pairs, sent in order. Lets a service read what to announce once, after its locks
+    are released, instead of inside its transaction."""
+
+    def deliver() -> None:
+        for group, event in events():
+            _deliver(group, event)
+
+    transaction.on_commit(deliver)
+
+
 # --- database threads -------------------------------------------------------------------------
 
 _executor: ThreadPoolExecutor | None = None

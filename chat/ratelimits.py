@@ -6,22 +6,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
 from django.core.cache.backends.redis import RedisCache
 
-_shared: BaseCache | None = None
-
-
-def _cache() -> BaseCache:
-    """One cache client for the whole process. Django keeps a client per context, and
-    every database-thread call runs in a fresh copy of its caller's context: through
-    ``django.core.cache.cache`` each rate-limit check opened a new Redis connection.
-    The client (and Redis's connection pool) is thread-safe."""
-    global _shared
-    if _shared is None:
-        _shared = caches.create_connection(DEFAULT_CACHE_ALIAS)
-    return _shared
-
+from chat.shared_cache import shared_cache
 
 _PERIODS = {
     "s": 1,
@@ -60,7 +47,7 @@ def _counts_redis(cache: RedisCache, windows: list[tuple[str, int]]) -> list[int
 
 
 def _counts(windows: list[tuple[str, int]]) -> list[int]:
-    cache = _cache()
+    cache = shared_cache()
     if isinstance(cache, RedisCache):
         return _counts_redis(cache, windows)
     counts = []

@@ -5,7 +5,10 @@ That app registers a ``TurnReviewer`` at start-up (its ``AppConfig.ready``); the
 pipeline calls whatever is registered. With nothing registered, ``RoutingOnlyReviewer``
 routes by the assistant's own signals and never escalates.
 
-The reviewer's calls and their transactions:
+The reviewer's calls and their transactions (in ``record``, ``failed`` and
+``human_requested`` the caller holds the conversation's row lock, and the conversation
+handed over, ``turn.conversation`` or ``conversation``, is the row it locked: the
+reviewer may write to it without locking it again):
 
 - ``review(facts)``: decide. May read the database and call external checks; writes
   nothing. Runs before any draft is shown.

@@ -64,33 +64,42 @@ def conversation_history(
     conversation went back to the assistant, so a handed-back conversation reads
     correctly to the model.
     """
+    # Plain values, not model instances: this runs before every turn.
     rows = list(
         Message.objects.filter(
             conversation=conversation,
             seq__lt=before_seq,
             visibility=Message.Visibility.PUBLIC,
         )
-        .select_related("author")
-        .order_by("-seq")[:limit]
+        .order_by("-seq")
+        .values_list(
+            "role",
+            "text",
+            "marker",
+            "author__first_name",
+            "author__last_name",
+            "author__username",
+        )[:limit]
     )
     rows.reverse()
     history: list[dict[str, str]] = []
     in_human_part = False
-    for message in rows:
-        marker = message.marker if message.role == Message.Role.SYSTEM else ""
+    for role, text, marker, first_name, last_name, username in rows:
+        marker = marker if role == Message.Role.SYSTEM else ""
         if marker in (Message.Marker.HUMAN_START, Message.Marker.HUMAN_END):
             # The escalation app posts its own markers on takeover / hand-back.
             in_human_part = marker == Message.Marker.HUMAN_START
-        elif message.role == Message.Role.AGENT and not in_human_part:
-            name = display_name(message.author) or "an agent"
+        elif role == Message.Role.AGENT and not in_human_part:
+            # ``display_name`` of the author, from the joined columns.
+            name = f"{first_name or ''} {last_name or ''}".strip() or username or "an agent"
             history.append(
                 {"role": "system", "text": f"A human agent ({name}) joined the conversation."}
             )
             in_human_part = True
-        elif message.role == Message.Role.ASSISTANT and in_human_part:
+        elif role == Message.Role.ASSISTANT and in_human_part:
             history.append({"role": "system", "text": HAND_BACK_MARKER})
             in_human_part = False
-        history.append({"role": message.role, "text": message.text})
+        history.append({"role": role, "text": text})
     if in_human_part:
         # The assistant only answers again after a hand-back.
         history.append({"role": "system", "text": HAND_BACK_MARKER})

@@ -3,8 +3,11 @@ events and deliveries are read-only audit views; reviewers approve expert articl
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -25,6 +28,7 @@ from escalation.models import (
     WebhookDelivery,
     WorkflowCallback,
 )
+from escalation.services import rules
 
 
 def _user(request: HttpRequest) -> User:
@@ -62,6 +66,23 @@ class EscalationRuleAdmin(admin.ModelAdmin):
         ("Thresholds", {"fields": ["threshold", "upper_threshold", "count", "patterns"]}),
     ]
 
+    # Through the services: the reviewer's per-process copy of the rules is renewed on
+    # commit (``escalation.services.rules``), so an edit applies to the next message.
+    def save_model(
+        self, request: HttpRequest, obj: EscalationRule, form: Any, change: bool
+    ) -> None:
+        try:
+            rules.escalation_rule_save(rule=obj)
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+
+    def delete_model(self, request: HttpRequest, obj: EscalationRule) -> None:
+        rules.escalation_rule_delete(rule=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[EscalationRule]) -> None:
+        for rule in queryset:
+            rules.escalation_rule_delete(rule=rule)
+
 
 @admin.register(IntentPolicy)
 class IntentPolicyAdmin(admin.ModelAdmin):
@@ -88,6 +109,12 @@ class IntentPolicyAdmin(admin.ModelAdmin):
         "customer_notice",
     ]
     readonly_fields = ["calibrated_threshold"]
+
+    def save_model(self, request: HttpRequest, obj: IntentPolicy, form: Any, change: bool) -> None:
+        try:
+            rules.intent_policy_save(policy=obj)
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # one row per category, seeded by a migration

@@ -282,10 +282,17 @@ class QueueSnapshot:
         }
 
 
-def queue_snapshot(*, now: datetime | None = None) -> QueueSnapshot:
-    """Three queries: the queue in order, the on-duty capacity, recent handle times."""
+def queue_order() -> list[Any]:
+    """The conversations in the queue, in its order (one query)."""
+    return list(tickets_queued().values_list("conversation_id", flat=True))
+
+
+def queue_snapshot(*, now: datetime | None = None, order: list[Any] | None = None) -> QueueSnapshot:
+    """Three queries: the queue in order (unless given, from ``queue_order``), the
+    on-duty capacity, recent handle times."""
     now = now or timezone.now()
-    order = tickets_queued().values_list("conversation_id", flat=True)
+    if order is None:
+        order = queue_order()
     positions = {str(conversation_id): i for i, conversation_id in enumerate(order, start=1)}
     capacities = list(agents_available(now=now).values_list("capacity", flat=True))
     times = handle_times_recent(now=now)

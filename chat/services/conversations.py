@@ -201,14 +201,17 @@ def message_append(
     message.full_clean(
         exclude=["conversation", "author", "reply_to", "turn"], validate_constraints=False
     )
-    if client_id:
+    if client_id and not (locked and not check_duplicate):
         try:
             with transaction.atomic():
                 message.save()
         except IntegrityError:
             # Only a concurrent duplicate client_id gets here (seq is allocated under lock).
+            conversation_row.last_seq -= 1
             return Message.objects.get(conversation=conversation_row, client_id=client_id), False
     else:
+        # No client_id, or the caller looked for it under the conversation's lock (every
+        # writer of a message holds that lock): no savepoint needed for a duplicate.
         message.save()
     conversation_row.save(update_fields=["last_seq", "updated_at"])
     conversation.last_seq = conversation_row.last_seq
@@ -433,6 +436,7 @@ def human_request(
         text=verdict.customer_notice or HUMAN_REQUEST_NOTICE,
         reply_to=last_customer_message,
         marker=Message.Marker.HUMAN_REQUESTED,
+        locked=True,
     )
 
 

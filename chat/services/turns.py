@@ -52,17 +52,11 @@ class ClaimedTurn:
     earlier_turns: tuple[EarlierTurn, ...]
 
 
-def _claim(turn: Turn, conversation: Conversation, owner: str, now: dt.datetime) -> ClaimedTurn:
-    """Mark ``turn`` running for ``owner`` in memory (the caller saves it, holding the
-    conversation's row lock) and gather what the pipeline needs to run it."""
-    turn.status = Turn.Status.RUNNING
-    turn.owner = owner[:100]
-    turn.started_at = now
-    turn.deadline_at = now + dt.timedelta(seconds=float(settings.ASSISTANT_TIMEOUT_SECONDS))
-    message = turn.customer_message
+def _earlier_turns(conversation: Conversation, message: Message) -> tuple[EarlierTurn, ...]:
+    """The conversation's last ``EARLIER_TURNS`` turns before ``message``, newest first."""
     if message.seq == 1:  # the conversation's first message: nothing before it
-        return ClaimedTurn(turn, conversation, message, history=[], earlier_turns=())
-    earlier = tuple(
+        return ()
+    return tuple(
         EarlierTurn(route=route, status=status, no_answer=no_answer, intent=intent)
         for route, status, no_answer, intent in Turn.objects.filter(
             conversation=conversation, customer_message__seq__lt=message.seq
@@ -70,12 +64,31 @@ def _claim(turn: Turn, conversation: Conversation, owner: str, now: dt.datetime)
         .order_by("-customer_message__seq")
         .values_list("route", "status", "no_answer", "intent")[:EARLIER_TURNS]
     )
+
+
+def _claim(
+    turn: Turn,
+    conversation: Conversation,
+    owner: str,
+    now: dt.datetime,
+    earlier: tuple[EarlierTurn, ...] | None = None,
+) -> ClaimedTurn:
+    """Mark ``turn`` running for ``owner`` in memory (the caller saves it, holding the
+    conversation's row lock) and gather what the pipeline needs to run it (``earlier``:
+    the earlier turns, when the caller read them already)."""
+    turn.status = Turn.Status.RUNNING
+    turn.owner = owner[:100]
+    turn.started_at = now
+    turn.deadline_at = now + dt.timedelta(seconds=float(settings.ASSISTANT_TIMEOUT_SECONDS))
+    message = turn.customer_message
+    if message.seq == 1:
+        return ClaimedTurn(turn, conversation, message, history=[], earlier_turns=())
     return ClaimedTurn(
         turn=turn,
         conversation=conversation,
         message=message,
         history=conversation_history(conversation=conversation, before_seq=message.seq),
-        earlier_turns=earlier,
+        earlier_turns=_earlier_turns(conversation, message) if earlier is None else earlier,
     )
 
 
@@ -84,14 +97,25 @@ def turn_open(
 ) -> tuple[Turn, ClaimedTurn | None]:
     """The turn for a customer message (inside ``customer_message_receive``'s
     transaction, with the conversation row locked): claimed at once for ``owner`` when
-    no turn of the conversation runs, else pending behind the running one."""
+    no turn of the conversation runs or waits, else pending behind them (the owner of the
+    running one, or the caller's ``turns_kick``, claims the oldest pending first).
+
+    So a turn is only ever claimed when no older one is unfinished: turns run in message
+    order, and when a turn finishes, any turn still waiting is of a later message
+    (``_quiet``). Running and waiting turns can only be of earlier messages, so the
+    earlier turns the claim needs anyway answer the question (the first message has
+    none; only when the last ``EARLIER_TURNS`` are all finished and the window is full
+    is the rest of the conversation looked at)."""
     turn = Turn(conversation=conversation, customer_message=customer_message)
     claimed = None
-    if (
-        owner
-        and not Turn.objects.filter(conversation=conversation, status=Turn.Status.RUNNING).exists()
-    ):
-        claimed = _claim(turn, conversation, owner, timezone.now())
+    if owner:
+        earlier = _earlier_turns(conversation, customer_message)
+        unfinished = (Turn.Status.RUNNING, Turn.Status.PENDING)
+        busy = any(t.status in unfinished for t in earlier)
+        if not busy and len(earlier) == EARLIER_TURNS:
+            busy = Turn.objects.filter(conversation=conversation, status__in=unfinished).exists()
+        if not busy:
+            claimed = _claim(turn, conversation, owner, timezone.now(), earlier)
     turn.save()
     return turn, claimed
 
@@ -160,8 +184,19 @@ def _lock(turn_id: int) -> tuple[Turn, Conversation]:
     return turn, turn.conversation
 
 
-def _next_pending(conversation: Conversation) -> bool:
+def _next_pending(conversation: Conversation, *, quiet: bool = False) -> bool:
+    """Does a turn of the conversation wait? ``quiet``: nothing was appended after the
+    turn's customer message when its lock was taken (``_quiet``), so no turn can wait: a
+    pending turn needs a later customer message, written under the same lock."""
+    if quiet:
+        return False
     return Turn.objects.filter(conversation=conversation, status=Turn.Status.PENDING).exists()
+
+
+def _quiet(turn: Turn, conversation: Conversation) -> bool:
+    """Right after ``_lock``: the turn's customer message is still the conversation's
+    last message."""
+    return conversation.last_seq == turn.customer_message.seq
 
 
 def _apply_signals(turn: Turn, prepared: Prepared) -> None:
@@ -250,6 +285,7 @@ def turn_answer_store(
     if locked is None:
         return None
     turn, conversation = locked
+    quiet = _quiet(turn, conversation)
     shown = conversation.assistant_may_answer
     _apply_signals(turn, prepared)
     verdict = reviewer_current().record(turn=turn, verdict=verdict)
@@ -291,7 +327,7 @@ def turn_answer_store(
         message=message,
         verdict=verdict,
         shown=shown,
-        next_pending=_next_pending(conversation),
+        next_pending=_next_pending(conversation, quiet=quiet),
     )
 
 
@@ -306,6 +342,7 @@ def turn_handoff_store(
     if locked is None:
         return None
     turn, conversation = locked
+    quiet = _quiet(turn, conversation)
     _apply_signals(turn, prepared)
     verdict = reviewer_current().record(turn=turn, verdict=verdict)
     _apply_verdict(turn, verdict)
@@ -317,10 +354,14 @@ def turn_handoff_store(
         reply_to=turn.customer_message,
         marker=Message.Marker.TURN_NOTICE,
         turn=turn,
+        locked=True,
     )
     _save(turn)
     return Stored(
-        turn=turn, message=notice, verdict=verdict, next_pending=_next_pending(conversation)
+        turn=turn,
+        message=notice,
+        verdict=verdict,
+        next_pending=_next_pending(conversation, quiet=quiet),
     )
 
 
@@ -331,7 +372,7 @@ def turn_draft_store(
     """Keep the assistant's draft of an escalated turn for the agents (never shown to
     the customer); an empty ``text`` means no draft could be written. Either way, after
     commit the reviewer hears that the turn's draft is settled (``draft_stored``)."""
-    turn = Turn.objects.select_related("customer_message", "conversation").get(pk=turn_id)
+    turn, conversation = _lock(turn_id)
     if (
         turn.status != Turn.Status.ESCALATED
         or turn.outputs.filter(role=Message.Role.ASSISTANT).exists()
@@ -340,7 +381,8 @@ def turn_draft_store(
     draft = None
     if text.strip() and info is not None:
         draft, _ = message_append(
-            conversation=turn.conversation,
+            conversation=conversation,
+            locked=True,
             role=Message.Role.ASSISTANT,
             text=text,
             visibility=Message.Visibility.WITHHELD,
@@ -394,6 +436,7 @@ def turn_fail(
         reply_to=turn.customer_message,
         marker=Message.Marker.TURN_FAILED,
         turn=turn,
+        locked=True,
     )
     _save(turn)
     return Stored(

@@ -33,6 +33,13 @@ from escalation.services.presence import (
     agent_presence_touch,
     agents_available,
 )
+from escalation.services.rules import (
+    escalation_rule_delete,
+    escalation_rule_save,
+    intent_policy_save,
+    rule_book,
+    rules_changed,
+)
 from escalation.services.tickets import (
     EscalationError,
     TakeoverConflict,
@@ -70,13 +77,18 @@ __all__ = [
     "conversation_hand_back",
     "conversation_take_over",
     "escalation_open",
+    "escalation_rule_delete",
+    "escalation_rule_save",
     "event_record",
+    "intent_policy_save",
     "knowledge_draft_create",
     "knowledge_draft_review",
     "note_add",
     "queue_drain",
     "queue_publish",
     "retry_delay_seconds",
+    "rule_book",
+    "rules_changed",
     "rules_evaluate",
     "signature_for",
     "ticket_claim",

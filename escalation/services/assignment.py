@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from chat.access import is_support_staff
 from chat.errors import Forbidden
-from chat.events import publish_on_commit
+from chat.events import publish_each_on_commit
 from chat.models import Conversation, Message
 from chat.selectors import display_name
 from chat.services import (
@@ -80,7 +80,7 @@ def _assign(ticket: Ticket, presence: AgentPresence, *, now: datetime) -> None:
     ticket_publish(ticket, change="assigned")
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def queue_drain(*, joined: Any = None) -> list[Ticket]:
     """Give queued tickets, in queue order, to available agents with free capacity;
     returns the tickets assigned. After commit the waiting customers whose place changed
@@ -139,53 +139,47 @@ def queue_publish(*, also: Iterable[Any] = (), behind: Any = None) -> None:
     ``behind``, only that conversation and the ones queued after it (the others' places
     did not change: a queue of hundreds gets one event per new ticket, not hundreds).
 
-    The places are read once, at commit time, for all of them."""
-    if behind is not None:
-        order = [
-            str(c) for c in selectors.tickets_queued().values_list("conversation_id", flat=True)
-        ]
-        start = order.index(str(behind)) if str(behind) in order else len(order)
-        conversation_ids = set(order[start:]) | {str(behind)}
-    else:
-        conversation_ids = {
-            str(c)
-            for c in Ticket.objects.filter(status=Ticket.Status.OPEN).values_list(
-                "conversation_id", flat=True
-            )
+    Everything is read once, at commit time (not under the caller's locks): the queue's
+    order, then, if anyone is to be told, the rest of the snapshot and who was assigned.
+    """
+    also_ids = {str(c) for c in also}
+
+    def events() -> list[tuple[str, dict[str, Any]]]:
+        order = [str(c) for c in selectors.queue_order()]
+        if behind is not None:
+            start = order.index(str(behind)) if str(behind) in order else len(order)
+            conversation_ids = set(order[start:]) | {str(behind)}
+        else:
+            conversation_ids = set(order)
+        conversation_ids |= also_ids
+        if not conversation_ids:
+            return []
+        snapshot = selectors.queue_snapshot(order=order)
+        assigned = {
+            str(t.conversation_id): display_name(t.assigned_agent)
+            for t in Ticket.objects.filter(
+                conversation_id__in=conversation_ids, status=Ticket.Status.ASSIGNED
+            ).select_related("assigned_agent")
         }
-    conversation_ids |= {str(c) for c in also}
-    if not conversation_ids:
-        return
-    memo: dict[str, Any] = {}
-
-    def read() -> dict[str, Any]:
-        if not memo:
-            memo["snapshot"] = selectors.queue_snapshot()
-            memo["assigned"] = {
-                str(t.conversation_id): display_name(t.assigned_agent)
-                for t in Ticket.objects.filter(
-                    conversation_id__in=conversation_ids, status=Ticket.Status.ASSIGNED
-                ).select_related("assigned_agent")
-            }
-        return memo
-
-    def event_for(conversation_id: str) -> Any:
-        def event() -> dict[str, Any]:
-            state = read()
-            if conversation_id in state["assigned"]:
+        out = []
+        for conversation_id in sorted(conversation_ids):
+            if conversation_id in assigned:
                 status = {
                     "state": "assigned",
-                    "agent_name": state["assigned"][conversation_id],
+                    "agent_name": assigned[conversation_id],
                     "someone_on_duty": True,
                 }
             else:
-                status = state["snapshot"].status_for(conversation_id)
-            return {"type": QUEUE_EVENT, "conversation_id": conversation_id, **status}
+                status = snapshot.status_for(conversation_id)
+            out.append(
+                (
+                    conversation_group(conversation_id),
+                    {"type": QUEUE_EVENT, "conversation_id": conversation_id, **status},
+                )
+            )
+        return out
 
-        return event
-
-    for conversation_id in sorted(conversation_ids):
-        publish_on_commit(conversation_group(conversation_id), event_for(conversation_id))
+    publish_each_on_commit(events)
 
 
 def _requeue(

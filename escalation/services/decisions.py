@@ -34,8 +34,8 @@ from escalation.services.intents import (
     PRIORITY_RANK,
     Policies,
     intent_detail,
-    intent_policies,
 )
+from escalation.services.rules import rule_book
 from escalation.services.tickets import (
     customer_notice_for,
     escalation_open,
@@ -261,12 +261,11 @@ def _repeated_no_answer(rule: EscalationRule, facts: TurnFacts) -> Evaluation:
 def rules_evaluate(*, facts: TurnFacts) -> list[Evaluation]:
     """Run every enabled per-turn rule (no writes; Comprehend is called here)."""
     evaluations: list[Evaluation] = []
-    policies: Policies | None = None
-    for rule in EscalationRule.objects.filter(enabled=True).order_by("priority", "pk"):
+    book = rule_book()
+    for rule in book.enabled:
         evaluation: Evaluation | None
         if rule.kind == Kind.INTENT:
-            policies = policies or intent_policies()
-            evaluation = _intent(rule, facts, policies)
+            evaluation = _intent(rule, facts, book.policies)
         elif rule.kind == Kind.NEGATIVE_SENTIMENT:
             evaluation = _negative_sentiment(rule, facts)
         elif rule.kind in (Kind.HUMAN_REQUEST, Kind.KEYWORD):
@@ -381,6 +380,7 @@ class EscalationReviewer:
             trigger_message=message,
             sentiment=_sentiment_summary(turn),
             draft_follows=True,
+            locked=True,
         )
         if firing.outcome == Outcome.HOLD:
             event_record(
@@ -406,11 +406,7 @@ class EscalationReviewer:
             conversation=conversation,
             payload={"message_id": message.pk, "error": error[:500]},
         )
-        rule = (
-            EscalationRule.objects.filter(enabled=True, kind=Kind.PROVIDER_FAILURE)
-            .order_by("priority", "pk")
-            .first()
-        )
+        rule = next((r for r in rule_book().enabled if r.kind == Kind.PROVIDER_FAILURE), None)
         if rule is None:
             return Verdict(route="", reason=Kind.PROVIDER_FAILURE)
         evaluation = Evaluation(
@@ -431,6 +427,7 @@ class EscalationReviewer:
             decision=decision,
             trigger_message=message,
             sentiment=_sentiment_summary(turn),
+            locked=True,
         )
         return Verdict(
             route=Turn.Route.ESCALATE,
@@ -446,10 +443,10 @@ class EscalationReviewer:
         self, *, conversation: Conversation, customer_message: Message | None
     ) -> Verdict:
         """The customer pressed "Talk to a person": always honoured, and audited."""
-        rule = (
-            EscalationRule.objects.filter(kind=Kind.HUMAN_REQUEST)
-            .order_by("-enabled", "priority")
-            .first()
+        rule = min(
+            (r for r in rule_book().rules if r.kind == Kind.HUMAN_REQUEST),
+            key=lambda r: (not r.enabled, r.priority, r.pk),
+            default=None,
         )
         decision = Decision(
             conversation=conversation,
@@ -470,6 +467,7 @@ class EscalationReviewer:
             priority=rule.ticket_priority if rule else Priority.NORMAL,
             decision=decision,
             trigger_message=customer_message,
+            locked=True,
         )
         return Verdict(
             route=Turn.Route.ESCALATE,
@@ -481,6 +479,10 @@ class EscalationReviewer:
     def draft_stored(self, *, turn: Turn) -> None:
         """The escalated turn's draft is settled: start the human-review workflow now,
         with the draft in its input."""
+        from escalation import stepfunctions
+
+        if not stepfunctions.workflow_configured():
+            return  # no workflow to start: no need to look the ticket up
         ticket = (
             Ticket.objects.filter(
                 conversation_id=turn.conversation_id, trigger_message_id=turn.customer_message_id

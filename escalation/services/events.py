@@ -53,9 +53,9 @@ def event_record(
 
 
 def _delivery_enqueue(delivery_id: int) -> None:
-    from django_q.tasks import async_task
+    from chat.task_queue import task_enqueue
 
-    async_task("escalation.tasks.webhook_deliver_task", delivery_id)
+    task_enqueue("escalation.tasks.webhook_deliver_task", delivery_id)
 
 
 def event_body(event: DomainEvent) -> dict[str, Any]:

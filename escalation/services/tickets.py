@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -66,6 +67,18 @@ def agent_conversation_group(conversation_id: Any) -> str:
     return f"agent.conversation.{conversation_id}"
 
 
+_summaries = threading.local()
+
+
+def _summaries_pending() -> dict[int, dict[str, Any]]:
+    """This thread's inbox rows to be read at the next commit, by ticket id (a
+    transaction and its on-commit callbacks run on one thread)."""
+    pending = getattr(_summaries, "pending", None)
+    if pending is None:
+        pending = _summaries.pending = {}
+    return pending
+
+
 def ticket_publish(ticket: Ticket, *, change: str) -> None:
     """After commit, tell every open inbox and the agents on the conversation.
 
@@ -74,9 +87,13 @@ def ticket_publish(ticket: Ticket, *, change: str) -> None:
     from escalation.selectors import ticket_summary_by_id
 
     ticket_id, conversation_id = ticket.pk, ticket.conversation_id
-    summary: dict[str, Any] = {}
+    # One read per ticket and commit, however many changes the transaction announces
+    # (a new ticket is often "created" and "assigned" in the same one).
+    pending = _summaries_pending()
+    summary: dict[str, Any] = pending.setdefault(ticket_id, {})
 
     def event() -> dict[str, Any]:
+        pending.pop(ticket_id, None)  # the next transaction reads its own
         if not summary:
             summary.update(ticket_summary_by_id(ticket_id) or {})
         return {
@@ -110,6 +127,7 @@ def escalation_open(
     trigger_message: Message | None = None,
     sentiment: dict[str, Any] | None = None,
     draft_follows: bool = False,
+    locked: bool = False,
 ) -> tuple[Ticket, bool]:
     """Hand the conversation to people: open a ticket unless one is active.
 
@@ -119,8 +137,35 @@ def escalation_open(
     starts when a state machine is configured: at once, or, with ``draft_follows`` (an
     escalated turn whose withheld draft is still being written), when the turn reports
     its draft stored (``EscalationReviewer.draft_stored``). Returns (ticket, created).
+    ``locked=True``: the caller holds the conversation's lock and ``conversation`` is the
+    row it locked (the turn pipeline's and ``human_request``'s transactions).
     """
-    locked = _lock(conversation)
+    locked_row = conversation if locked else _lock(conversation)
+    return _escalation_open_locked(
+        conversation=conversation,
+        locked=locked_row,
+        reason=reason,
+        reason_detail=reason_detail,
+        priority=priority,
+        decision=decision,
+        trigger_message=trigger_message,
+        sentiment=sentiment,
+        draft_follows=draft_follows,
+    )
+
+
+def _escalation_open_locked(
+    *,
+    conversation: Conversation,
+    locked: Conversation,
+    reason: str,
+    reason_detail: str,
+    priority: str,
+    decision: Any,
+    trigger_message: Message | None,
+    sentiment: dict[str, Any] | None,
+    draft_follows: bool,
+) -> tuple[Ticket, bool]:
     active = (
         Ticket.objects.select_for_update()
         .filter(conversation=locked, status__in=Ticket.ACTIVE)
@@ -156,6 +201,7 @@ def escalation_open(
         conversation_state_publish(locked)
     message_append(
         conversation=locked,
+        locked=True,
         role=Message.Role.SYSTEM,
         text=f"Escalated to a person: {reason_label(reason)}"
         + (f" ({reason_detail})" if reason_detail and reason_detail != "button" else ""),
@@ -191,21 +237,20 @@ def _queue_drain(*, joined: Any = None) -> list[Ticket]:
 
 
 def _after_open(ticket: Ticket, *, start_workflow: bool) -> None:
-    from django_q.tasks import async_task
+    from chat.task_queue import task_enqueue
 
-    async_task("escalation.tasks.ticket_notify_agents_task", ticket.pk)
+    task_enqueue("escalation.tasks.ticket_notify_agents_task", ticket.pk)
     if start_workflow:
         workflow_start_queue(ticket_id=ticket.pk)
 
 
 def workflow_start_queue(*, ticket_id: int) -> None:
     """Start the Step Functions workflow in the background, when one is configured."""
-    from django_q.tasks import async_task
-
+    from chat.task_queue import task_enqueue
     from escalation import stepfunctions
 
     if stepfunctions.workflow_configured():
-        async_task("escalation.tasks.workflow_start_task", ticket_id)
+        task_enqueue("escalation.tasks.workflow_start_task", ticket_id)
 
 
 def customer_notice_for(ticket: Ticket) -> str:
@@ -476,9 +521,9 @@ def _answer_callbacks(ticket: Ticket, *, action: str, output: dict[str, Any]) ->
 
 
 def _callback_enqueue(callback_id: int) -> None:
-    from django_q.tasks import async_task
+    from chat.task_queue import task_enqueue
 
-    async_task("escalation.tasks.workflow_callback_answer_task", callback_id)
+    task_enqueue("escalation.tasks.workflow_callback_answer_task", callback_id)
 
 
 def ticket_outcome_payload(ticket: Ticket) -> dict[str, Any]:

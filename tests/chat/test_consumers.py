@@ -541,3 +541,33 @@ async def test_stream_pieces_are_coalesced_but_a_slow_model_still_streams(
     assert len(deltas) == frames
     assert [d["index"] for d in deltas] == list(range(frames))
     assert "".join(d["delta"] for d in deltas) == scripted.answer == seen[-1]["message"]["text"]
+
+
+async def test_a_hand_over_replayed_from_the_database_comes_with_the_new_state_first(
+    conversation, visitor, scripted, monkeypatch
+):
+    """The socket's catch-up read can run ahead of a slow channel layer: when it brings an
+    escalation notice, the customer hears that a person now handles the conversation
+    before the notice, so the page never shows the notice under a bot that seems to
+    answer."""
+    from chat import events
+
+    original = events.apublish
+
+    async def slow_layer(group, event):  # every event of the escalated turn is lost
+        if event.get("type") == "chat.message" and event["frame"]["role"] == "customer":
+            await original(group, event)
+
+    monkeypatch.setattr(events, "apublish", slow_layer)
+    comm = await open_socket(conversation.pk, visitor_token=visitor[1])
+    await send_message(comm, "This is terrible, the worst service ever, I hate it!!", "h1")
+    frames = await receive_until(comm, "message", role="system")
+    await turns.turns_drain()
+    await comm.disconnect()
+
+    kinds = [
+        f["type"] if f["type"] != "message" else f"message:{f['message']['role']}" for f in frames
+    ]
+    state = kinds.index("conversation.state")
+    assert state < kinds.index("message:system")
+    assert frames[state]["handling"] == "waiting_for_human"

@@ -165,3 +165,21 @@ def test_a_pending_turn_nobody_claimed_is_swept_but_not_behind_a_running_one(vis
         "pending",
         "running",
     ]
+
+
+@pytest.mark.django_db(transaction=False)
+def test_an_answered_turn_takes_a_fixed_number_of_queries(pipeline, django_assert_num_queries):
+    """The statements of a second answered turn, from the stored message to the stored
+    answer (SQLite; the test's transaction turns BEGIN/COMMIT into savepoints):
+    message: the retry check; [savepoint] the conversation's lock, the retry check under
+    it, the message, the conversation's last seq, the earlier turns (which also say
+    whether one runs), the history, the turn [release];
+    review: nothing (the rules are this process's copy);
+    answer: [savepoint] the turn with its conversation locked, the decisions, the
+    answer, the conversation's last seq, the turn [release]; then the harness reads the
+    finished turn (``turn_await``)."""
+    conversation = ConversationFactory()
+    pipeline.ask(conversation, "How do I reset my password?")  # also loads the rules
+    with django_assert_num_queries(18):
+        turn = pipeline.ask(conversation, "And how do I change it?")
+    assert turn.status == "answered"

@@ -35,10 +35,17 @@ def routed(label: str, confidence: float = 0.96) -> Intent:
     return Intent(label=label, confidence=confidence, scores=scores, model_version="scripted")
 
 
+def rule_set(kind: str, **fields) -> EscalationRule:
+    """Edit a rule as the admin does (through the service, which renews the reviewer's
+    copy of the rules)."""
+    changed = rule(kind)
+    for name, value in fields.items():
+        setattr(changed, name, value)
+    return services.escalation_rule_save(rule=changed)
+
+
 def sentiment_fallback_on(threshold: float = -0.5) -> None:
-    EscalationRule.objects.filter(kind="negative_sentiment").update(
-        enabled=True, threshold=threshold
-    )
+    rule_set("negative_sentiment", enabled=True, threshold=threshold)
 
 
 def test_default_rules_are_seeded():
@@ -146,7 +153,7 @@ def test_asking_for_a_person_in_words_escalates(conversation, pipeline, text):
 
 
 def test_the_phrase_rule_still_works_when_switched_on(conversation, pipeline):
-    EscalationRule.objects.filter(kind="human_request").update(enabled=True)
+    rule_set("human_request", enabled=True)
     pipeline.bot.intent = routed("answer")
     turn = pipeline.ask(conversation, "I want to speak with someone")
     assert turn.status == "escalated" and turn.decision_reason == "human_request"
@@ -154,7 +161,7 @@ def test_the_phrase_rule_still_works_when_switched_on(conversation, pipeline):
 
 
 def test_button_always_escalates_even_when_the_rule_is_disabled(conversation, say):
-    EscalationRule.objects.filter(kind="human_request").update(enabled=False)
+    rule_set("human_request", enabled=False)
     message = say("hello")
     human_request(conversation=conversation, requested_by=None)
     decision = Decision.objects.get(message=message)
@@ -171,7 +178,9 @@ def test_organisation_keywords_escalate_urgently(conversation, pipeline):
 
 def test_keyword_matches_whole_words_only(conversation, pipeline):
     pipeline.bot.intent = routed("answer")
-    EscalationRule.objects.create(name="Refunds", kind="keyword", patterns="refund", priority=5)
+    services.escalation_rule_save(
+        rule=EscalationRule(name="Refunds", kind="keyword", patterns="refund", priority=5)
+    )
     assert pipeline.ask(conversation, "refundable tickets?").status == "answered"
 
 
@@ -212,7 +221,7 @@ def test_provider_failure_escalates_and_records_the_event(conversation, pipeline
 
 
 def test_provider_failure_rule_disabled_records_event_only(conversation, pipeline):
-    EscalationRule.objects.filter(kind="provider_failure").update(enabled=False)
+    rule_set("provider_failure", enabled=False)
     pipeline.bot.fail_on_prepare = RuntimeError("boom")
     turn = pipeline.ask(conversation, "hi")
     assert turn.status == "failed" and turn.route == ""
@@ -315,3 +324,74 @@ def test_rule_validation_rejects_bad_bands_and_regexes():
         EscalationRule(name="x", kind="toxicity", threshold=0.7, upper_threshold=0.5).full_clean()
     with pytest.raises(ValidationError):
         EscalationRule(name="y", kind="keyword", patterns="re:(unclosed").full_clean()
+
+
+# --- the rules each server process keeps (escalation.services.rules) ---------------------
+
+
+def _rule_reads(queries) -> list[str]:
+    tables = ("escalation_escalationrule", "escalation_intentpolicy")
+    return [q["sql"] for q in queries if any(t in q["sql"] for t in tables)]
+
+
+def test_the_rules_are_read_once_per_process_not_on_every_turn(conversation, pipeline):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as first:
+        pipeline.ask(conversation, "How do I change my billing address?")
+    with CaptureQueriesContext(connection) as second:
+        turn = pipeline.ask(conversation, "And my e-mail address?")
+
+    assert len(_rule_reads(first.captured_queries)) == 2  # the rules and the policies
+    assert _rule_reads(second.captured_queries) == []
+    assert Decision.objects.filter(turn=turn).exists()  # still reviewed by every rule
+
+
+def test_a_rule_edited_in_the_admin_applies_to_the_next_turn_despite_the_cache(
+    conversation, pipeline, admin_member
+):
+    from django.test import Client
+
+    pipeline.bot.intent = routed("answer")
+    assert pipeline.ask(conversation, "Can I get a refund?").status == "answered"  # cached
+
+    keyword = rule("keyword")
+    client = Client()
+    client.force_login(admin_member)
+    response = client.post(
+        f"/admin/escalation/escalationrule/{keyword.pk}/change/",
+        {
+            "name": keyword.name,
+            "kind": "keyword",
+            "enabled": "on",
+            "priority": keyword.priority,
+            "ticket_priority": keyword.ticket_priority,
+            "description": keyword.description,
+            "patterns": keyword.patterns + "\nrefund",
+        },
+    )
+    assert response.status_code == 302
+
+    turn = pipeline.ask(conversation, "Can I get a refund?")
+    assert (turn.status, turn.decision_reason) == ("escalated", "keyword")
+
+
+def test_another_process_publishing_a_new_version_makes_this_one_read_the_rules_again(
+    conversation, pipeline
+):
+    """What the services do on commit, seen from a process that did not write: the
+    shared version token changed, so the copy is read again (even for a write this
+    process never saw, here one made behind the services' back)."""
+    from chat.shared_cache import shared_cache
+    from escalation.services.rules import VERSION_KEY
+
+    pipeline.bot.intent = routed("answer")
+    assert pipeline.ask(conversation, "Can I get a refund?").status == "answered"
+    keyword = rule("keyword")
+    EscalationRule.objects.filter(pk=keyword.pk).update(patterns=keyword.patterns + "\nrefund")
+    assert pipeline.ask(conversation, "Can I get a refund?").status == "answered"  # the copy
+
+    shared_cache().set(VERSION_KEY, "another-process-wrote", timeout=None)
+
+    assert pipeline.ask(conversation, "Can I get a refund?").status == "escalated"

@@ -11,6 +11,7 @@ from django.test import Client
 
 from chat.assistant.router_training import dataset_load
 from chat.models import Conversation, IntentExample, Message
+from escalation import services
 from escalation.models import Decision, IntentPolicy, Ticket
 from escalation.services.intents import intent_detail
 from tests.factories import ConversationFactory
@@ -289,7 +290,9 @@ def test_a_category_switched_off_in_the_admin_is_answered(pipeline, admin_member
 def test_a_lower_threshold_makes_a_category_more_sensitive(pipeline):
     text = "what's the number to ring someone about my account?"
     assert pipeline.ask(ConversationFactory(), text).status == "answered"  # the router's miss
-    IntentPolicy.objects.filter(label="human_request").update(threshold=0.2)
+    policy = IntentPolicy.objects.get(label="human_request")
+    policy.threshold = 0.2
+    services.intent_policy_save(policy=policy)
 
     turn = pipeline.ask(ConversationFactory(), text)
 

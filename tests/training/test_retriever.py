@@ -342,35 +342,3 @@ def test_loop_demo_runs_the_loop_and_reports_held_out_figures_last(
         _normalised(row.data["prompt"]) for row in SnapshotRow.objects.filter(snapshot=run.snapshot)
     }
     assert prompts and not prompts & held_out
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_a_hedged_reply_is_traced_to_the_passage_it_quotes(knowledge_base, settings):  # noqa: F811
-    """A hedged reply opens with "I'm not certain ..." and quotes the passage after it:
-    a reviewer's verdict on it is a training row for that passage, as for a confident one."""
-    from chat import turns
-    from chat.assistant.evaluation import demo_index
-    from chat.events import db
-    from chat.services import customer_message_receive
-    from tests.chat.knowledge_fixtures import MemoEmbedder
-    from tests.factories import ConversationFactory
-    from training.services.retriever import answer_passages
-
-    settings.ASSISTANT_PROVIDER = "local"
-    conversation = await db(ConversationFactory)()
-    received = await db(customer_message_receive)(
-        conversation=conversation,
-        text="my boiler is old, will the hub work with it",
-        client_id="h1",
-        author=None,
-        rate_subject="r",
-    )
-    turn = await turns.turn_await(turn_id=received.turn.pk, conversation_id=conversation.pk)
-    reply = (await db(list)(turn.outputs.filter(visibility="public")))[0]
-    index = demo_index(MemoEmbedder())
-
-    [row] = answer_passages(index=index, answers=[reply.text])
-
-    assert turn.answer_band == "hedged"
-    assert row is not None
-    assert index.slugs[int(index.passage_article[row])] == reply.sources[0]["slug"]

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from chat.assistant.chain import HEDGE_OPENING
 from chat.assistant.embeddings import MODEL_NAME, Encoding, _stop_token_ids, encode_texts
 from chat.assistant.knowledge import (
     CANDIDATES,
@@ -83,23 +82,14 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _quoting_paragraph(answer: str) -> str:
-    paragraphs = [p for p in answer.strip().split("\n\n") if p.strip()]
-    if len(paragraphs) > 1 and paragraphs[0].strip() == HEDGE_OPENING:
-        paragraphs = paragraphs[1:]
-    return paragraphs[0] if paragraphs else ""
-
-
 def answer_passages(*, index: KnowledgeIndex, answers: list[str]) -> list[int | None]:
     """The index row of the passage each answer answered from, or None when it quotes
     none (found by the assistant's own ranking with the answer as the query, then
     checked: most of the answer's words are in that passage or its article's title)."""
     unique = list(dict.fromkeys(a for a in answers if a.strip()))
     # The first paragraph answers (an answer citing two articles quotes the second in
-    # another paragraph); citation markers like [1] are no words of the passage. A
-    # hedged reply opens with a paragraph that says it may not answer: its quote is the
-    # paragraph after that.
-    firsts = {a: _CITATION.sub(" ", _quoting_paragraph(a)) for a in unique}
+    # another paragraph); citation markers like [1] are no words of the passage.
+    firsts = {a: _CITATION.sub(" ", a.strip().split("\n\n")[0]) for a in unique}
     encodings = dict(zip(unique, encode_texts([firsts[a] for a in unique]), strict=True))
     found: dict[str, int | None] = {}
     for answer in unique:

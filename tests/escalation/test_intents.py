@@ -148,8 +148,9 @@ def test_device_words_alone_do_not_escalate_but_hazards_do(pipeline, label, text
 
 
 def test_a_product_question_the_router_is_unsure_of_is_answered_not_declined(pipeline):
-    # the router leans to "out of scope" (0.61); the Wi-Fi article says the Hub needs WPA2
-    text = "What's WPA2?"
+    # the router leans to "out of scope" (0.74); the Wi-Fi article is about the network
+    # name (the SSID) the Hub joins
+    text = "what's an SSID"
     turn = pipeline.ask(ConversationFactory(), text)
     assert (turn.status, turn.route) == ("answered", "answer")
     routing = Decision.objects.get(turn=turn, rule_kind="intent")
@@ -291,14 +292,14 @@ def test_a_lower_threshold_makes_a_category_more_sensitive(pipeline):
     text = "what's the number to ring someone about my account?"
     assert pipeline.ask(ConversationFactory(), text).status == "answered"  # the router's miss
     policy = IntentPolicy.objects.get(label="human_request")
-    policy.threshold = 0.2
+    policy.threshold = 0.1  # the router gives human_request 0.15 here
     services.intent_policy_save(policy=policy)
 
     turn = pipeline.ask(ConversationFactory(), text)
 
     assert (turn.status, turn.decision_category) == ("escalated", "human_request")
     decision = Decision.objects.get(turn=turn, rule_kind="intent")
-    assert decision.threshold == 0.2 and decision.score >= 0.2
+    assert decision.threshold == 0.1 and decision.score >= 0.1
 
 
 # --- agents teach the router ------------------------------------------------------------------

@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -53,7 +54,15 @@ class JsonFrameConsumer(AsyncWebsocketConsumer):
         ):
             logger.debug("ignoring event %r", kind)
             return
-        await super().dispatch(message)
+        # Channels' own dispatch first hops to its thread-sensitive executor to close old
+        # database connections, once per frame and per channel-layer event. These sockets
+        # never use that thread's connection: their ORM work runs through ``chat.events.db``,
+        # whose threads recycle their connections around every call. Skipping the hop saves
+        # a thread round trip per event (about 3% of a saturated server's time).
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {kind}")
+        await handler(message)
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, separators=(",", ":")))

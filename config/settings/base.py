@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -143,26 +144,49 @@ REDIS_URL = env("REDIS_URL", default="")
 CHANNEL_LAYERS: dict[str, dict[str, Any]]
 
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [REDIS_URL],
-                "prefix": env("CHANNEL_LAYER_PREFIX", default="loopdesk"),
-                # Events waiting for one socket. A turn sends a socket 2-3 events, an
-                # agent's inbox one per ticket change: 500 absorbs a burst of tickets
-                # while bounding what a stalled socket can pile up in Redis.
-                "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=500),
-                # An event nobody read for 30 s is stale: the page's replay and the
-                # socket's catch-up read bring the conversation back from the database.
-                "expiry": env.int("CHANNEL_LAYER_EXPIRY", default=30),
-                # A socket stays in its groups this long without re-joining: longer than
-                # an agent's working day at the console (the default, one day), else a
-                # long-lived socket would silently stop hearing its conversation.
-                "group_expiry": env.int("CHANNEL_LAYER_GROUP_EXPIRY", default=86400),
-            },
+    # Channel-layer events are notifications: every message, turn, ticket and queue place
+    # is in the database, and each socket reads it back on (re)connect and after a turn
+    # (the chat's resume and catch-up reads, the inbox's snapshot). So the default is
+    # channels-redis's Pub/Sub layer: a group_send is one PUBLISH, delivery one read of
+    # the process's subscription, with no per-channel lists, capacity scans or backup
+    # queue. Measured against the list-based layer on the saturation benchmark: about a
+    # third less server CPU per answered message (docs/chat-benchmark.md).
+    # CHANNEL_LAYER_BACKEND=core selects the list-based layer, which also buffers events
+    # for a socket that is briefly gone (capacity and expiry below).
+    _channel_layer_backend = env("CHANNEL_LAYER_BACKEND", default="pubsub")
+    if _channel_layer_backend not in ("pubsub", "core"):
+        raise ImproperlyConfigured("CHANNEL_LAYER_BACKEND must be 'pubsub' or 'core'.")
+    if _channel_layer_backend == "pubsub":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {
+                    "hosts": [REDIS_URL],
+                    "prefix": env("CHANNEL_LAYER_PREFIX", default="loopdesk"),
+                },
+            }
         }
-    }
+    else:
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    "hosts": [REDIS_URL],
+                    "prefix": env("CHANNEL_LAYER_PREFIX", default="loopdesk"),
+                    # Events waiting for one process's sockets. A turn sends a socket 2-3
+                    # events, an agent's inbox one per ticket change: 500 absorbs a burst
+                    # of tickets while bounding what a stalled process piles up in Redis.
+                    "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=500),
+                    # An event nobody read for 30 s is stale: the page's replay and the
+                    # socket's catch-up read bring the conversation back from the database.
+                    "expiry": env.int("CHANNEL_LAYER_EXPIRY", default=30),
+                    # A socket stays in its groups this long without re-joining: longer
+                    # than an agent's working day at the console (the default, one day),
+                    # else a long-lived socket would silently stop hearing its group.
+                    "group_expiry": env.int("CHANNEL_LAYER_GROUP_EXPIRY", default=86400),
+                },
+            }
+        }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -65,13 +65,17 @@ def test_no_worker_running_answers_503_naming_the_broker(client):
     assert "no worker" in body["checks"]["task_broker"]["error"]
 
 
+@pytest.mark.parametrize(
+    "backend",
+    ["channels_redis.pubsub.RedisPubSubChannelLayer", "channels_redis.core.RedisChannelLayer"],
+)
 def test_redis_down_answers_503_naming_channel_layer_and_broker(
-    client, settings, monkeypatch, running_worker
+    client, settings, monkeypatch, running_worker, backend
 ):
     dead = "redis://127.0.0.1:1/0"
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": backend,
             "CONFIG": {"hosts": [dead]},
         }
     }

@@ -69,9 +69,28 @@ def test_database_and_redis_urls_switch_to_real_services(tmp_path):
     assert result.returncode == 0, result.stderr
     chosen = json.loads(result.stdout)
     assert chosen["db"] == "django.db.backends.postgresql"
-    assert chosen["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert chosen["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert chosen["broker"] == "redis"
     assert chosen["cache"] == "django.core.cache.backends.redis.RedisCache"
+
+
+def test_the_list_based_channel_layer_is_an_explicit_choice(tmp_path):
+    core = load(
+        "config.settings.local",
+        LOOPDESK_VAR_DIR=str(tmp_path),
+        REDIS_URL="redis://cache.internal:6379/1",
+        CHANNEL_LAYER_BACKEND="core",
+    )
+    assert core.returncode == 0, core.stderr
+    assert json.loads(core.stdout)["layer"] == "channels_redis.core.RedisChannelLayer"
+    wrong = load(
+        "config.settings.local",
+        LOOPDESK_VAR_DIR=str(tmp_path),
+        REDIS_URL="redis://cache.internal:6379/1",
+        CHANNEL_LAYER_BACKEND="rabbit",
+    )
+    assert wrong.returncode != 0
+    assert "CHANNEL_LAYER_BACKEND must be" in wrong.stderr
 
 
 def test_sqlite_is_configured_for_concurrent_processes(db):

@@ -168,6 +168,25 @@ class AgentConversationConsumer(JsonFrameConsumer):
 
     # --- frames from the agent ---------------------------------------------------------------
 
+    async def frame_resume(self, content: dict[str, Any]) -> None:
+        """The messages after ``after_seq`` this socket has not sent yet. Live events are
+        notifications (a Pub/Sub layer drops what a briefly disconnected process missed):
+        the page asks every 30 s and when it comes back into view."""
+        after = content.get("after_seq", 0)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise services.EscalationError("after_seq is a whole number >= 0.")
+        conversation = self.conversation
+        frames = await db(
+            lambda: [
+                message_frame(m, audience="agent")
+                for m in selectors.conversation_timeline(conversation=conversation).filter(
+                    seq__gt=after
+                )
+            ]
+        )()
+        for frame in frames:
+            await self._send_frame(frame)
+
     async def frame_ping(self, content: dict[str, Any]) -> None:
         await db(services.agent_presence_touch)(agent=self.user)
         await self.send_json({"type": "pong"})

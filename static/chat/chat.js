@@ -25,6 +25,7 @@
   const pendingEls = new Map(); // client_id -> element
   const answered = new Set(); // reply_to_id of answers already shown (late deltas are ignored)
   let lastFrameAt = Date.now();
+  let handling = "assistant";
   let typingTimer = null;
   let lastTypingSent = 0;
 
@@ -189,6 +190,7 @@
 
   function setStatus(state) {
     const status = $("status");
+    if (state.handling) handling = state.handling;
     if (state.status === "ended") status.textContent = "Conversation ended";
     else if (state.handling === "human") status.textContent = `${state.agent_name || "An agent"} from our support team is with you`;
     else if (state.handling === "waiting_for_human") status.textContent = "Waiting for a person from our team…";
@@ -435,6 +437,14 @@
       send({ type: "resume", after_seq: lastSeq });
     }
   }, 3000);
+  // Live events are notifications; the conversation itself is on the server. While a
+  // person is on it (or about to be), their messages come without the customer waiting
+  // for anything, so the page also asks for what it may have missed every 30 s and when
+  // it comes back into view (the server sends only what this page has not shown).
+  setInterval(() => { if (handling !== "assistant" && !ended) send({ type: "resume", after_seq: lastSeq }); }, 30000);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && !ended) send({ type: "resume", after_seq: lastSeq });
+  });
 
   // --- layout: the menu (the sidebar as a drawer at phone width) and the notice --------
   const pageEl = $("page");

@@ -327,6 +327,19 @@
     check.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggle(); } });
   }
 
+  // Live events are notifications; the conversation itself is on the server (a new socket
+  // gets the whole timeline). Every 30 s and when the page comes back into view, ask for the messages
+  // after the last one of an unbroken run from the start (an agent sees every message,
+  // so a gap is a missed one; addMessage skips any already on the page).
+  function resync() {
+    if (!socket || socket.readyState !== 1) return;
+    let last = 0;
+    while (seen.has(last + 1)) last += 1;
+    socket.send(JSON.stringify({ type: "resume", after_seq: last }));
+  }
+  setInterval(resync, 30000);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) resync(); });
+
   render();
   // presence heartbeat: an agent working a conversation counts as available
   setInterval(() => { if (socket && socket.readyState === 1) socket.send('{"type":"ping"}'); }, 30000);

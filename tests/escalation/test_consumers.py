@@ -84,6 +84,50 @@ async def test_an_inbox_that_missed_a_ticket_event_gets_it_on_resync(
     await inbox.disconnect()
 
 
+async def test_an_agent_page_that_missed_a_message_event_gets_it_on_resume(
+    agent, customer, scripted, monkeypatch
+):
+    """The conversation page asks every 30 s for what it may have missed: a customer
+    message whose event never reached the agent's socket arrives then, once."""
+    from chat.services import conversations as conversation_services
+    from chat.services import customer_message_receive
+
+    conversation = await database_sync_to_async(ConversationFactory)(customer=customer)
+    await escalate_by_words(conversation, "I hate this, it's broken")
+    agent_ws = socket(f"/ws/agent/conversations/{conversation.pk}/", agent)
+    assert (await agent_ws.connect())[0]
+    shown = []
+    while True:
+        frame = await agent_ws.receive_json_from(timeout=5)
+        if frame["type"] == "message":
+            shown.append(frame["message"]["seq"])
+        if frame["type"] == "ticket":
+            break
+    last = max(shown)
+
+    monkeypatch.setattr(conversation_services, "publish_on_commit", lambda group, event: None)
+    await database_sync_to_async(customer_message_receive)(
+        conversation=conversation,
+        text="hello? anyone?",
+        client_id="c2",
+        author=None,
+        rate_subject="t",
+    )
+    while not await agent_ws.receive_nothing(timeout=0.5):
+        assert (await agent_ws.receive_json_from())["type"] != "message"
+
+    await agent_ws.send_json_to({"type": "resume", "after_seq": last})
+    missed = await frames_until(agent_ws, "message")
+    assert missed["message"]["text"] == "hello? anyone?"
+    assert missed["message"]["seq"] == last + 1
+    await agent_ws.send_json_to({"type": "resume", "after_seq": 0})
+    assert await agent_ws.receive_nothing(timeout=0.5)  # nothing twice
+
+    await agent_ws.send_json_to({"type": "resume", "after_seq": "ten"})
+    assert (await frames_until(agent_ws, "error"))["code"] == "invalid"
+    await agent_ws.disconnect()
+
+
 async def test_customers_cannot_open_the_inbox(customer):
     inbox = socket("/ws/agent/inbox/", customer)
     await inbox.connect()

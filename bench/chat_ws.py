@@ -159,12 +159,14 @@ async def run_customer(
             pass
 
 
-def profile_start(pid: int, path: str) -> subprocess.Popen:
+def profile_start(pid: int, path: str, gil: bool = False) -> subprocess.Popen:
     """Sample the server with py-spy (collapsed stacks, for flamegraph.pl, speedscope or
     bench/profile_summary.py) until ``profile_stop``: the measured round only, not the
     start-up and warm-up."""
     py_spy = str(Path(sys.executable).with_name("py-spy"))
     command = [py_spy, "record", "--format", "raw", "--rate", "200", "-o", path]
+    if gil:  # only the thread holding the GIL: where one process's Python time goes
+        command.append("--gil")
     return subprocess.Popen(
         [*command, "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -358,6 +360,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", default="", help="write py-spy collapsed stacks of the chat server here"
     )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL (py-spy --gil)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="loopdesk-bench-"))
@@ -440,7 +447,9 @@ def main() -> None:
                     questions,
                 )
             )
-        profiler = profile_start(pids[0], args.profile) if args.profile else None
+        profiler = (
+            profile_start(pids[0], args.profile, gil=args.profile_gil) if args.profile else None
+        )
         if profiler is not None:
             time.sleep(1.0)  # py-spy attaches
         cpu_before = server_cpu_seconds(pids)

@@ -60,8 +60,10 @@ def test_reviewer_labels_ten_items_with_the_keyboard_and_agreement_shows(
         index = int(re.search(r"question (\d+)", question).group(1))
         page.keyboard.press(str(SCORES[index]))
         assert page.is_checked(f'input[name="score"][value="{SCORES[index]}"]')
-        page.keyboard.press("Enter")  # save and next
-        page.wait_for_load_state()
+        # Save and next: wait for the navigation the submit starts (on a busy machine
+        # the old page was still shown when the load state was first checked).
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
         assert "Saved: relevance" in page.inner_text("body"), f"item {i} not saved"
     page.wait_for_url(re.compile(r".*/admin/labeling/label/queue/$"))
     assert "0 open, 10 labeled by you." in page.inner_text("[data-testid=queue-summary]")

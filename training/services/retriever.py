@@ -27,15 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from chat.assistant.embeddings import MODEL_NAME, Encoding, _stop_token_ids, encode_texts
+from chat.assistant.embeddings import MODEL_NAME, Encoding, encode_texts, stop_token_ids
 from chat.assistant.knowledge import (
     CANDIDATES,
     CODE_BOOST,
     SIGNAL_WEIGHTS,
     KnowledgeIndex,
-    _bm25_scores,
-    _codes,
+    bm25_scores,
     bm25_tokens,
+    code_words,
     knowledge_index,
     knowledge_search,
 )
@@ -162,11 +162,11 @@ def lexical_signals(*, index: KnowledgeIndex, question: str) -> dict[str, Any]:
     error code the question names (``CODE_BOOST``). The adapter is trained through the
     ranking itself, with these fixed and the encoder's signals learnt."""
     tokens = bm25_tokens([question])[0] if question.strip() else []
-    codes = _codes(question)
+    codes = code_words(question)
     return {
-        "bm25": np.round(_bm25_scores(index.passage_bm25, tokens, index.size), 4).tolist(),
+        "bm25": np.round(bm25_scores(index.passage_bm25, tokens, index.size), 4).tolist(),
         "article_bm25": np.round(
-            _bm25_scores(index.article_bm25, tokens, len(index.slugs)), 4
+            bm25_scores(index.article_bm25, tokens, len(index.slugs)), 4
         ).tolist(),
         "boost": [a for a, named in enumerate(index.article_codes) if codes & named],
     }
@@ -239,7 +239,7 @@ def retriever_corpus(index: KnowledgeIndex, work_dir: Path | None = None) -> dic
             {
                 "token_file": str(path),
                 "token_offsets": [int(o) for o in index.token_offsets],
-                "stop_token_ids": sorted(_stop_token_ids()),
+                "stop_token_ids": sorted(stop_token_ids()),
                 "candidates": CANDIDATES,
                 "signal_weights": list(SIGNAL_WEIGHTS),
                 "code_boost": CODE_BOOST,

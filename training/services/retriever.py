@@ -49,6 +49,12 @@ UNDESIRABLE_MAX_SCORE = 2.0
 QUOTE_MIN_SHARE = 0.6
 _WORD = re.compile(r"[a-z0-9€£%]+")
 _CITATION = re.compile(r"\[\d+\]")
+# A hedged reply ("I'm not certain this answers your question, ..." first, most replies
+# since the answerability calibration) is traced to the passage it quotes like any other
+# answer. Without it the run learnt from the confident answers and the better answers
+# only, and on the dev questions the adapter gained little (bench/retriever_dev.py,
+# docs/training.md).
+TRACE_HEDGED = True
 
 
 class QuestionEncoder:
@@ -82,14 +88,27 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def answer_passages(*, index: KnowledgeIndex, answers: list[str]) -> list[int | None]:
+def answer_quote(answer: str, *, trace_hedged: bool = TRACE_HEDGED) -> str:
+    """The part of ``answer`` that quotes its passage: the first paragraph (an answer
+    citing two articles quotes the second in another paragraph), after the hedged
+    band's "I'm not certain ..." opening when ``trace_hedged``; citation markers like
+    [1] are no words of the passage."""
+    from chat.assistant.chain import HEDGE_OPENING
+
+    paragraphs = answer.strip().split("\n\n")
+    if trace_hedged and len(paragraphs) > 1 and paragraphs[0].strip() == HEDGE_OPENING:
+        paragraphs = paragraphs[1:]
+    return _CITATION.sub(" ", paragraphs[0])
+
+
+def answer_passages(
+    *, index: KnowledgeIndex, answers: list[str], trace_hedged: bool = TRACE_HEDGED
+) -> list[int | None]:
     """The index row of the passage each answer answered from, or None when it quotes
     none (found by the assistant's own ranking with the answer as the query, then
     checked: most of the answer's words are in that passage or its article's title)."""
     unique = list(dict.fromkeys(a for a in answers if a.strip()))
-    # The first paragraph answers (an answer citing two articles quotes the second in
-    # another paragraph); citation markers like [1] are no words of the passage.
-    firsts = {a: _CITATION.sub(" ", a.strip().split("\n\n")[0]) for a in unique}
+    firsts = {a: answer_quote(a, trace_hedged=trace_hedged) for a in unique}
     encodings = dict(zip(unique, encode_texts([firsts[a] for a in unique]), strict=True))
     found: dict[str, int | None] = {}
     for answer in unique:
@@ -173,10 +192,12 @@ def lexical_signals(*, index: KnowledgeIndex, question: str) -> dict[str, Any]:
 
 
 def rows_from_judgements(
-    *, judgements: list[dict[str, Any]], index: KnowledgeIndex
+    *, judgements: list[dict[str, Any]], index: KnowledgeIndex, trace_hedged: bool = TRACE_HEDGED
 ) -> dict[str, list[dict[str, Any]]]:
     """``retriever_rows`` from judgements ``{question, answer, good, split}``."""
-    rows_of = answer_passages(index=index, answers=[j["answer"] for j in judgements])
+    rows_of = answer_passages(
+        index=index, answers=[j["answer"] for j in judgements], trace_hedged=trace_hedged
+    )
     positives: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     negatives: dict[tuple[str, str], set[int]] = defaultdict(set)
     references: dict[tuple[str, str], str] = {}

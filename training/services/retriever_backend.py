@@ -206,11 +206,11 @@ class FusedRanker:
             want = int(self.owner[positive])
             logits = fused / temperature
             total = torch.logsumexp(logits, 0)
-            article = total - torch.logsumexp(logits[owner == want], 0)
+            question_loss = total - torch.logsumexp(logits[owner == want], 0)
             if passage_share > 0:
-                passage = total - logits[candidates == positive].squeeze(0)
-                article = (1 - passage_share) * article + passage_share * passage
-            losses.append(article)
+                passage_loss = total - logits[candidates == positive].squeeze(0)
+                question_loss = (1 - passage_share) * question_loss + passage_share * passage_loss
+            losses.append(question_loss)
             right += int(owner[int(torch.argmax(fused))]) == want
         return torch.stack(losses).mean(), right / max(len(rows), 1)
 

@@ -45,6 +45,24 @@ def main() -> None:
     parser.add_argument(
         "--evaluate", action="append", default=[], help="an adapter folder to evaluate only"
     )
+    parser.add_argument(
+        "--plain-replies",
+        action="store_true",
+        help="judge the bare extractive answer, not the reply the chat sends (a hedged "
+        'reply opens with "I\'m not certain ..." and ends with the offer of a person)',
+    )
+    parser.add_argument(
+        "--trace-hedged",
+        choices=("default", "yes", "no"),
+        default="default",
+        help="trace hedged replies to the passage they quote (default: the run's setting)",
+    )
+    parser.add_argument(
+        "--snapshot-split",
+        action="store_true",
+        help="hold out the loop demo snapshot's share of training questions (split_of), "
+        "train on the rest, and also report the run's own evaluation and the gate's verdict",
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,13 +74,17 @@ def main() -> None:
     from django.conf import settings
 
     torch.set_num_threads(1)
-    from chat.assistant.chain import NO_ANSWER_TEXT
+    from chat.assistant.chain import HEDGE_OPENING, NO_ANSWER_TEXT, PERSON_OFFER_TEXT
+    from chat.assistant.contract import BAND_HEDGED
     from chat.assistant.evaluation import demo_index, evaluate, questions_load
     from labeling.judge import judge_scores
     from training.services.presets import PRESETS
     from training.services.retriever import (
+        TRACE_HEDGED,
         QuestionEncoder,
+        held_out_questions,
         retriever_corpus,
+        retriever_evaluate,
         rows_from_judgements,
     )
     from training.services.retriever_backend import train_retriever
@@ -83,6 +105,9 @@ def main() -> None:
     for q, outcome in zip(train, base_train.outcomes, strict=True):
         want = q.get("article")
         answer = outcome.answer if outcome.passages and outcome.answer else NO_ANSWER_TEXT
+        if answer != NO_ANSWER_TEXT and outcome.band == BAND_HEDGED and not args.plain_replies:
+            # What the chat sends (chain.assistant_stream), which the reviewers label.
+            answer = f"{HEDGE_OPENING}\n\n{answer}\n\n{PERSON_OFFER_TEXT}"
         if want is None:
             right = outcome.cited_first is None
             better = "" if right else NO_ANSWER_TEXT
@@ -92,13 +117,26 @@ def main() -> None:
         judgements.append({"question": q["question"], "answer": answer, "good": right})
         if better:
             judgements.append({"question": q["question"], "answer": better, "good": True})
+    from labeling.services.snapshots import split_of
+    from training.loop_demo import SNAPSHOT_TEST_SHARE
+
     for j in judgements:
-        j["split"] = "train"
-    rows = rows_from_judgements(judgements=judgements, index=index)["train"]
+        j["split"] = (
+            split_of(j["question"], test_share=SNAPSHOT_TEST_SHARE)
+            if args.snapshot_split
+            else "train"
+        )
+    trace_hedged = {"yes": True, "no": False}.get(args.trace_hedged, TRACE_HEDGED)
+    split_rows = rows_from_judgements(judgements=judgements, index=index, trace_hedged=trace_hedged)
+    rows, test_rows = split_rows["train"], split_rows.get("test") or []
+    gate_questions = held_out_questions(test_rows=test_rows, index=index)
     corpus = retriever_corpus(index, out_root)
+    hedged = sum(o.band == BAND_HEDGED and bool(o.passages) for o in base_train.outcomes)
+    print(f"# {hedged} hedged replies of {len(train)}; trace_hedged={trace_hedged}")
     print(
         f"# rows {len(rows)} ({sum(r['positive'] is not None for r in rows)} with a positive, "
         f"{sum(bool(r['negatives']) for r in rows)} with hard negatives); "
+        f"held out {len(test_rows)} ({len(gate_questions)} with a positive); "
         f"{time.monotonic() - started:.0f} s"
     )
 
@@ -190,10 +228,28 @@ def main() -> None:
                     "now_right": sum(a and not b for b, a in pairs),
                     "now_wrong": sum(b and not a for b, a in pairs),
                 }
+            gate = {}
+            if gate_questions:
+                # The run's own evaluation and the gate's rule against the base encoder.
+                run_eval = retriever_evaluate(
+                    questions=gate_questions, adapter_path=str(adapter), index=index
+                )
+                before, after = run_eval["before"], run_eval["after"]
+                keys = ("right_article_first", "mean")
+                gate = {
+                    "run_eval": {
+                        "questions": run_eval["questions"],
+                        "before": {k: before[k] for k in keys},
+                        "after": {k: after[k] for k in keys},
+                    },
+                    "gate_passes": all(after[k] >= before[k] for k in keys)
+                    and any(after[k] > before[k] for k in keys),
+                }
             print(
                 json.dumps(
                     {
                         "name": name if scale == 1.0 else f"{name} x{scale}",
+                        **gate,
                         **{k: v for k, v in figures.items() if k != "right"},
                         **flips,
                         "steps": result["steps"],

@@ -406,6 +406,16 @@ def main() -> None:
             f"ratio {result['cpu_ratio']:.3f}",
             flush=True,
         )
+        print(
+            json.dumps(
+                {
+                    "bench": "training_overhead",
+                    "repeats": args.repeats,
+                    **{k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()},
+                }
+            ),
+            flush=True,
+        )
 
     if not args.skip_curve:
         print("learnable preference: reward model then PPO through the platform", flush=True)

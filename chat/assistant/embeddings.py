@@ -54,14 +54,16 @@ STOP_WORDS = frozenset(
 
 
 @lru_cache(maxsize=1)
-def _stop_token_ids() -> frozenset[int]:
+def stop_token_ids() -> frozenset[int]:
+    """The MiniLM token ids of ``STOP_WORDS``: the late-interaction signal leaves them out
+    of a question."""
     tokenizer = _model().tokenizer
     ids = tokenizer.convert_tokens_to_ids(sorted(STOP_WORDS))
     return frozenset(i for i in ids if i != tokenizer.unk_token_id)
 
 
 def _content_mask(token_ids: np.ndarray) -> np.ndarray:
-    stop = _stop_token_ids()
+    stop = stop_token_ids()
     tokenizer = _model().tokenizer
     pieces = tokenizer.convert_ids_to_tokens(token_ids.tolist())
     return np.asarray(

@@ -123,7 +123,9 @@ def _bm25(documents: list[str]) -> bm25s.BM25 | None:
     return retriever
 
 
-def _bm25_scores(retriever: bm25s.BM25 | None, tokens: list[str], size: int) -> np.ndarray:
+def bm25_scores(retriever: bm25s.BM25 | None, tokens: list[str], size: int) -> np.ndarray:
+    """BM25 of ``tokens`` (``bm25_tokens``) against every document of ``retriever``, zeros
+    when it knows none of them."""
     known = [t for t in tokens if retriever is not None and t in retriever.vocab_dict]
     if retriever is None or not known:
         return np.zeros(size, dtype=np.float32)
@@ -249,7 +251,7 @@ def index_build(
         token_passage=np.repeat(
             np.arange(len(token_blocks)), [len(block) for block in token_blocks]
         ).astype(np.int64),
-        article_codes=[frozenset(_codes(title)) for title in titles],
+        article_codes=[frozenset(code_words(title)) for title in titles],
         known_codes=frozenset(known),
         code_families=frozenset(code.rstrip("0123456789") for code in known),
         term_idf=_idf([frozenset(t) for t in bm25_tokens(article_documents)]),
@@ -352,7 +354,9 @@ async def knowledge_index_current(*, embedding_model: str) -> KnowledgeIndex:
 _CODE = re.compile(r"\b(?=\w*\d)(?=\w*[a-z])\w{2,8}\b")
 
 
-def _codes(text: str) -> set[str]:
+def code_words(text: str) -> set[str]:
+    """The code-like words of a text ("e21", "wifi6"): a question naming one an article's
+    title names gets the title boost (``CODE_BOOST``)."""
     return set(_CODE.findall(text.lower()))
 
 
@@ -496,9 +500,9 @@ def knowledge_search(
         return empty
     tokens = bm25_tokens([query_text])[0] if query_text.strip() else []
     dense = index.passage_matrix @ vector
-    bm25 = _bm25_scores(index.passage_bm25, tokens, index.size)
+    bm25 = bm25_scores(index.passage_bm25, tokens, index.size)
     article_dense = index.article_matrix @ vector
-    article_bm25 = _bm25_scores(index.article_bm25, tokens, len(index.slugs))
+    article_bm25 = bm25_scores(index.article_bm25, tokens, len(index.slugs))
     take = min(CANDIDATES, index.size)
     candidates = np.union1d(np.argsort(-dense)[:take], np.argsort(-bm25)[:take])
     owner = index.passage_article[candidates]
@@ -517,7 +521,7 @@ def knowledge_search(
     fused = np.sum(
         [w * _standardised(s) for w, s in zip(SIGNAL_WEIGHTS, signals, strict=False)], axis=0
     )
-    codes = _codes(query_text)
+    codes = code_words(query_text)
     if codes:
         fused = fused + np.asarray(
             [CODE_BOOST if codes & index.article_codes[a] else 0.0 for a in owner]

@@ -13,7 +13,7 @@ from chat.assistant.contract import BAND_CONFIDENT, BAND_DONT_KNOW, BAND_HEDGED
 from chat.assistant.evaluation import demo_index
 from chat.assistant.knowledge import (
     KnowledgeIndex,
-    _bm25_scores,
+    bm25_scores,
     bm25_tokens,
     calibration_current,
     knowledge_answer,
@@ -58,7 +58,7 @@ def test_hybrid_ranking_finds_the_passage_that_one_retriever_alone_misses(index,
     encoding = EMBEDDER.encode_documents([question])[0]
     dense_alone = _article_of(index, index.passage_matrix @ encoding.vector)
     bm25_alone = _article_of(
-        index, _bm25_scores(index.passage_bm25, bm25_tokens([question])[0], index.size)
+        index, bm25_scores(index.passage_bm25, bm25_tokens([question])[0], index.size)
     )
 
     ranking = knowledge_search(index=index, query=encoding, query_text=question, top_k=3)

@@ -290,6 +290,30 @@ def test_the_loop_demo_never_trains_on_a_held_out_question():
     assert len(traffic) >= len(questions_load("train")) - 3
 
 
+def test_a_hedged_reply_is_traced_to_the_passage_it_quotes_like_a_confident_one():
+    # Most replies are hedged since the answerability calibration: a reviewer's 5 on one
+    # says its passage answers the question, so it must give a training row too.
+    from chat.assistant.chain import HEDGE_OPENING, NO_ANSWER_TEXT, PERSON_OFFER_TEXT
+    from chat.assistant.evaluation import demo_index
+    from training.services.retriever import QuestionEncoder, answer_passages
+
+    index = demo_index(QuestionEncoder())
+    question = _answerable("train", 1)[0]
+    confident = f"{question['evidence']} [1]"
+    hedged = f"{HEDGE_OPENING}\n\n{confident}\n\n{PERSON_OFFER_TEXT}"
+
+    confident_row, hedged_row, dont_know_row = answer_passages(
+        index=index, answers=[confident, hedged, NO_ANSWER_TEXT]
+    )
+    (untraced_row,) = answer_passages(index=index, answers=[hedged], trace_hedged=False)
+
+    assert confident_row is not None
+    assert index.slugs[int(index.passage_article[confident_row])] == question["article"]
+    assert hedged_row == confident_row
+    assert untraced_row is None  # what the run did before: the hedge quotes no passage
+    assert dont_know_row is None
+
+
 def test_the_simulated_reviewer_rates_by_the_cited_article_and_quotes_the_right_one():
     from types import SimpleNamespace
 

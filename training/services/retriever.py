@@ -27,15 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from chat.assistant.embeddings import MODEL_NAME, Encoding, _stop_token_ids, encode_texts
+from chat.assistant.embeddings import MODEL_NAME, Encoding, encode_texts, stop_token_ids
 from chat.assistant.knowledge import (
     CANDIDATES,
     CODE_BOOST,
     SIGNAL_WEIGHTS,
     KnowledgeIndex,
-    _bm25_scores,
-    _codes,
+    bm25_scores,
     bm25_tokens,
+    code_words,
     knowledge_index,
     knowledge_search,
 )
@@ -49,6 +49,12 @@ UNDESIRABLE_MAX_SCORE = 2.0
 QUOTE_MIN_SHARE = 0.6
 _WORD = re.compile(r"[a-z0-9€£%]+")
 _CITATION = re.compile(r"\[\d+\]")
+# A hedged reply ("I'm not certain this answers your question, ..." first, most replies
+# since the answerability calibration) is traced to the passage it quotes like any other
+# answer. Without it the run learnt from the confident answers and the better answers
+# only, and on the dev questions the adapter gained little (bench/retriever_dev.py,
+# docs/training.md).
+TRACE_HEDGED = True
 
 
 class QuestionEncoder:
@@ -82,14 +88,27 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def answer_passages(*, index: KnowledgeIndex, answers: list[str]) -> list[int | None]:
+def answer_quote(answer: str, *, trace_hedged: bool = TRACE_HEDGED) -> str:
+    """The part of ``answer`` that quotes its passage: the first paragraph (an answer
+    citing two articles quotes the second in another paragraph), after the hedged
+    band's "I'm not certain ..." opening when ``trace_hedged``; citation markers like
+    [1] are no words of the passage."""
+    from chat.assistant.chain import HEDGE_OPENING
+
+    paragraphs = answer.strip().split("\n\n")
+    if trace_hedged and len(paragraphs) > 1 and paragraphs[0].strip() == HEDGE_OPENING:
+        paragraphs = paragraphs[1:]
+    return _CITATION.sub(" ", paragraphs[0])
+
+
+def answer_passages(
+    *, index: KnowledgeIndex, answers: list[str], trace_hedged: bool = TRACE_HEDGED
+) -> list[int | None]:
     """The index row of the passage each answer answered from, or None when it quotes
     none (found by the assistant's own ranking with the answer as the query, then
     checked: most of the answer's words are in that passage or its article's title)."""
     unique = list(dict.fromkeys(a for a in answers if a.strip()))
-    # The first paragraph answers (an answer citing two articles quotes the second in
-    # another paragraph); citation markers like [1] are no words of the passage.
-    firsts = {a: _CITATION.sub(" ", a.strip().split("\n\n")[0]) for a in unique}
+    firsts = {a: answer_quote(a, trace_hedged=trace_hedged) for a in unique}
     encodings = dict(zip(unique, encode_texts([firsts[a] for a in unique]), strict=True))
     found: dict[str, int | None] = {}
     for answer in unique:
@@ -162,21 +181,23 @@ def lexical_signals(*, index: KnowledgeIndex, question: str) -> dict[str, Any]:
     error code the question names (``CODE_BOOST``). The adapter is trained through the
     ranking itself, with these fixed and the encoder's signals learnt."""
     tokens = bm25_tokens([question])[0] if question.strip() else []
-    codes = _codes(question)
+    codes = code_words(question)
     return {
-        "bm25": np.round(_bm25_scores(index.passage_bm25, tokens, index.size), 4).tolist(),
+        "bm25": np.round(bm25_scores(index.passage_bm25, tokens, index.size), 4).tolist(),
         "article_bm25": np.round(
-            _bm25_scores(index.article_bm25, tokens, len(index.slugs)), 4
+            bm25_scores(index.article_bm25, tokens, len(index.slugs)), 4
         ).tolist(),
         "boost": [a for a, named in enumerate(index.article_codes) if codes & named],
     }
 
 
 def rows_from_judgements(
-    *, judgements: list[dict[str, Any]], index: KnowledgeIndex
+    *, judgements: list[dict[str, Any]], index: KnowledgeIndex, trace_hedged: bool = TRACE_HEDGED
 ) -> dict[str, list[dict[str, Any]]]:
     """``retriever_rows`` from judgements ``{question, answer, good, split}``."""
-    rows_of = answer_passages(index=index, answers=[j["answer"] for j in judgements])
+    rows_of = answer_passages(
+        index=index, answers=[j["answer"] for j in judgements], trace_hedged=trace_hedged
+    )
     positives: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     negatives: dict[tuple[str, str], set[int]] = defaultdict(set)
     references: dict[tuple[str, str], str] = {}
@@ -239,7 +260,7 @@ def retriever_corpus(index: KnowledgeIndex, work_dir: Path | None = None) -> dic
             {
                 "token_file": str(path),
                 "token_offsets": [int(o) for o in index.token_offsets],
-                "stop_token_ids": sorted(_stop_token_ids()),
+                "stop_token_ids": sorted(stop_token_ids()),
                 "candidates": CANDIDATES,
                 "signal_weights": list(SIGNAL_WEIGHTS),
                 "code_boost": CODE_BOOST,

@@ -178,21 +178,39 @@ class FusedRanker:
             )
         return candidates, fused
 
-    def loss(self, *, q, token_vectors, input_ids, attention_mask, rows, temperature: float):
-        """(mean loss, share of questions whose right article is ranked first)."""
+    def loss(
+        self,
+        *,
+        q,
+        token_vectors,
+        input_ids,
+        attention_mask,
+        rows,
+        temperature: float,
+        passage_share: float = 0.0,
+    ):
+        """(mean loss, share of questions whose right article is ranked first). With
+        ``passage_share`` > 0, that share of each question's loss is the cross-entropy of
+        the right passage itself first (the one the good answer quoted)."""
         import torch
 
         losses = []
         right = 0
         for b, row in enumerate(rows):
             query_tokens = self._query_tokens(token_vectors, input_ids, attention_mask, b)
+            positive = int(row["positive"])
             candidates, fused = self.fused(
-                vector=q[b], query_tokens=query_tokens, row=row, must=int(row["positive"])
+                vector=q[b], query_tokens=query_tokens, row=row, must=positive
             )
             owner = self.owner[candidates]
-            want = int(self.owner[int(row["positive"])])
+            want = int(self.owner[positive])
             logits = fused / temperature
-            losses.append(torch.logsumexp(logits, 0) - torch.logsumexp(logits[owner == want], 0))
+            total = torch.logsumexp(logits, 0)
+            question_loss = total - torch.logsumexp(logits[owner == want], 0)
+            if passage_share > 0:
+                passage_loss = total - logits[candidates == positive].squeeze(0)
+                question_loss = (1 - passage_share) * question_loss + passage_share * passage_loss
+            losses.append(question_loss)
             right += int(owner[int(torch.argmax(fused))]) == want
         return torch.stack(losses).mean(), right / max(len(rows), 1)
 
@@ -286,6 +304,7 @@ def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
     pull_to = float(hp.get("pull_to", 0.7))
     fused_weight = float(hp.get("fused_weight", 0.0))
     fused_temperature = float(hp.get("fused_temperature", 1.0))
+    fused_passage_share = float(hp.get("fused_passage_share", 0.0))
     ranker = None
     if fused_weight > 0:
         if not corpus.get("token_file") or not all(r.get("lexical") for r in positives):
@@ -354,6 +373,7 @@ def train_retriever(spec: dict[str, Any], emit: Emit) -> dict[str, Any]:
                     attention_mask=attention_mask,
                     rows=batch,
                     temperature=fused_temperature,
+                    passage_share=fused_passage_share,
                 )
                 loss = loss + fused_weight * fused_loss
             keep_loss = torch.zeros(())

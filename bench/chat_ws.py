@@ -523,8 +523,8 @@ def main() -> None:
     print(" | ".join(keys))
     for row in results:
         print(" | ".join(str(row.get(k, "")) for k in keys))
-    print(json.dumps(results))
     print(f"# logs in {workdir}")
+    print(json.dumps(results))  # the JSON line comes last
 
 
 if __name__ == "__main__":

@@ -352,10 +352,21 @@ def test_loop_demo_runs_the_loop_and_reports_held_out_figures_last(
 
     lines = out.getvalue().strip().splitlines()
     figures = json.loads(lines[-1])
-    for key in ("right_article_before", "right_article_after"):
+    for key in ("right_article_before", "right_article_after", "right_article_after_adapter"):
         assert 0 <= figures[key] <= 1
-    for key in ("judge_mean_before", "judge_mean_after"):
+    for key in ("judge_mean_before", "judge_mean_after", "judge_mean_after_adapter"):
         assert 1 <= figures[key] <= 5
+    # "after" is the whole loop (the adapter, then the answer memory), printed last in
+    # the table; "after_adapter" the adapter alone.
+    table = {
+        line.split("  ")[0]: line.split()[-3:]
+        for line in lines
+        if line.startswith(("right article cited first", "judge mean"))
+    }
+    before, adapter, whole = table["right article cited first"]
+    assert before == f"{figures['right_article_before']:.1%}"
+    assert adapter == f"{figures['right_article_after_adapter']:.1%}"
+    assert whole == f"{figures['right_article_after']:.1%}"
     assert figures["held_out_questions"] == 12
     assert "SIMULATED" in out.getvalue()
     run = TrainingRun.objects.get(name="loop demo retriever adapter")

@@ -200,47 +200,43 @@ class Command(BaseCommand):
                 "same held-out questions through the chat pipeline again ..."
             )
             memory = demo.ask_pass(held_out, label="loop-memory", progress=progress("memory"))
-        figures: dict[str, Any] = {
-            "right_article_before": round(before.right_article_first(), 4),
-            "right_article_after": round(after.right_article_first(), 4),
-            "wrong_first_before": round(1 - before.right_article_first(), 4),
-            "wrong_first_after": round(1 - after.right_article_first(), 4),
-            "judge_mean_before": round(before.judge_mean(), 3),
-            "judge_mean_after": round(after.judge_mean(), 3),
-            "share_above_3_before": round(before.share_above_3(), 4),
-            "share_above_3_after": round(after.share_above_3(), 4),
-            "honest_dont_know_before": round(before.honest_dont_know(), 4),
-            "honest_dont_know_after": round(after.honest_dont_know(), 4),
-            **(
-                {
-                    "right_article_after_memory": round(memory.right_article_first(), 4),
-                    "wrong_first_after_memory": round(1 - memory.right_article_first(), 4),
-                    "judge_mean_after_memory": round(memory.judge_mean(), 3),
-                    "share_above_3_after_memory": round(memory.share_above_3(), 4),
-                    "honest_dont_know_after_memory": round(memory.honest_dont_know(), 4),
-                    "memory_answers_approved": approved,
-                    "memory_answered": len(memory.from_memory()),
-                    "memory_answered_right_article": sum(
-                        a.cited_first == a.want for a in memory.from_memory() if a.want
-                    ),
-                    "memory_answered_unanswerable": sum(
-                        1 for a in memory.from_memory() if not a.want
-                    ),
-                }
-                if memory is not None
-                else {}
-            ),
-            "held_out_questions": len(held_out),
-            "held_out_answerable": len(before.answerable),
-            "training_questions": len(train),
-            "run": run.adapter_name,
-            "deployed": deployment is not None,
-            "embedding_model": MODEL_NAME,
-            "seconds": round(time.monotonic() - started),
-        }
+        # "after" is the assistant after the whole loop: the deployed adapter and, unless
+        # --no-memory, the answer memory (both are what the loop learnt); "after_adapter"
+        # is the adapter alone.
+        final = memory if memory is not None else after
+        figures: dict[str, Any] = {}
+        for suffix, passed in (("before", before), ("after", final), ("after_adapter", after)):
+            figures[f"right_article_{suffix}"] = round(passed.right_article_first(), 4)
+            figures[f"wrong_first_{suffix}"] = round(1 - passed.right_article_first(), 4)
+            figures[f"judge_mean_{suffix}"] = round(passed.judge_mean(), 3)
+            figures[f"share_above_3_{suffix}"] = round(passed.share_above_3(), 4)
+            figures[f"honest_dont_know_{suffix}"] = round(passed.honest_dont_know(), 4)
+        figures.update(
+            {
+                "memory_answers_approved": approved,
+                "memory_answered": len(memory.from_memory()),
+                "memory_answered_right_article": sum(
+                    a.cited_first == a.want for a in memory.from_memory() if a.want
+                ),
+                "memory_answered_unanswerable": sum(1 for a in memory.from_memory() if not a.want),
+            }
+            if memory is not None
+            else {}
+        )
+        figures.update(
+            {
+                "held_out_questions": len(held_out),
+                "held_out_answerable": len(before.answerable),
+                "training_questions": len(train),
+                "run": run.adapter_name,
+                "deployed": deployment is not None,
+                "embedding_model": MODEL_NAME,
+                "seconds": round(time.monotonic() - started),
+            }
+        )
         self.say("")
         self.say(f"Held-out questions ({len(held_out)}, {len(before.answerable)} answerable):")
-        columns = ["before", "after"] + (["+memory"] if memory is not None else [])
+        columns = ["before", "adapter"] + (["+memory"] if memory is not None else [])
         self.say(f"{'':34}" + "".join(f"{c:>10}" for c in columns))
         rows: list[tuple[str, str, Callable[[float], str]]] = [
             ("right article cited first", "right_article", _pct),
@@ -252,8 +248,7 @@ class Command(BaseCommand):
         for label, key, show in rows:
             values = [
                 float(figures[f"{key}_{c}"])
-                for c in ("before", "after", "after_memory")
-                if f"{key}_{c}" in figures
+                for c in ("before", "after_adapter", *(["after"] if memory is not None else []))
             ]
             self.say(f"{label:34}" + "".join(f"{show(v):>10}" for v in values))
         changed = [
@@ -263,7 +258,7 @@ class Command(BaseCommand):
         ]
         fixed = sum(a.cited_first == a.want for _, a in changed)
         self.say(
-            f"Questions whose first citation changed correctness: {fixed} now right, "
+            f"Questions whose first citation the adapter changed: {fixed} now right, "
             f"{len(changed) - fixed} now wrong."
         )
         if memory is not None:

@@ -156,37 +156,33 @@ if REDIS_URL:
     _channel_layer_backend = env("CHANNEL_LAYER_BACKEND", default="pubsub")
     if _channel_layer_backend not in ("pubsub", "core"):
         raise ImproperlyConfigured("CHANNEL_LAYER_BACKEND must be 'pubsub' or 'core'.")
-    if _channel_layer_backend == "pubsub":
-        CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {
-                    "hosts": [REDIS_URL],
-                    "prefix": env("CHANNEL_LAYER_PREFIX", default="loopdesk"),
-                },
-            }
+    _channel_layer_config: dict[str, Any] = {
+        "hosts": [REDIS_URL],
+        "prefix": env("CHANNEL_LAYER_PREFIX", default="loopdesk"),
+    }
+    if _channel_layer_backend == "core":
+        _channel_layer_config |= {
+            # Events waiting for one process's sockets. A turn sends a socket 2-3 events,
+            # an agent's inbox one per ticket change: 500 absorbs a burst of tickets
+            # while bounding what a stalled process piles up in Redis.
+            "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=500),
+            # An event nobody read for 30 s is stale: the page's replay and the socket's
+            # catch-up read bring the conversation back from the database.
+            "expiry": env.int("CHANNEL_LAYER_EXPIRY", default=30),
+            # A socket stays in its groups this long without re-joining: longer than an
+            # agent's working day at the console (the default, one day), else a
+            # long-lived socket would silently stop hearing its group.
+            "group_expiry": env.int("CHANNEL_LAYER_GROUP_EXPIRY", default=86400),
         }
-    else:
-        CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {
-                    "hosts": [REDIS_URL],
-                    "prefix": env("CHANNEL_LAYER_PREFIX", default="loopdesk"),
-                    # Events waiting for one process's sockets. A turn sends a socket 2-3
-                    # events, an agent's inbox one per ticket change: 500 absorbs a burst
-                    # of tickets while bounding what a stalled process piles up in Redis.
-                    "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=500),
-                    # An event nobody read for 30 s is stale: the page's replay and the
-                    # socket's catch-up read bring the conversation back from the database.
-                    "expiry": env.int("CHANNEL_LAYER_EXPIRY", default=30),
-                    # A socket stays in its groups this long without re-joining: longer
-                    # than an agent's working day at the console (the default, one day),
-                    # else a long-lived socket would silently stop hearing its group.
-                    "group_expiry": env.int("CHANNEL_LAYER_GROUP_EXPIRY", default=86400),
-                },
-            }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": {
+                "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "core": "channels_redis.core.RedisChannelLayer",
+            }[_channel_layer_backend],
+            "CONFIG": _channel_layer_config,
         }
+    }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -149,3 +149,36 @@ def test_angry_customer_to_agent_takeover_live_talk_and_resolve(
     agent_page.screenshot(
         path=str(Path(__file__).resolve().parents[2] / "var" / "agent-console.png")
     )
+
+
+def test_a_customer_page_with_a_person_on_it_fetches_a_message_whose_event_was_lost(
+    scripted, agent, asgi_live_server, browser, monkeypatch
+):
+    """Live events are notifications (the Pub/Sub layer keeps nothing for a server that
+    was briefly cut off from Redis): while a person is on the conversation the page asks
+    for what it missed every 30 s and whenever the tab comes back into view."""
+    from chat.services import conversations as conversation_services
+
+    page = browser.new_page()
+    page.goto(asgi_live_server + "/")
+    composer = page.locator("form.composer textarea")
+    composer.fill("My hub shows E21")
+    composer.press("Enter")
+    page.locator("li.msg.assistant:not(.streaming)").first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Talk to a person").click()
+    page.locator("[data-role=status]", has_text="Waiting").wait_for(timeout=30_000)
+    conversation = Conversation.objects.get()
+    # The takeover and the agent's reply are stored, but no event reaches the page.
+    monkeypatch.setattr(conversation_services, "publish_on_commit", lambda group, event: None)
+    services.conversation_take_over(conversation=conversation, agent=agent)
+    services.agent_message_send(
+        conversation=conversation, agent=agent, text="Hi, Alex here. How can I help?"
+    )
+    reply = page.locator("li.msg", has_text="Alex here")
+    page.wait_for_timeout(1_000)
+    assert reply.count() == 0  # nothing arrived live
+
+    page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")  # back in view
+    reply.wait_for(timeout=10_000)
+    assert reply.count() == 1
+    page.close()

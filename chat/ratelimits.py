@@ -34,32 +34,32 @@ def _window_key(*, scope: str, subject: str, period: int) -> str:
     return f"chat:rate:{scope}:{subject}:{int(time.time() // period)}"
 
 
-def _counts_redis(cache: RedisCache, windows: list[tuple[str, int]]) -> list[int]:
-    """Count one action in each ``(key, period)`` window in a single Redis round trip
-    (``INCR`` creates the counter atomically, ``EXPIRE NX`` sets its lifetime once)."""
+def _counts_redis(cache: RedisCache, windows: list[tuple[str, int]], delta: int) -> list[int]:
+    """Add ``delta`` to each ``(key, period)`` window's count in a single Redis round trip
+    (``INCRBY`` creates the counter atomically, ``EXPIRE NX`` sets its lifetime once)."""
     client = cache._cache.get_client(write=True)
     pipe = client.pipeline(transaction=False)
     for key, period in windows:
         full = cache.make_and_validate_key(key)
-        pipe.incr(full)
+        pipe.incrby(full, delta)
         pipe.expire(full, period + 5, nx=True)
     return [int(n) for n in pipe.execute()[::2]]
 
 
-def _counts(windows: list[tuple[str, int]]) -> list[int]:
+def _counts(windows: list[tuple[str, int]], delta: int = 1) -> list[int]:
     cache = shared_cache()
     if isinstance(cache, RedisCache):
-        return _counts_redis(cache, windows)
+        return _counts_redis(cache, windows, delta)
     counts = []
     for key, period in windows:
         # ``add`` creates the window's counter atomically and ``incr`` is atomic on
         # locmem too, so concurrent callers never both slip under the limit.
         cache.add(key, 0, timeout=period + 5)
         try:
-            counts.append(cache.incr(key))
+            counts.append(cache.incr(key, delta))
         except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=period + 5)
-            counts.append(1)
+            cache.add(key, delta, timeout=period + 5)
+            counts.append(delta)
     return counts
 
 
@@ -80,17 +80,24 @@ class Requester:
     address: str = ""
 
 
+def _limits(
+    requester: Requester | str, rate: str, address_rate: str
+) -> list[tuple[str, tuple[int, int]]]:
+    if isinstance(requester, str):
+        requester = Requester(identity=requester)
+    limits = [(requester.identity, rate_parse(rate))]
+    if requester.address:
+        limits.append((f"address:{requester.address}", rate_parse(address_rate)))
+    return limits
+
+
 def rate_limits_consume(
     *, scope: str, requester: Requester | str, rate: str, address_rate: str
 ) -> bool:
     """Count one action against the requester's identity (``rate``) and its client
     address (``address_rate``, more generous: people share addresses); False when either
     is over its limit."""
-    if isinstance(requester, str):
-        requester = Requester(identity=requester)
-    limits = [(requester.identity, rate_parse(rate))]
-    if requester.address:
-        limits.append((f"address:{requester.address}", rate_parse(address_rate)))
+    limits = _limits(requester, rate, address_rate)
     counts = _counts(
         [
             (_window_key(scope=scope, subject=subject, period=period), period)
@@ -98,3 +105,19 @@ def rate_limits_consume(
         ]
     )
     return all(used <= limit for used, (_, (limit, _)) in zip(counts, limits, strict=True))
+
+
+def rate_limits_refund(
+    *, scope: str, requester: Requester | str, rate: str, address_rate: str
+) -> None:
+    """Take back one action counted by ``rate_limits_consume`` with the same arguments
+    (it turned out not to be a new one, e.g. a retried message). A refund that lands in
+    the next window gives that window one action more: never fewer than the limit."""
+    limits = _limits(requester, rate, address_rate)
+    _counts(
+        [
+            (_window_key(scope=scope, subject=subject, period=period), period)
+            for subject, (_, period) in limits
+        ],
+        delta=-1,
+    )

@@ -299,7 +299,7 @@ async def _run(claimed: ClaimedTurn, owner: str) -> bool:
 
     if verdict.route in (Turn.Route.ESCALATE, Turn.Route.BLOCK):
         stored = await db(turn_handoff_store)(
-            turn_id=turn.pk, owner=owner, prepared=prepared, verdict=verdict
+            turn=turn, owner=owner, prepared=prepared, verdict=verdict
         )
         if stored is not None and verdict.route == Turn.Route.ESCALATE:
             await _draft_for_agents(claimed, prepared, timeout)
@@ -334,7 +334,7 @@ async def _run(claimed: ClaimedTurn, owner: str) -> bool:
         int((stream.first_at - started) * 1000) if stream.first_at is not None else None
     )
     stored = await db(turn_answer_store)(
-        turn_id=turn.pk,
+        turn=turn,
         owner=owner,
         prepared=prepared,
         verdict=verdict,

@@ -15,7 +15,7 @@ from chat.errors import ApplicationError, Conflict, RateLimited
 from chat.events import publish_on_commit
 from chat.models import Conversation, CustomerFeedback, Message, Turn
 from chat.payloads import text_field, text_unstorable
-from chat.ratelimits import Requester, rate_limits_consume
+from chat.ratelimits import Requester, rate_limits_consume, rate_limits_refund
 from chat.review import reviewer_current
 from chat.selectors import display_name
 
@@ -175,7 +175,9 @@ def message_append(
     numbers (``locked=True``: the caller already holds the lock and ``conversation`` is
     the locked row). A ``client_id`` already stored in this conversation returns the
     existing message and ``created=False`` (a retried send never creates a second
-    message; ``check_duplicate=False``: the caller looked under the lock already).
+    message; ``check_duplicate=False``: no lookup first, the insert under a savepoint
+    finds the duplicate through the unique constraint, for callers where retries are
+    rare).
     Sockets watching the conversation are told after commit. Joins the caller's
     transaction without a savepoint (any error rolls the whole of it back).
     """
@@ -201,17 +203,15 @@ def message_append(
     message.full_clean(
         exclude=["conversation", "author", "reply_to", "turn"], validate_constraints=False
     )
-    if client_id and not (locked and not check_duplicate):
+    if client_id:
         try:
             with transaction.atomic():
                 message.save()
         except IntegrityError:
-            # Only a concurrent duplicate client_id gets here (seq is allocated under lock).
+            # Only a duplicate client_id gets here (seq is allocated under the lock).
             conversation_row.last_seq -= 1
             return Message.objects.get(conversation=conversation_row, client_id=client_id), False
     else:
-        # No client_id, or the caller looked for it under the conversation's lock (every
-        # writer of a message holds that lock): no savepoint needed for a duplicate.
         message.save()
     conversation_row.save(update_fields=["last_seq", "updated_at"])
     conversation.last_seq = conversation_row.last_seq
@@ -296,6 +296,14 @@ def message_text_clean(text: Any) -> str:
     return text
 
 
+def _stored_with_client_id(*, conversation: Conversation, client_id: str) -> Message | None:
+    """The conversation's message sent with ``client_id``, if any (at most one: a unique
+    constraint). Unordered: ``Message``'s default ordering would join the conversation
+    table to sort a single row."""
+    found = Message.objects.filter(conversation_id=conversation.pk, client_id=client_id)
+    return next(iter(found.order_by()[:1]), None)
+
+
 class Received(NamedTuple):
     message: Message
     created: bool
@@ -327,30 +335,42 @@ def customer_message_receive(
     rate-limited messages, or when the conversation has ended.
 
     The rate limit (a Redis round trip) is counted before the transaction, so no row
-    lock, and on SQLite no write lock, is held while it waits.
+    lock, and on SQLite no write lock, is held while it waits. Retries are rare, so a
+    message is counted first and a retry's count given back (``rate_limits_refund``)
+    rather than looked up before every message; a retry over the limit is looked up then
+    and answered with the stored message.
     """
     if not isinstance(client_id, str) or not 0 < len(client_id) <= 64 or text_unstorable(client_id):
         raise ChatError(
             "Each message needs a client_id of 1-64 characters.", code="invalid_client_id"
         )
     clean = message_text_clean(text)
-    existing = Message.objects.filter(conversation=conversation, client_id=client_id).first()
-    if existing is not None:  # a retry: never counted again
-        return Received(existing, False, None)
-    if not rate_limits_consume(
-        scope="messages",
-        requester=rate_subject,
-        rate=settings.CHAT_RATE_LIMIT_MESSAGES,
-        address_rate=settings.CHAT_RATE_LIMIT_MESSAGES_PER_ADDRESS,
-    ):
+    limits = {
+        "scope": "messages",
+        "requester": rate_subject,
+        "rate": settings.CHAT_RATE_LIMIT_MESSAGES,
+        "address_rate": settings.CHAT_RATE_LIMIT_MESSAGES_PER_ADDRESS,
+    }
+    if not rate_limits_consume(**limits):
+        existing = _stored_with_client_id(conversation=conversation, client_id=client_id)
+        rate_limits_refund(**limits)
+        if existing is not None:  # a retry: never counted
+            return Received(existing, False, None)
         raise ChatRateLimited("You are sending messages too fast. Please wait a moment.")
-    return _customer_message_store(
-        conversation=conversation,
-        text=clean,
-        client_id=client_id,
-        author=author,
-        claim_owner=claim_owner,
-    )
+    try:
+        received = _customer_message_store(
+            conversation=conversation,
+            text=clean,
+            client_id=client_id,
+            author=author,
+            claim_owner=claim_owner,
+        )
+    except ConversationClosed:
+        rate_limits_refund(**limits)
+        raise
+    if not received.created:  # a retry: never counted
+        rate_limits_refund(**limits)
+    return received
 
 
 @transaction.atomic
@@ -363,11 +383,10 @@ def _customer_message_store(
     claim_owner: str,
 ) -> Received:
     locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    # A retry racing its original past the check above: the lock makes this one see it.
-    existing = Message.objects.filter(conversation=locked, client_id=client_id).first()
-    if existing is not None:
-        return Received(existing, False, None)
     if locked.status == Conversation.Status.ENDED:
+        existing = _stored_with_client_id(conversation=locked, client_id=client_id)
+        if existing is not None:  # a retry of a message sent before the end
+            return Received(existing, False, None)
         raise ConversationClosed("This conversation has ended. Start a new one to continue.")
     customer = author if author is not None and author.is_authenticated else None
     answers = locked.assistant_may_answer
@@ -378,7 +397,7 @@ def _customer_message_store(
         author=customer,
         client_id=client_id,
         locked=True,
-        check_duplicate=False,
+        check_duplicate=False,  # retries are rare: the guarded insert finds them
         # The assistant's turn starts (or queues): sockets show "thinking" with it.
         event_extra={"thinking": True} if answers else None,
     )

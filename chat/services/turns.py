@@ -163,15 +163,6 @@ def turn_claim_next(
     return claimed
 
 
-def _locked_running(turn_id: int, owner: str | None) -> tuple[Turn, Conversation] | None:
-    """The turn and its conversation, both locked, if the turn still runs for ``owner``
-    (any owner when None); otherwise None and nothing is written."""
-    turn, conversation = _lock(turn_id)
-    if turn.status != Turn.Status.RUNNING or (owner is not None and turn.owner != owner):
-        return None
-    return turn, conversation
-
-
 def _lock(turn_id: int) -> tuple[Turn, Conversation]:
     """The turn with its conversation row locked, in one query. Every write of a turn's
     status (claim, finish, fail, skip) holds its conversation's lock, so the turn read
@@ -243,6 +234,65 @@ def _save(turn: Turn) -> None:
     turn.save()
 
 
+# What finishing a turn writes: everything the claim did not (the signals, the decision,
+# the outcome).
+_FINISH_FIELDS = (
+    "status",
+    "route",
+    "finished_at",
+    "latency_ms",
+    "first_token_ms",
+    "sentiment_label",
+    "sentiment_score",
+    "sentiment_method",
+    "intent",
+    "intent_confidence",
+    "intent_scores",
+    "router_version",
+    "retrieval_top_score",
+    "retrieval_min_score",
+    "no_answer",
+    "answer_band",
+    "sources",
+    "retriever_adapter",
+    "support_answer_id",
+    "decision_reason",
+    "decision_category",
+    "decision_detail",
+    "decision_priority",
+    "withheld_reason",
+    "provider",
+    "model_name",
+    "adapter",
+    "error",
+)
+
+
+class _TurnLost(Exception):
+    """The turn no longer runs for the caller (the sweep failed it meanwhile): whatever
+    the store wrote is rolled back."""
+
+
+def _lock_conversation_of(turn: Turn) -> Conversation:
+    """Lock the turn's conversation and give the turn that (current) row: the finishing
+    stores of the pipeline, which holds the running turn in memory since its claim."""
+    conversation = Conversation.objects.select_for_update().get(pk=turn.conversation_id)
+    turn.conversation = conversation
+    return conversation
+
+
+def _finish(turn: Turn, owner: str) -> None:
+    """Write the finished turn only if it still runs for ``owner``: a compare-and-set on
+    status and owner under the conversation's lock (the sweep fails a turn under the same
+    lock), one statement instead of a read and a write. Raises ``_TurnLost`` otherwise."""
+    turn.full_clean(exclude=["conversation", "customer_message"], validate_constraints=False)
+    written = Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING, owner=owner).update(
+        **{name: getattr(turn, name) for name in _FINISH_FIELDS}
+    )
+    if not written:
+        raise _TurnLost
+
+
 def stream_event(kind: str, turn: Turn, **extra: Any) -> dict[str, Any]:
     """``chat.thinking`` / ``chat.delta`` / ``chat.cancelled`` for the turn's sockets."""
     message = turn.customer_message
@@ -259,10 +309,9 @@ class Stored:
     next_pending: bool = False
 
 
-@transaction.atomic
 def turn_answer_store(
     *,
-    turn_id: int,
+    turn: Turn,
     owner: str,
     prepared: Prepared,
     verdict: Verdict,
@@ -279,12 +328,39 @@ def turn_answer_store(
     agents, the turn is ``withheld`` and the sockets are told to drop what was streamed.
     A takeover that locks the same row happens either before (withheld) or after (already
     public), never in between. ``final_delta``: stream text not sent yet, delivered with
-    the answer's own event. Returns None if the turn no longer belongs to ``owner``.
+    the answer's own event. Returns None (and writes nothing) if the turn no longer
+    belongs to ``owner``. ``turn`` is the running turn as claimed (``ClaimedTurn.turn``).
     """
-    locked = _locked_running(turn_id, owner)
-    if locked is None:
+    try:
+        return _answer_store(
+            turn=turn,
+            owner=owner,
+            prepared=prepared,
+            verdict=verdict,
+            text=text,
+            info=info,
+            first_token_ms=first_token_ms,
+            stream_id=stream_id,
+            final_delta=final_delta,
+        )
+    except _TurnLost:
         return None
-    turn, conversation = locked
+
+
+@transaction.atomic
+def _answer_store(
+    *,
+    turn: Turn,
+    owner: str,
+    prepared: Prepared,
+    verdict: Verdict,
+    text: str,
+    info: DraftInfo,
+    first_token_ms: int | None,
+    stream_id: str,
+    final_delta: dict[str, Any] | None = None,
+) -> Stored:
+    conversation = _lock_conversation_of(turn)
     quiet = _quiet(turn, conversation)
     shown = conversation.assistant_may_answer
     _apply_signals(turn, prepared)
@@ -316,7 +392,7 @@ def turn_answer_store(
         turn=turn,
         event_extra={"delta": final_delta} if final_delta and shown else None,
     )
-    _save(turn)
+    _finish(turn, owner)
     if not shown and final_delta is None:  # frames were streamed: tell sockets to drop them
         publish_on_commit(
             conversation_group(conversation.pk),
@@ -331,17 +407,22 @@ def turn_answer_store(
     )
 
 
-@transaction.atomic
 def turn_handoff_store(
-    *, turn_id: int, owner: str, prepared: Prepared, verdict: Verdict
+    *, turn: Turn, owner: str, prepared: Prepared, verdict: Verdict
 ) -> Stored | None:
     """Store an escalated or blocked turn: the reviewer records its decision (and opens
     the ticket) and the customer gets its notice instead of a draft, in one transaction.
+    Returns None (and writes nothing) if the turn no longer belongs to ``owner``.
     """
-    locked = _locked_running(turn_id, owner)
-    if locked is None:
+    try:
+        return _handoff_store(turn=turn, owner=owner, prepared=prepared, verdict=verdict)
+    except _TurnLost:
         return None
-    turn, conversation = locked
+
+
+@transaction.atomic
+def _handoff_store(*, turn: Turn, owner: str, prepared: Prepared, verdict: Verdict) -> Stored:
+    conversation = _lock_conversation_of(turn)
     quiet = _quiet(turn, conversation)
     _apply_signals(turn, prepared)
     verdict = reviewer_current().record(turn=turn, verdict=verdict)
@@ -356,7 +437,7 @@ def turn_handoff_store(
         turn=turn,
         locked=True,
     )
-    _save(turn)
+    _finish(turn, owner)
     return Stored(
         turn=turn,
         message=notice,

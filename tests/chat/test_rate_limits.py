@@ -132,3 +132,30 @@ async def test_socket_messages_count_the_address_across_visitors(scripted, setti
         await comm.disconnect()
 
     assert results == ["ack", "ack", "rate_limited"]
+
+
+def test_retried_messages_are_never_counted_even_at_the_limit(
+    api_client, customer, pipeline, settings
+):
+    """A client that resends after a timeout (same client_id) spends none of its
+    budget, and a resend once the budget is spent still gets its stored message back."""
+    settings.CHAT_RATE_LIMIT_MESSAGES = "2/min"
+    conversation = ConversationFactory(customer=customer)
+    api_client.force_authenticate(customer)
+    url = f"/api/conversations/{conversation.pk}/messages/"
+
+    def send(client_id: str) -> tuple[int, str]:
+        response = api_client.post(url, {"client_id": client_id, "text": "hello"}, format="json")
+        return response.status_code, response.json().get("outcome", response.json().get("code"))
+
+    first = [send("m1"), send("m1"), send("m1"), send("m2")]
+    over = [send("m3"), send("m2")]
+
+    assert [code for code, _ in first] == [201, 200, 200, 201]
+    assert over == [(429, "rate_limited"), (200, "duplicate")]
+    assert list(
+        conversation.messages.filter(role="customer").values_list("client_id", flat=True)
+    ) == [
+        "m1",
+        "m2",
+    ]

@@ -125,7 +125,7 @@ def test_a_late_finish_from_a_process_thought_dead_writes_nothing(visitor, setti
     from chat.review import Verdict
 
     stored = turn_answer_store(
-        turn_id=claimed.turn.pk,
+        turn=claimed.turn,
         owner="web-1:4242:aaaa",
         prepared=Prepared(
             passages=[],
@@ -171,13 +171,14 @@ def test_a_pending_turn_nobody_claimed_is_swept_but_not_behind_a_running_one(vis
 def test_an_answered_turn_takes_a_fixed_number_of_queries(pipeline, django_assert_num_queries):
     """The statements of a second answered turn, from the stored message to the stored
     answer (SQLite; the test's transaction turns BEGIN/COMMIT into savepoints):
-    message: the retry check; [savepoint] the conversation's lock, the retry check under
-    it, the message, the conversation's last seq, the earlier turns (which also say
-    whether one runs), the history, the turn [release];
+    message: [savepoint] the conversation's lock, [savepoint] the message (a retry would
+    hit its unique client_id here: no lookup first) [release], the conversation's last
+    seq, the earlier turns (which also say whether one runs), the history, the turn
+    [release];
     review: nothing (the rules are this process's copy);
-    answer: [savepoint] the turn with its conversation locked, the decisions, the
-    answer, the conversation's last seq, the turn [release]; then the harness reads the
-    finished turn (``turn_await``)."""
+    answer: [savepoint] the conversation's lock, the decisions, the answer, the
+    conversation's last seq, the turn written only if still running for this process
+    [release]; then the harness reads the finished turn (``turn_await``)."""
     conversation = ConversationFactory()
     pipeline.ask(conversation, "How do I reset my password?")  # also loads the rules
     with django_assert_num_queries(18):

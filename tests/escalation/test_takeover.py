@@ -105,7 +105,7 @@ def test_answer_in_flight_at_takeover_is_withheld(conversation, agent, scripted)
     assert claimed.turn == received.turn
     services.conversation_take_over(conversation=conversation, agent=agent)
     stored = turn_answer_store(
-        turn_id=claimed.turn.pk,
+        turn=claimed.turn,
         owner="web-1",
         prepared=Prepared(
             passages=[],

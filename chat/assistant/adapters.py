@@ -10,12 +10,13 @@ MiniLM encoder's adapter used for retrieval).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
+
+from chat.assistant.refreshing import Refreshed
 
 GENERATOR = "generator"
 RETRIEVER = "retriever"
@@ -51,24 +52,22 @@ def adapter_resolve(*, kind: str, slot: str = "") -> AdapterRef | None:
     return _resolver(kind=kind, slot=slot)
 
 
-_current: dict[tuple[str, str], tuple[float, AdapterRef | None]] = {}
+def _resolve(*, kind: str, slot: str) -> AdapterRef | None:
+    return _resolver(kind=kind, slot=slot)  # the resolver registered now
+
+
+_current: Refreshed[AdapterRef | None] = Refreshed(
+    _resolve, interval=lambda: float(settings.ASSISTANT_ADAPTER_REFRESH_SECONDS)
+)
 
 
 async def adapter_current(*, kind: str, slot: str = "") -> AdapterRef | None:
     """``adapter_resolve`` from async code, re-read at most every
     ``ASSISTANT_ADAPTER_REFRESH_SECONDS`` per kind and slot (a deployment or a rollback
     takes effect within that time in every process, without a restart)."""
-    from chat.events import db
-
-    key = (kind, slot)
-    now = time.monotonic()
-    cached = _current.get(key)
-    if cached is None or now - cached[0] >= float(settings.ASSISTANT_ADAPTER_REFRESH_SECONDS):
-        cached = (now, await db(adapter_resolve)(kind=kind, slot=slot))
-        _current[key] = cached
-    return cached[1]
+    return await _current.current(kind=kind, slot=slot)
 
 
 def adapter_forget() -> None:
     """Resolve every adapter again on next use (this process; tests, after a deploy)."""
-    _current.clear()
+    _current.forget()

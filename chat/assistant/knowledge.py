@@ -30,12 +30,10 @@ import json
 import math
 import re
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import bm25s
 import numpy as np
@@ -52,7 +50,7 @@ from chat.assistant.contract import (
 )
 from chat.assistant.embeddings import Encoding, blas_threads_limit
 from chat.assistant.passages import passage_document
-from chat.events import db
+from chat.assistant.refreshing import Refreshed
 from chat.models import Article
 from chat.selectors import (
     article_passages_retrievable,
@@ -60,7 +58,6 @@ from chat.selectors import (
     articles_retrievable_signature,
 )
 
-T = TypeVar("T")
 CANDIDATES = 20
 # Later passages are cited only when their fused score is at least this share of the
 # first's (on the dev questions: 1.9 sources per answer instead of 3, the right article
@@ -314,34 +311,9 @@ def knowledge_index(*, embedding_model: str) -> KnowledgeIndex:
         return index
 
 
-class Refreshed(Generic[T]):
-    """Per embedding model, what ``load`` returned last, loaded again (on the database
-    thread) at most every ``KNOWLEDGE_REFRESH_SECONDS``: ``load`` compares the data's
-    signature and rebuilds only when it changed. Shared by the knowledge index and the
-    answer memory."""
-
-    def __init__(self, load: Callable[..., T]) -> None:
-        self._load = load
-        self._values: dict[str, T] = {}
-        self._checked: dict[str, float] = {}
-
-    async def current(self, *, embedding_model: str) -> T:
-        value = self._values.get(embedding_model)
-        now = time.monotonic()
-        checked = self._checked.get(embedding_model, 0.0)
-        if value is not None and now - checked < settings.KNOWLEDGE_REFRESH_SECONDS:
-            return value
-        value = await db(self._load)(embedding_model=embedding_model)
-        self._values[embedding_model] = value
-        self._checked[embedding_model] = now
-        return value
-
-    def forget(self) -> None:
-        self._values.clear()
-        self._checked.clear()
-
-
-_current_index: Refreshed[KnowledgeIndex] = Refreshed(knowledge_index)
+_current_index: Refreshed[KnowledgeIndex] = Refreshed(
+    knowledge_index, interval=lambda: float(settings.KNOWLEDGE_REFRESH_SECONDS)
+)
 
 
 async def knowledge_index_current(*, embedding_model: str) -> KnowledgeIndex:

@@ -27,7 +27,8 @@ import numpy as np
 from django.conf import settings
 
 from chat.assistant.contract import SupportAnswerMatch
-from chat.assistant.knowledge import Refreshed, error_codes
+from chat.assistant.knowledge import error_codes
+from chat.assistant.refreshing import Refreshed
 from chat.selectors import support_answers_matchable, support_answers_signature
 
 
@@ -105,7 +106,9 @@ def memory_index(*, embedding_model: str) -> MemoryIndex:
         return index
 
 
-_current_memory: Refreshed[MemoryIndex] = Refreshed(memory_index)
+_current_memory: Refreshed[MemoryIndex] = Refreshed(
+    memory_index, interval=lambda: float(settings.KNOWLEDGE_REFRESH_SECONDS)
+)
 
 
 async def memory_index_current(*, embedding_model: str) -> MemoryIndex:

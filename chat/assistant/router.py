@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,6 +32,7 @@ import numpy as np
 from django.conf import settings
 
 from chat.assistant.contract import AssistantError, Intent
+from chat.assistant.refreshing import Refreshed
 from chat.models import INTENT_LABELS
 
 logger = logging.getLogger(__name__)
@@ -322,7 +322,9 @@ def router_live_model() -> RouterModel:
     return router_model_load(version=live.version, directory=live.directory)
 
 
-_live: tuple[float, LiveRouter] | None = None
+_live: Refreshed[LiveRouter] = Refreshed(
+    _live_router, interval=lambda: float(settings.ROUTER_REFRESH_SECONDS)
+)
 
 
 async def router_current() -> RouterModel:
@@ -330,13 +332,7 @@ async def router_current() -> RouterModel:
     ``ROUTER_REFRESH_SECONDS`` (a version made live in the admin routes within that
     time, in every process). A live version that cannot be loaded is logged and the
     shipped one routes instead: a broken artifact never stops the chat."""
-    global _live
-    from chat.events import db
-
-    now = time.monotonic()
-    if _live is None or now - _live[0] >= float(settings.ROUTER_REFRESH_SECONDS):
-        _live = (now, await db(_live_router)())
-    live = _live[1]
+    live = await _live.current()
     try:
         return router_model_load(version=live.version, directory=live.directory)
     except Exception:
@@ -346,8 +342,7 @@ async def router_current() -> RouterModel:
 
 def router_forget_live() -> None:
     """Look the live version up again on the next turn (after making one live)."""
-    global _live
-    _live = None
+    _live.forget()
 
 
 async def intent_local(text: str) -> Intent:

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 # finished here, read it from the database (a broadcast the channel layer lost).
 CATCH_UP_DELAY_SECONDS = 2.0
 
+# Acks a socket keeps to answer resends without the database (the page resends only
+# what it sent recently).
+ACKS_REMEMBERED = 64
+
 # Group events forwarded to every socket as they are, renamed for the client.
 _STREAM_EVENTS = {
     "chat.thinking": "assistant.thinking",
@@ -62,6 +66,7 @@ class ChatConsumer(JsonFrameConsumer):
 
     async def connect(self) -> None:
         self.sent_seqs: set[int] = set()
+        self.acked: dict[str, dict[str, Any]] = {}  # client_id -> its ack, the latest last
         self.answered: set[int] = set()  # customer message ids whose reply was sent
         self.user = self.scope.get("user")
         self.visitor_id = visitor_id_from_token(self.scope.get("cookies", {}).get(VISITOR_COOKIE))
@@ -153,6 +158,12 @@ class ChatConsumer(JsonFrameConsumer):
 
     async def frame_message(self, content: dict[str, Any]) -> None:
         conversation = self._customer_only()
+        acked = self.acked.get(content.get("client_id"))  # type: ignore[arg-type]
+        if acked is not None:
+            # A resend of a message this socket already acknowledged (the page resends
+            # what it has no ack for yet): the same answer, from memory, counted nowhere.
+            await self.send_json({**acked, "duplicate": True})
+            return
         received = await db(services.customer_message_receive)(
             conversation=conversation,
             text=content.get("text"),
@@ -166,15 +177,17 @@ class ChatConsumer(JsonFrameConsumer):
             claim_owner=turns.process_owner(),
         )
         message = received.message
-        await self.send_json(
-            {
-                "type": "ack",
-                "client_id": message.client_id,
-                "seq": message.seq,
-                "message_id": message.pk,
-                "duplicate": not received.created,
-            }
-        )
+        ack = {
+            "type": "ack",
+            "client_id": message.client_id,
+            "seq": message.seq,
+            "message_id": message.pk,
+            "duplicate": not received.created,
+        }
+        self.acked[message.client_id] = ack
+        if len(self.acked) > ACKS_REMEMBERED:
+            del self.acked[next(iter(self.acked))]
+        await self.send_json(ack)
         if received.turn is not None:
             runner = turns.turns_kick(conversation_id=conversation.pk, claimed=received.claimed)
             message_id, after = message.pk, message.seq

@@ -93,6 +93,28 @@ async def test_retried_client_id_creates_one_message_and_one_answer(
     assert scripted.questions == ["Hello?"]
 
 
+async def test_a_message_resent_after_a_reconnect_is_stored_and_answered_once(
+    conversation, visitor, scripted
+):
+    """The new socket knows nothing of the first one's acks: the database finds the
+    retry (its client_id is unique in the conversation)."""
+    first = await open_socket(conversation.pk, visitor_token=visitor[1])
+    await send_message(first, "Hello?", "same-id")
+    sent = (await receive_until(first, "ack"))[-1]
+    await receive_until(first, "message", role="assistant")
+    await first.disconnect()
+    second = await open_socket(conversation.pk, visitor_token=visitor[1])
+    await send_message(second, "Hello?", "same-id")
+    ack = (await receive_until(second, "ack"))[-1]
+    await turns.turns_drain()
+    await second.disconnect()
+
+    assert sent["duplicate"] is False
+    assert ack["duplicate"] is True and ack["message_id"] == sent["message_id"]
+    assert [m.role for m in await db(stored)(conversation)] == ["customer", "assistant"]
+    assert scripted.questions == ["Hello?"]
+
+
 async def test_resume_replays_only_public_messages_after_the_last_seen_seq(conversation, visitor):
     def build():
         services.message_append(conversation=conversation, role="customer", text="one")

@@ -268,11 +268,6 @@ _FINISH_FIELDS = (
 )
 
 
-class _TurnLost(Exception):
-    """The turn no longer runs for the caller (the sweep failed it meanwhile): whatever
-    the store wrote is rolled back."""
-
-
 def _lock_conversation_of(turn: Turn) -> Conversation:
     """Lock the turn's conversation and give the turn that (current) row: the finishing
     stores of the pipeline, which holds the running turn in memory since its claim."""
@@ -281,16 +276,19 @@ def _lock_conversation_of(turn: Turn) -> Conversation:
     return conversation
 
 
-def _finish(turn: Turn, owner: str) -> None:
+def _finish(turn: Turn, owner: str) -> bool:
     """Write the finished turn only if it still runs for ``owner``: a compare-and-set on
     status and owner under the conversation's lock (the sweep fails a turn under the same
-    lock), one statement instead of a read and a write. Raises ``_TurnLost`` otherwise."""
+    lock), one statement instead of a read and a write. False when it no longer runs for
+    ``owner``: the caller's atomic block is then marked for rollback, so nothing the store
+    wrote before (answer, notice, audit rows, ticket, events) remains."""
     turn.full_clean(exclude=["conversation", "customer_message"], validate_constraints=False)
     written = Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING, owner=owner).update(
         **{name: getattr(turn, name) for name in _FINISH_FIELDS}
     )
     if not written:
-        raise _TurnLost
+        transaction.set_rollback(True)
+    return bool(written)
 
 
 def stream_event(kind: str, turn: Turn, **extra: Any) -> dict[str, Any]:
@@ -309,6 +307,7 @@ class Stored:
     next_pending: bool = False
 
 
+@transaction.atomic
 def turn_answer_store(
     *,
     turn: Turn,
@@ -331,35 +330,6 @@ def turn_answer_store(
     the answer's own event. Returns None (and writes nothing) if the turn no longer
     belongs to ``owner``. ``turn`` is the running turn as claimed (``ClaimedTurn.turn``).
     """
-    try:
-        return _answer_store(
-            turn=turn,
-            owner=owner,
-            prepared=prepared,
-            verdict=verdict,
-            text=text,
-            info=info,
-            first_token_ms=first_token_ms,
-            stream_id=stream_id,
-            final_delta=final_delta,
-        )
-    except _TurnLost:
-        return None
-
-
-@transaction.atomic
-def _answer_store(
-    *,
-    turn: Turn,
-    owner: str,
-    prepared: Prepared,
-    verdict: Verdict,
-    text: str,
-    info: DraftInfo,
-    first_token_ms: int | None,
-    stream_id: str,
-    final_delta: dict[str, Any] | None = None,
-) -> Stored:
     conversation = _lock_conversation_of(turn)
     quiet = _quiet(turn, conversation)
     shown = conversation.assistant_may_answer
@@ -392,7 +362,8 @@ def _answer_store(
         turn=turn,
         event_extra={"delta": final_delta} if final_delta and shown else None,
     )
-    _finish(turn, owner)
+    if not _finish(turn, owner):
+        return None
     if not shown and final_delta is None:  # frames were streamed: tell sockets to drop them
         publish_on_commit(
             conversation_group(conversation.pk),
@@ -407,6 +378,7 @@ def _answer_store(
     )
 
 
+@transaction.atomic
 def turn_handoff_store(
     *, turn: Turn, owner: str, prepared: Prepared, verdict: Verdict
 ) -> Stored | None:
@@ -414,14 +386,6 @@ def turn_handoff_store(
     the ticket) and the customer gets its notice instead of a draft, in one transaction.
     Returns None (and writes nothing) if the turn no longer belongs to ``owner``.
     """
-    try:
-        return _handoff_store(turn=turn, owner=owner, prepared=prepared, verdict=verdict)
-    except _TurnLost:
-        return None
-
-
-@transaction.atomic
-def _handoff_store(*, turn: Turn, owner: str, prepared: Prepared, verdict: Verdict) -> Stored:
     conversation = _lock_conversation_of(turn)
     quiet = _quiet(turn, conversation)
     _apply_signals(turn, prepared)
@@ -437,7 +401,8 @@ def _handoff_store(*, turn: Turn, owner: str, prepared: Prepared, verdict: Verdi
         turn=turn,
         locked=True,
     )
-    _finish(turn, owner)
+    if not _finish(turn, owner):
+        return None
     return Stored(
         turn=turn,
         message=notice,

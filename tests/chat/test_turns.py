@@ -14,6 +14,7 @@ from django.utils import timezone
 from websockets.sync.client import connect
 
 from chat.models import Conversation, Message, Turn
+from chat.review import reviewer_current
 from chat.services import customer_message_receive
 from chat.services.turns import DEAD_OWNER_ERROR, turn_answer_store, turn_claim_next, turns_sweep
 from chat.visitors import VISITOR_COOKIE
@@ -141,6 +142,52 @@ def test_a_late_finish_from_a_process_thought_dead_writes_nothing(visitor, setti
     assert stored is None
     assert not Message.objects.filter(conversation=conversation, role="assistant").exists()
     assert Message.objects.filter(conversation=conversation, marker="turn_failed").count() == 1
+
+
+def test_a_late_escalation_from_a_process_thought_dead_opens_no_ticket(visitor, settings):
+    """The hand-off store writes the ticket, the audit rows and the notice before it
+    finishes the turn; when the sweep failed the turn meanwhile, all of it is undone."""
+    from chat.assistant.contract import Intent, Prepared, Retrieval, Sentiment
+    from chat.review import TurnFacts
+    from chat.services.turns import turn_handoff_store
+
+    conversation = ConversationFactory(visitor_id=visitor[0])
+    customer_message_receive(
+        conversation=conversation,
+        text="There is smoke coming out of the hub!",
+        client_id="x1",
+        author=None,
+        rate_subject="t",
+    )
+    claimed = turn_claim_next(conversation_id=conversation.pk, owner="web-1:4242:aaaa")
+    prepared = Prepared(
+        passages=[],
+        sentiment=Sentiment(label="negative", score=-0.8, method="vader"),
+        retrieval=Retrieval(top_score=0.2, min_score=0.3, no_answer=True),
+        intent=Intent(label="safety", confidence=0.97, scores={"safety": 0.97, "answer": 0.03}),
+    )
+    verdict = reviewer_current().review(
+        TurnFacts(
+            conversation=claimed.conversation,
+            customer_message=claimed.message,
+            sentiment=prepared.sentiment,
+            retrieval=prepared.retrieval,
+            intent=prepared.intent,
+        )
+    )
+    assert verdict.route == "escalate"  # what the store would record
+    assert turns_sweep(now=later(settings)) == 1
+    tickets_after_sweep = conversation.tickets.count()
+
+    stored = turn_handoff_store(
+        turn=claimed.turn, owner="web-1:4242:aaaa", prepared=prepared, verdict=verdict
+    )
+
+    assert stored is None
+    assert conversation.tickets.count() == tickets_after_sweep
+    assert not Message.objects.filter(conversation=conversation, marker="turn_notice").exists()
+    assert Message.objects.filter(conversation=conversation, marker="turn_failed").count() == 1
+    assert Turn.objects.get(pk=claimed.turn.pk).status == "failed"
 
 
 def test_a_pending_turn_nobody_claimed_is_swept_but_not_behind_a_running_one(visitor, settings):

@@ -158,7 +158,8 @@ class ChatConsumer(JsonFrameConsumer):
 
     async def frame_message(self, content: dict[str, Any]) -> None:
         conversation = self._customer_only()
-        acked = self.acked.get(content.get("client_id"))  # type: ignore[arg-type]
+        client_id = content.get("client_id")
+        acked = self.acked.get(client_id) if isinstance(client_id, str) else None
         if acked is not None:
             # A resend of a message this socket already acknowledged (the page resends
             # what it has no ack for yet): the same answer, from memory, counted nowhere.

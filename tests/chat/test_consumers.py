@@ -162,6 +162,8 @@ async def test_reconnect_after_missing_an_answer_gets_it_exactly_once(
         ('{"type": "message", "client_id": "x1", "text": "   "}', "empty_message"),
         ('{"type": "message", "client_id": "x2"}', "invalid_text"),
         ('{"type": "message", "text": "hi"}', "invalid_client_id"),
+        ('{"type": "message", "client_id": ["x3"], "text": "hi"}', "invalid_client_id"),
+        ('{"type": "message", "client_id": {"a": 1}, "text": "hi"}', "invalid_client_id"),
         ('{"type": "resume", "after_seq": "ten"}', "invalid_after_seq"),
         ('{"type": "feedback", "score": 9}', "invalid_feedback"),
     ],

@@ -7,6 +7,7 @@ Set DATABASE_URL / REDIS_URL (and the USE_* flags) to move each part to a real s
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,12 @@ WEB_PROCESSES = env.int("WEB_PROCESSES", default=1)
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'loopdesk.sqlite3'}"),
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if SQLITE:
     # WAL lets Daphne and the worker processes read while one writes; IMMEDIATE
-    # transactions plus a busy timeout make concurrent writers wait instead of failing.
+    # transactions make concurrent writers wait instead of failing, and they wait in a
+    # queue on a lock file rather than in SQLite's sleep-and-retry (config.db.sqlite3).
+    DATABASES["default"]["ENGINE"] = "config.db.sqlite3"
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",

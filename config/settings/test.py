@@ -3,7 +3,7 @@
 import uuid
 
 from .base import *
-from .base import CHANNEL_LAYERS, REDIS_URL, VAR_DIR
+from .base import CHANNEL_LAYERS, REDIS_URL, SQLITE, VAR_DIR
 
 SECRET_KEY = "test-only-key-loopdesk-0123456789abcdef"
 DEBUG = False
@@ -43,6 +43,6 @@ if "pool" in DATABASES["default"].get("OPTIONS", {}):
     del DATABASES["default"]["OPTIONS"]["pool"]
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if SQLITE:
     # A file, not memory: browser tests serve the app from a separate Daphne process.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{uuid.uuid4().hex[:8]}.sqlite3")}

@@ -42,7 +42,7 @@ def test_nothing_set_gives_the_embedded_defaults(tmp_path):
     result = load("config.settings.local", LOOPDESK_VAR_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
-        "db": "django.db.backends.sqlite3",
+        "db": "config.db.sqlite3",
         "layer": "channels.layers.InMemoryChannelLayer",
         "broker": "orm",
         "cache": "django.core.cache.backends.db.DatabaseCache",

@@ -1,0 +1,1 @@
+"""Django's SQLite backend, with writers that queue for the database on a lock file."""

@@ -355,8 +355,10 @@ def main() -> None:
     parser.add_argument(
         "--processes",
         type=int,
-        default=1,
-        help="Daphne processes per stack on one listening socket (chat and echo alike)",
+        default=None,
+        help="Daphne processes per stack on one listening socket (chat and echo alike); "
+        "default: what scripts/run starts with the benchmark's Redis (WEB_PROCESSES: one per "
+        "core, so 1 on one core)",
     )
     parser.add_argument(
         "--profile", default="", help="write py-spy collapsed stacks of the chat server here"
@@ -400,9 +402,12 @@ def main() -> None:
     from chat.services import article_embed
     from chat.visitors import VISITOR_COOKIE, visitor_token_issue
 
+    if args.processes is None:
+        args.processes = settings.WEB_PROCESSES
     print(
         f"# database {settings.DATABASES['default']['ENGINE']}, channel layer "
         f"{settings.CHANNEL_LAYERS['default']['BACKEND']}, provider {settings.ASSISTANT_PROVIDER}"
+        f", {args.processes} Daphne process(es) per stack"
     )
     call_command("migrate", verbosity=0)
     call_command("load_demo", verbosity=0)

@@ -93,9 +93,13 @@ TEMPLATES = [
 RUN_HOST = env("LOOPDESK_HOST", default="127.0.0.1")
 RUN_PORT = env.int("PORT", default=8000)
 # Daphne processes ``scripts/run`` starts on the port. One process runs Python on one
-# core at a time (the GIL): with the Redis layer, run one per core (``bench/chat_ws.py
-# --processes``, docs/chat-benchmark.md). The in-memory layer needs exactly 1.
-WEB_PROCESSES = env.int("WEB_PROCESSES", default=1)
+# core at a time (the GIL): with the Redis layer, one per core the process may use, at
+# most 8 (each holds its own copy of the models, about 0.6 GB); ``bench/chat_ws.py`` and
+# docs/chat-benchmark.md. The in-memory layer needs exactly 1.
+WEB_PROCESSES = env.int(
+    "WEB_PROCESSES",
+    default=min(len(os.sched_getaffinity(0)), 8) if env("REDIS_URL", default="") else 1,
+)
 
 # --- database ---------------------------------------------------------------------------
 DATABASES = {
@@ -136,12 +140,11 @@ else:
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads that run the sockets' and the turns' ORM work in a server process (chat.events);
-# 0 runs it on Channels' single thread instead. SQLite takes one writer at a time and
-# makes the others sleep-poll (busy timeout): more than two threads only wait there.
-DATABASE_THREADS = env.int(
-    "DATABASE_THREADS",
-    default=2 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 4,
-)
+# 0 runs it on Channels' single thread instead. SQLite takes one writer at a time: a
+# second thread of the same process only competes for the GIL while the lock is held
+# (two processes on SQLite: 110 msg/s with two threads each, 120-133 with one;
+# docs/chat-benchmark.md).
+DATABASE_THREADS = env.int("DATABASE_THREADS", default=1 if SQLITE else 4)
 
 # --- redis: channel layer, cache, task broker --------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")

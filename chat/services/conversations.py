@@ -370,6 +370,10 @@ def customer_message_receive(
         raise
     if not received.created:  # a retry: never counted
         rate_limits_refund(**limits)
+    if received.claimed is not None:
+        from chat.services.turns import turn_history_read
+
+        turn_history_read(received.claimed)
     return received
 
 

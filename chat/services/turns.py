@@ -74,8 +74,9 @@ def _claim(
     earlier: tuple[EarlierTurn, ...] | None = None,
 ) -> ClaimedTurn:
     """Mark ``turn`` running for ``owner`` in memory (the caller saves it, holding the
-    conversation's row lock) and gather what the pipeline needs to run it (``earlier``:
-    the earlier turns, when the caller read them already)."""
+    conversation's row lock) and gather the earlier turns the pipeline needs to run it
+    (``earlier``: when the caller read them already). The history is read after the
+    commit (``turn_history_read``)."""
     turn.status = Turn.Status.RUNNING
     turn.owner = owner[:100]
     turn.started_at = now
@@ -87,9 +88,21 @@ def _claim(
         turn=turn,
         conversation=conversation,
         message=message,
-        history=conversation_history(conversation=conversation, before_seq=message.seq),
+        history=[],
         earlier_turns=_earlier_turns(conversation, message) if earlier is None else earlier,
     )
+
+
+def turn_history_read(claimed: ClaimedTurn | None) -> ClaimedTurn | None:
+    """Give a claimed turn the conversation's history before its message. Read after the
+    claim's transaction, so the write lock (all of SQLite's) is not held for it: the
+    messages before the turn's own have their sequence numbers already, and what is
+    appended later comes after it."""
+    if claimed is not None and claimed.message.seq > 1:
+        claimed.history = conversation_history(
+            conversation=claimed.conversation, before_seq=claimed.message.seq
+        )
+    return claimed
 
 
 def turn_open(
@@ -120,7 +133,6 @@ def turn_open(
     return turn, claimed
 
 
-@transaction.atomic
 def turn_claim_next(
     *, conversation_id: Any, owner: str, now: dt.datetime | None = None
 ) -> ClaimedTurn | None:
@@ -133,6 +145,11 @@ def turn_claim_next(
     person handles the conversation, pending turns are skipped: the assistant stays
     silent.
     """
+    return turn_history_read(_claim_next(conversation_id=conversation_id, owner=owner, now=now))
+
+
+@transaction.atomic
+def _claim_next(*, conversation_id: Any, owner: str, now: dt.datetime | None) -> ClaimedTurn | None:
     conversation = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
     if conversation is None:
         return None

@@ -144,6 +144,50 @@ def test_a_late_finish_from_a_process_thought_dead_writes_nothing(visitor, setti
     assert Message.objects.filter(conversation=conversation, marker="turn_failed").count() == 1
 
 
+def test_a_claimed_turn_is_given_the_conversation_so_far(visitor):
+    """The history is read after the claim's transaction: it still holds exactly the
+    exchange before the new message, in order."""
+    from chat.assistant.contract import DraftInfo, Prepared, Retrieval, Sentiment
+    from chat.review import Verdict
+
+    conversation = ConversationFactory(visitor_id=visitor[0])
+    first = customer_message_receive(
+        conversation=conversation,
+        text="How do I reset my password?",
+        client_id="h1",
+        author=None,
+        rate_subject="t",
+        claim_owner="web-1:1:aaaa",
+    )
+    assert first.claimed.history == []
+    turn_answer_store(
+        turn=first.claimed.turn,
+        owner="web-1:1:aaaa",
+        prepared=Prepared(
+            passages=[],
+            sentiment=Sentiment(label="neutral", score=0.0, method="vader"),
+            retrieval=Retrieval(top_score=0.5, min_score=0.3, no_answer=False),
+        ),
+        verdict=Verdict(route="answer"),
+        text="Use the link on the sign-in page.",
+        info=DraftInfo(provider="local", model_name="x"),
+        first_token_ms=1,
+        stream_id="s",
+    )
+    second = customer_message_receive(
+        conversation=conversation,
+        text="And if the link expired?",
+        client_id="h2",
+        author=None,
+        rate_subject="t",
+        claim_owner="web-1:1:aaaa",
+    )
+    assert [(m["role"], m["text"]) for m in second.claimed.history] == [
+        ("customer", "How do I reset my password?"),
+        ("assistant", "Use the link on the sign-in page."),
+    ]
+
+
 def test_a_late_escalation_from_a_process_thought_dead_opens_no_ticket(visitor, settings):
     """The hand-off store writes the ticket, the audit rows and the notice before it
     finishes the turn; when the sweep failed the turn meanwhile, all of it is undone."""

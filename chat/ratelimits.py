@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.cache.backends.redis import RedisCache
 
-from chat.shared_cache import shared_cache
+from chat.shared_cache import shared_cache, shared_redis
 
 _PERIODS = {
     "s": 1,
@@ -34,10 +35,11 @@ def _window_key(*, scope: str, subject: str, period: int) -> str:
     return f"chat:rate:{scope}:{subject}:{int(time.time() // period)}"
 
 
-def _counts_redis(cache: RedisCache, windows: list[tuple[str, int]], delta: int) -> list[int]:
+def _counts_redis(
+    cache: RedisCache, client: Any, windows: list[tuple[str, int]], delta: int
+) -> list[int]:
     """Add ``delta`` to each ``(key, period)`` window's count in a single Redis round trip
     (``INCRBY`` creates the counter atomically, ``EXPIRE NX`` sets its lifetime once)."""
-    client = cache._cache.get_client(write=True)
     pipe = client.pipeline(transaction=False)
     for key, period in windows:
         full = cache.make_and_validate_key(key)
@@ -47,9 +49,9 @@ def _counts_redis(cache: RedisCache, windows: list[tuple[str, int]], delta: int)
 
 
 def _counts(windows: list[tuple[str, int]], delta: int = 1) -> list[int]:
+    if (redis := shared_redis()) is not None:
+        return _counts_redis(*redis, windows, delta)
     cache = shared_cache()
-    if isinstance(cache, RedisCache):
-        return _counts_redis(cache, windows, delta)
     counts = []
     for key, period in windows:
         # ``add`` creates the window's counter atomically and ``incr`` is atomic on

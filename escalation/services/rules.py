@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from chat.shared_cache import shared_cache
+from chat.shared_cache import shared_cache, shared_redis
 from escalation.models import EscalationRule, IntentPolicy
 from escalation.services.intents import Policies, intent_policies
 
@@ -43,7 +43,7 @@ class RuleBook:
 
     rules: tuple[EscalationRule, ...]
     policies: Policies
-    token: str
+    token: str | bytes
 
     @property
     def enabled(self) -> tuple[EscalationRule, ...]:
@@ -54,11 +54,20 @@ _book: RuleBook | None = None
 _loading = threading.Lock()
 
 
-def _token_current() -> str | None:
+def _token_current() -> str | bytes | None:
     """The shared version token, published now if missing; None when the cache is down
-    (then the rows are read from the database, as before the cache)."""
+    (then the rows are read from the database, as before the cache). On Redis, the
+    token's stored bytes (one GET on the process's client, read on every turn)."""
     cache = shared_cache()
     try:
+        if (redis := shared_redis()) is not None:
+            redis_cache, client = redis
+            key = redis_cache.make_and_validate_key(VERSION_KEY)
+            token: str | bytes | None = client.get(key)
+            if token is None:
+                cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+                token = client.get(key)
+            return token
         token = cache.get(VERSION_KEY)
         if token is None:
             cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)

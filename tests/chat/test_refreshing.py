@@ -10,6 +10,10 @@ import pytest
 
 from chat.assistant.refreshing import Refreshed
 
+# The reads run on the database threads (``chat.events.db``), which recycle the thread's
+# connection around every call: one left open there by an earlier test is touched.
+pytestmark = pytest.mark.django_db
+
 
 class CountingLoad:
     """A database read that takes a while and counts how often it ran."""

@@ -25,6 +25,7 @@ from chat.review import EarlierTurn, Verdict, reviewer_current
 from chat.selectors import conversation_history
 from chat.services.conversations import (
     conversation_group,
+    conversation_lock_advancing,
     message_append,
     system_notice_post,
 )
@@ -347,8 +348,11 @@ def turn_answer_store(
     the answer's own event. Returns None (and writes nothing) if the turn no longer
     belongs to ``owner``. ``turn`` is the running turn as claimed (``ClaimedTurn.turn``).
     """
-    conversation = _lock_conversation_of(turn)
-    quiet = _quiet(turn, conversation)
+    # Locked, with the answer's number taken: the turn's message was the last one when
+    # the number before it is the message's own.
+    conversation = conversation_lock_advancing(conversation_id=turn.conversation_id)
+    turn.conversation = conversation
+    quiet = conversation.last_seq - 1 == turn.customer_message.seq
     shown = conversation.assistant_may_answer
     _apply_signals(turn, prepared)
     verdict = reviewer_current().record(turn=turn, verdict=verdict)
@@ -366,7 +370,7 @@ def turn_answer_store(
     # messages on these routes (the ``TurnReviewer`` contract).
     message, _ = message_append(
         conversation=conversation,
-        locked=True,
+        seq_taken=True,
         role=Message.Role.ASSISTANT,
         text=text,
         visibility=Message.Visibility.PUBLIC if shown else Message.Visibility.WITHHELD,

@@ -188,6 +188,44 @@ def test_a_claimed_turn_is_given_the_conversation_so_far(visitor):
     ]
 
 
+def test_a_retried_or_refused_message_takes_no_sequence_number(visitor):
+    """The number is taken with the conversation's lock before the insert finds the
+    retry: it is given back, so the next message's number follows without a gap, and an
+    ended conversation's number does not move either."""
+    from chat.services import conversation_end
+    from chat.services.conversations import ConversationClosed
+
+    conversation = ConversationFactory(visitor_id=visitor[0])
+
+    def send(client_id: str):
+        return customer_message_receive(
+            conversation=conversation,
+            text="hello",
+            client_id=client_id,
+            author=None,
+            rate_subject="t",
+        )
+
+    first = send("r1")
+    retry = send("r1")
+    second = send("r2")
+
+    assert (retry.created, retry.message.pk) == (False, first.message.pk)
+    assert (first.message.seq, second.message.seq) == (1, 2)
+    conversation.refresh_from_db()
+    assert conversation.last_seq == 2
+
+    conversation_end(conversation=conversation)
+    ended = Conversation.objects.get(pk=conversation.pk)
+    stored = ended.messages.count()
+    assert send("r2").message.pk == second.message.pk  # a retry from before the end
+    with pytest.raises(ConversationClosed):
+        send("r3")
+    conversation.refresh_from_db()
+    assert (conversation.last_seq, conversation.updated_at) == (ended.last_seq, ended.updated_at)
+    assert conversation.messages.count() == stored
+
+
 def test_a_late_escalation_from_a_process_thought_dead_opens_no_ticket(visitor, settings):
     """The hand-off store writes the ticket, the audit rows and the notice before it
     finishes the turn; when the sweep failed the turn meanwhile, all of it is undone."""

@@ -94,7 +94,7 @@ RUN_HOST = env("LOOPDESK_HOST", default="127.0.0.1")
 RUN_PORT = env.int("PORT", default=8000)
 # Daphne processes ``scripts/run`` starts on the port. One process runs Python on one
 # core at a time (the GIL): with the Redis layer, one per core the process may use, at
-# most 8 (each holds its own copy of the models, about 0.6 GB); ``bench/chat_ws.py`` and
+# most 8 (each holds its own copy of the models, about 0.7 GB); ``bench/chat_ws.py`` and
 # docs/chat-benchmark.md. The in-memory layer needs exactly 1.
 WEB_PROCESSES = env.int(
     "WEB_PROCESSES",

@@ -57,14 +57,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _start_transaction_under_autocommit(self) -> None:
         self._writers_lock_acquire()
         try:
-            super()._start_transaction_under_autocommit()
+            super()._start_transaction_under_autocommit()  # type: ignore[misc]  # private in django-stubs
         except BaseException:
             self._writers_lock_release()
             raise
 
     def _commit(self) -> None:
         try:
-            super()._commit()
+            super()._commit()  # type: ignore[misc]  # private in django-stubs
         finally:
             # A failed COMMIT leaves the transaction open: the rollback that follows
             # lets go of the lock.
@@ -73,13 +73,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _rollback(self) -> None:
         try:
-            super()._rollback()
+            super()._rollback()  # type: ignore[misc]  # private in django-stubs
         finally:
             self._writers_lock_release()
 
     def _close(self) -> None:
         try:
-            super()._close()
+            super()._close()  # type: ignore[misc]  # private in django-stubs
         finally:
             self._writers_lock_release()
             if self._writers_lock_fd is not None and self._writers_lock_pid == os.getpid():

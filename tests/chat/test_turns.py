@@ -47,6 +47,27 @@ def later(settings) -> dt.datetime:
     )
 
 
+def answer_store(turn: Turn, owner: str, text: str):
+    """The pipeline's last step for an answered turn with neutral signals."""
+    from chat.assistant.contract import DraftInfo, Prepared, Retrieval, Sentiment
+    from chat.review import Verdict
+
+    return turn_answer_store(
+        turn=turn,
+        owner=owner,
+        prepared=Prepared(
+            passages=[],
+            sentiment=Sentiment(label="neutral", score=0.0, method="vader"),
+            retrieval=Retrieval(top_score=0.5, min_score=0.3, no_answer=False),
+        ),
+        verdict=Verdict(route="answer"),
+        text=text,
+        info=DraftInfo(provider="local", model_name="x"),
+        first_token_ms=1,
+        stream_id="s",
+    )
+
+
 def test_two_server_processes_run_one_conversations_turns_one_after_another(
     live_servers, scripted, visitor
 ):
@@ -122,23 +143,7 @@ def test_a_late_finish_from_a_process_thought_dead_writes_nothing(visitor, setti
     claimed = turn_claim_next(conversation_id=conversation.pk, owner="web-1:4242:aaaa")
     assert turns_sweep(now=later(settings)) == 1
 
-    from chat.assistant.contract import DraftInfo, Prepared, Retrieval, Sentiment
-    from chat.review import Verdict
-
-    stored = turn_answer_store(
-        turn=claimed.turn,
-        owner="web-1:4242:aaaa",
-        prepared=Prepared(
-            passages=[],
-            sentiment=Sentiment(label="neutral", score=0.0, method="vader"),
-            retrieval=Retrieval(top_score=0.5, min_score=0.3, no_answer=False),
-        ),
-        verdict=Verdict(route="answer"),
-        text="a late answer",
-        info=DraftInfo(provider="local", model_name="x"),
-        first_token_ms=1,
-        stream_id="s",
-    )
+    stored = answer_store(claimed.turn, "web-1:4242:aaaa", "a late answer")
     assert stored is None
     assert not Message.objects.filter(conversation=conversation, role="assistant").exists()
     assert Message.objects.filter(conversation=conversation, marker="turn_failed").count() == 1
@@ -147,41 +152,22 @@ def test_a_late_finish_from_a_process_thought_dead_writes_nothing(visitor, setti
 def test_a_claimed_turn_is_given_the_conversation_so_far(visitor):
     """The history is read after the claim's transaction: it still holds exactly the
     exchange before the new message, in order."""
-    from chat.assistant.contract import DraftInfo, Prepared, Retrieval, Sentiment
-    from chat.review import Verdict
-
     conversation = ConversationFactory(visitor_id=visitor[0])
-    first = customer_message_receive(
-        conversation=conversation,
-        text="How do I reset my password?",
-        client_id="h1",
-        author=None,
-        rate_subject="t",
-        claim_owner="web-1:1:aaaa",
-    )
+
+    def ask(text: str, client_id: str):
+        return customer_message_receive(
+            conversation=conversation,
+            text=text,
+            client_id=client_id,
+            author=None,
+            rate_subject="t",
+            claim_owner="web-1:1:aaaa",
+        )
+
+    first = ask("How do I reset my password?", "h1")
     assert first.claimed.history == []
-    turn_answer_store(
-        turn=first.claimed.turn,
-        owner="web-1:1:aaaa",
-        prepared=Prepared(
-            passages=[],
-            sentiment=Sentiment(label="neutral", score=0.0, method="vader"),
-            retrieval=Retrieval(top_score=0.5, min_score=0.3, no_answer=False),
-        ),
-        verdict=Verdict(route="answer"),
-        text="Use the link on the sign-in page.",
-        info=DraftInfo(provider="local", model_name="x"),
-        first_token_ms=1,
-        stream_id="s",
-    )
-    second = customer_message_receive(
-        conversation=conversation,
-        text="And if the link expired?",
-        client_id="h2",
-        author=None,
-        rate_subject="t",
-        claim_owner="web-1:1:aaaa",
-    )
+    answer_store(first.claimed.turn, "web-1:1:aaaa", "Use the link on the sign-in page.")
+    second = ask("And if the link expired?", "h2")
     assert [(m["role"], m["text"]) for m in second.claimed.history] == [
         ("customer", "How do I reset my password?"),
         ("assistant", "Use the link on the sign-in page."),

@@ -72,7 +72,7 @@ def main() -> None:
     from chat import assistant, services, turns
     from chat.events import _outbox
     from chat.models import Article, Conversation, Turn
-    from chat.review import TurnFacts, reviewer_current
+    from chat.review import reviewer_current
     from chat.services.turns import turn_answer_store
 
     call_command("migrate", verbosity=0)
@@ -113,16 +113,7 @@ def main() -> None:
         )
         received_at = time.process_time()
         claimed = received.claimed
-        verdict = reviewer_current().review(
-            TurnFacts(
-                conversation=claimed.conversation,
-                customer_message=claimed.message,
-                sentiment=prepared.sentiment,
-                retrieval=prepared.retrieval,
-                intent=prepared.intent,
-                earlier_turns=claimed.earlier_turns,
-            )
-        )
+        verdict = reviewer_current().review(claimed.facts(prepared))
         reviewed_at = time.process_time()
         stored = turn_answer_store(
             # Commits before 6656b00 took the turn's id: runs there too, for an A/B.

@@ -38,7 +38,7 @@ from django.conf import settings
 from chat import assistant as assistant_api
 from chat.events import apublish, db
 from chat.models import Turn
-from chat.review import TurnFacts, Verdict, reviewer_current
+from chat.review import Verdict, reviewer_current
 from chat.selectors import turn_for_message
 from chat.services import conversation_group
 from chat.services.turns import (
@@ -300,14 +300,7 @@ async def _run(claimed: ClaimedTurn, owner: str) -> bool:
             )
     except Exception as exc:
         return await fail(exc)
-    facts = TurnFacts(
-        conversation=conversation,
-        customer_message=message,
-        sentiment=prepared.sentiment,
-        retrieval=prepared.retrieval,
-        intent=prepared.intent,
-        earlier_turns=claimed.earlier_turns,
-    )
+    facts = claimed.facts(prepared)
     try:
         verdict: Verdict = await db(reviewer_current().review)(facts)
     except Exception as exc:

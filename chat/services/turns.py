@@ -21,7 +21,7 @@ from django.utils import timezone
 from chat.assistant.contract import DraftInfo, Prepared
 from chat.events import publish_on_commit
 from chat.models import Conversation, Message, Turn
-from chat.review import EarlierTurn, Verdict, reviewer_current
+from chat.review import EarlierTurn, TurnFacts, Verdict, reviewer_current
 from chat.selectors import conversation_history
 from chat.services.conversations import (
     conversation_group,
@@ -51,6 +51,17 @@ class ClaimedTurn:
     message: Message
     history: list[dict[str, str]]
     earlier_turns: tuple[EarlierTurn, ...]
+
+    def facts(self, prepared: Prepared) -> TurnFacts:
+        """What the reviewer decides on: this turn with the assistant's signals."""
+        return TurnFacts(
+            conversation=self.conversation,
+            customer_message=self.message,
+            sentiment=prepared.sentiment,
+            retrieval=prepared.retrieval,
+            intent=prepared.intent,
+            earlier_turns=self.earlier_turns,
+        )
 
 
 def _earlier_turns(conversation: Conversation, message: Message) -> tuple[EarlierTurn, ...]:

@@ -216,7 +216,6 @@ def test_a_late_escalation_from_a_process_thought_dead_opens_no_ticket(visitor, 
     """The hand-off store writes the ticket, the audit rows and the notice before it
     finishes the turn; when the sweep failed the turn meanwhile, all of it is undone."""
     from chat.assistant.contract import Intent, Prepared, Retrieval, Sentiment
-    from chat.review import TurnFacts
     from chat.services.turns import turn_handoff_store
 
     conversation = ConversationFactory(visitor_id=visitor[0])
@@ -234,15 +233,7 @@ def test_a_late_escalation_from_a_process_thought_dead_opens_no_ticket(visitor, 
         retrieval=Retrieval(top_score=0.2, min_score=0.3, no_answer=True),
         intent=Intent(label="safety", confidence=0.97, scores={"safety": 0.97, "answer": 0.03}),
     )
-    verdict = reviewer_current().review(
-        TurnFacts(
-            conversation=claimed.conversation,
-            customer_message=claimed.message,
-            sentiment=prepared.sentiment,
-            retrieval=prepared.retrieval,
-            intent=prepared.intent,
-        )
-    )
+    verdict = reviewer_current().review(claimed.facts(prepared))
     assert verdict.route == "escalate"  # what the store would record
     assert turns_sweep(now=later(settings)) == 1
     tickets_after_sweep = conversation.tickets.count()

@@ -1,12 +1,13 @@
 """Benchmark (not a test): CPU of the database work of one answered customer turn, in
 process, on the calling thread, split by step.
 
-    .venv/bin/python bench/turn_stores.py --turns 300 [--rounds 3]
+    .venv/bin/python bench/turn_stores.py --turns 300 [--rounds 3] [--messages 4]
 
 Loads the demo knowledge base into a fresh SQLite database (or ``DATABASE_URL``), runs
 the assistant once per question to get real signals and answers (``questions.json``'s
 neutral questions, 4 by default, as the saturation benchmark's customers ask them), then
-for each turn of a new conversation times, with ``time.process_time``:
+for each turn of a new conversation (``--messages N``: N turns per conversation, as a
+customer asks them one after another) times, with ``time.process_time``:
 
 - **receive**: ``customer_message_receive`` (rate limit, message, turn opened and
   claimed; Redis as in production);
@@ -41,6 +42,13 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=300, help="per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--questions", type=int, default=4)
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=1,
+        help="turns per conversation (the saturation benchmark's customers send 4): "
+        "from the second on, a turn reads the history and the earlier turns",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="loopdesk-turn-stores-"))
@@ -97,9 +105,15 @@ def main() -> None:
     owner = turns.process_owner()
     takes_turn = "turn" in inspect.signature(turn_answer_store).parameters
 
+    conversations: dict[int, Conversation] = {}
+
     def turn(i: int, costs: dict[str, list[float]]) -> None:
         _outbox.set([])  # as on a database thread: events collected, sent by the caller
-        conversation = Conversation.objects.create(visitor_id=f"bench-{i}")
+        key = i // args.messages if i >= 0 else i
+        conversation = conversations.pop(key, None) or Conversation.objects.create(
+            visitor_id=f"bench-{key}"
+        )
+        conversations[key] = conversation
         question = questions[i % len(questions)]
         prepared, info, text = prepared_answers[i % len(questions)]
         start = time.process_time()
@@ -161,6 +175,7 @@ def main() -> None:
         "bench": "turn_stores",
         "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
         "turns_per_round": args.turns,
+        "turns_per_conversation": args.messages,
         **{
             f"{k}_cpu_ms_median_of_rounds": statistics.median(r[k] for r in rounds)
             for k in rounds[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.models import Count, F, Max, Q, QuerySet
 
@@ -54,17 +54,27 @@ def conversations_for_customer(*, user: Any, visitor_id: str) -> QuerySet[Conver
     return Conversation.objects.filter(owned)
 
 
-def conversation_history(
+class TurnContext(NamedTuple):
+    """What a claimed turn is run with, read in one query (``conversation_context``):
+    the assistant's history, and the turns of the earlier customer messages in it as
+    ``(route, status, no_answer, intent)``, newest first."""
+
+    history: list[dict[str, str]]
+    earlier_turns: list[tuple[str, str, bool, str]]
+
+
+def conversation_context(
     *, conversation: Conversation, before_seq: int, limit: int = HISTORY_LIMIT
-) -> list[dict[str, str]]:
-    """The last public turns before ``before_seq`` as [{"role", "text"}], oldest first
-    (what the assistant is given as history).
+) -> TurnContext:
+    """The last public messages before ``before_seq`` as the assistant's history
+    [{"role", "text"}], oldest first, with the turns of the customer messages among them.
 
     Agent replies are wrapped in system markers where a person joined and where the
     conversation went back to the assistant, so a handed-back conversation reads
     correctly to the model.
     """
-    # Plain values, not model instances: this runs before every turn.
+    # Plain values, not model instances: this runs before every turn. The customer
+    # messages' turns come in the same rows (a customer message has at most one).
     rows = list(
         Message.objects.filter(
             conversation=conversation,
@@ -79,12 +89,21 @@ def conversation_history(
             "author__first_name",
             "author__last_name",
             "author__username",
+            "customer_turn__route",
+            "customer_turn__status",
+            "customer_turn__no_answer",
+            "customer_turn__intent",
         )[:limit]
     )
+    earlier_turns = [
+        (route, status, no_answer, intent)
+        for role, *_, route, status, no_answer, intent in rows
+        if role == Message.Role.CUSTOMER and status is not None
+    ]
     rows.reverse()
     history: list[dict[str, str]] = []
     in_human_part = False
-    for role, text, marker, first_name, last_name, username in rows:
+    for role, text, marker, first_name, last_name, username, *_ in rows:
         marker = marker if role == Message.Role.SYSTEM else ""
         if marker in (Message.Marker.HUMAN_START, Message.Marker.HUMAN_END):
             # The escalation app posts its own markers on takeover / hand-back.
@@ -103,7 +122,7 @@ def conversation_history(
     if in_human_part:
         # The assistant only answers again after a hand-back.
         history.append({"role": "system", "text": HAND_BACK_MARKER})
-    return history
+    return TurnContext(history, earlier_turns)
 
 
 def articles_retrievable(*, embedding_model: str) -> QuerySet[Article]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import weakref
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, router, transaction
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from chat.errors import ApplicationError, Conflict, RateLimited
@@ -154,7 +157,64 @@ def message_event(message: Message) -> dict[str, Any]:
     }
 
 
-_ADVANCE_SQL: dict[str, str] = {}
+@dataclass(frozen=True)
+class _Advance:
+    """``conversation_lock_advancing``'s statements for one connection: the SQL, the
+    model fields its columns come back as, and each column's converters (what a queryset
+    would apply), worked out once instead of on every call as ``Model.objects.raw``
+    does; and the query for unfinished turns."""
+
+    sql: str
+    attnames: list[str]
+    converters: list[tuple[int, list[Any], Any]]
+    unfinished_sql: str
+
+
+# Per connection object (one per thread and alias): converters are bound to it.
+_ADVANCE: weakref.WeakKeyDictionary[Any, dict[bool, _Advance]] = weakref.WeakKeyDictionary()
+
+
+def _advance_statement(wrapper: Any, unfinished_in_statement: bool) -> _Advance:
+    statements = _ADVANCE.setdefault(wrapper, {})
+    found = statements.get(unfinished_in_statement)
+    if found is not None:
+        return found
+    # Names from the models' own metadata, values as parameters.
+    quote = wrapper.ops.quote_name
+    meta = Conversation._meta
+    table = quote(meta.db_table)
+    fields = [field for field in meta.concrete_fields if field.column]
+    columns = [f"{table}.{quote(field.column or '')}" for field in fields]
+    seq = quote(meta.get_field("last_seq").column or "")
+    updated = quote(meta.get_field("updated_at").column or "")
+    pk = f"{table}.{quote(meta.pk.column or '')}"
+    turns = Turn._meta
+    unfinished = (
+        f"EXISTS (SELECT 1 FROM {quote(turns.db_table)} WHERE "  # noqa: S608
+        f"{quote(turns.get_field('conversation').column or '')} = %s AND "
+        f"{quote(turns.get_field('status').column or '')} IN (%s, %s))"
+    )
+    if unfinished_in_statement:
+        columns.append(unfinished.replace("= %s", f"= {pk}", 1))
+    converters = []
+    for index, field in enumerate(fields):
+        column = field.get_col(meta.db_table)
+        found_converters = [
+            *wrapper.ops.get_db_converters(column),
+            *column.get_db_converters(wrapper),
+        ]
+        if found_converters:
+            converters.append((index, found_converters, column))
+    statement = statements[unfinished_in_statement] = _Advance(
+        sql=(
+            f"UPDATE {table} SET {seq} = {seq} + 1, {updated} = %s "  # noqa: S608
+            f"WHERE {pk} = %s RETURNING {', '.join(columns)}"
+        ),
+        attnames=[field.attname for field in fields],
+        converters=converters,
+        unfinished_sql=f"SELECT {unfinished}",
+    )
+    return statement
 
 
 def conversation_lock_advancing(*, conversation_id: Any) -> Conversation:
@@ -167,23 +227,76 @@ def conversation_lock_advancing(*, conversation_id: Any) -> Conversation:
     the row as ``SELECT ... FOR UPDATE`` does on PostgreSQL. A caller that ends up
     appending nothing rolls its transaction back. Raises ``Conversation.DoesNotExist``.
     """
+    return _lock_advancing(conversation_id, unfinished_turns=False)[0]
+
+
+def conversation_lock_advancing_with_turns(*, conversation_id: Any) -> tuple[Conversation, bool]:
+    """``conversation_lock_advancing``, and whether a turn of the conversation is running
+    or waiting, read under the lock that every change of a turn's status holds.
+
+    On SQLite that is the same statement: its writers are serialised from ``BEGIN
+    IMMEDIATE`` on, so the statement reads after every earlier writer's commit. On
+    PostgreSQL it is a second one: an ``UPDATE`` that waited for the row lock still reads
+    its subqueries from the snapshot taken before it waited, so it would miss the turn
+    the lock holder just claimed (two processes then claimed two turns of one
+    conversation, and the second failed on the one-running-turn constraint); a new
+    statement takes a new snapshot."""
+    return _lock_advancing(conversation_id, unfinished_turns=True)
+
+
+def _lock_advancing(conversation_id: Any, *, unfinished_turns: bool) -> tuple[Conversation, bool]:
+    # The row is built as a queryset would build it (the columns' converters, then
+    # ``from_db``), with what that needs worked out once per connection.
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    in_statement = unfinished_turns and wrapper.vendor == "sqlite"
+    statement = _advance_statement(wrapper, in_statement)
     meta = Conversation._meta
-    sql = _ADVANCE_SQL.get(connection.vendor)
-    if sql is None:
-        # Names from the model's own metadata, values as parameters.
-        quote = connection.ops.quote_name
-        columns = [quote(field.column) for field in meta.concrete_fields if field.column]
-        seq = quote(meta.get_field("last_seq").column or "")
-        updated = quote(meta.get_field("updated_at").column or "")
-        sql = _ADVANCE_SQL[connection.vendor] = (
-            f"UPDATE {quote(meta.db_table)} SET {seq} = {seq} + 1, {updated} = %s "  # noqa: S608
-            f"WHERE {quote(meta.pk.column or '')} = %s RETURNING {', '.join(columns)}"
-        )
-    now = meta.get_field("updated_at").get_db_prep_value(timezone.now(), connection)
-    pk = meta.pk.get_db_prep_value(conversation_id, connection)
-    for row in Conversation.objects.raw(sql, [now, pk]):
-        return row
-    raise Conversation.DoesNotExist(f"No conversation {conversation_id}.")
+    pk = meta.pk.get_db_prep_value(conversation_id, wrapper)
+    statuses = [Turn.Status.RUNNING.value, Turn.Status.PENDING.value]
+    params = [meta.get_field("updated_at").get_db_prep_value(timezone.now(), wrapper), pk]
+    with wrapper.cursor() as cursor:
+        cursor.execute(statement.sql, params + statuses if in_statement else params)
+        row = cursor.fetchone()
+        if row is None:
+            raise Conversation.DoesNotExist(f"No conversation {conversation_id}.")
+        busy = False
+        if unfinished_turns and not in_statement:
+            cursor.execute(statement.unfinished_sql, [pk, *statuses])
+            busy = bool(cursor.fetchone()[0])
+    values = list(row)
+    for index, converters, column in statement.converters:
+        for converter in converters:
+            values[index] = converter(values[index], column, wrapper)
+    count = len(statement.attnames)
+    locked = Conversation.from_db(wrapper.alias, statement.attnames, values[:count])
+    return locked, bool(values[count]) if in_statement else busy
+
+
+def _insert_unless_duplicate(message: Message) -> bool:
+    """Insert ``message`` as ``save()`` does, unless a row with its unique values exists:
+    one ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite: ``INSERT OR IGNORE``) returning
+    its key, through Django's own insert (what ``bulk_create(ignore_conflicts=True)``
+    runs, which does not give the key back). False when nothing was inserted. Replaces
+    an insert under a savepoint that caught the unique violation: two statements fewer
+    per customer message, two round trips on PostgreSQL."""
+    meta = Message._meta
+    fields = [f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field]
+    using = router.db_for_write(Message, instance=message)
+    # Model.save()'s own insert (``_do_insert``), with the conflict clause.
+    rows = Message._base_manager._insert(  # type: ignore[attr-defined]  # not in the stubs
+        [message],
+        fields=fields,
+        returning_fields=meta.db_returning_fields,
+        using=using,
+        on_conflict=OnConflict.IGNORE,
+    )
+    if not rows or rows[0] is None:
+        return False
+    for value, field in zip(rows[0], meta.db_returning_fields, strict=True):
+        setattr(message, field.attname, value)
+    message._state.adding = False
+    message._state.db = using
+    return True
 
 
 @transaction.atomic(savepoint=False)
@@ -210,7 +323,7 @@ def message_append(
     whose ``last_seq`` is this message's number). A ``client_id`` already stored in this
     conversation returns the existing message and ``created=False`` (a retried send
     never creates a second message; ``check_duplicate=False``: no lookup first, the
-    insert under a savepoint finds the duplicate through the unique constraint, for
+    insert that skips a duplicate finds it through the unique constraint, for
     callers where retries are rare; with ``seq_taken`` the caller's transaction is then
     marked for rollback, which gives the number back).
     Sockets watching the conversation are told after commit. Joins the caller's
@@ -242,13 +355,14 @@ def message_append(
         exclude=["conversation", "author", "reply_to", "turn"], validate_constraints=False
     )
     if client_id:
-        try:
-            with transaction.atomic():
-                message.save()
-        except IntegrityError:
-            # Only a duplicate client_id gets here (seq is allocated under the lock).
+        if not _insert_unless_duplicate(message):
+            # Only a duplicate client_id is skipped (seq is allocated under the lock).
             conversation_row.last_seq -= 1
-            found = Message.objects.get(conversation=conversation_row, client_id=client_id)
+            found = Message.objects.filter(
+                conversation=conversation_row, client_id=client_id
+            ).first()
+            if found is None:  # skipped for another reason: never silently
+                raise IntegrityError(f"The message {client_id!r} could not be stored.")
             if seq_taken:  # the number was taken in the database: give it back
                 transaction.set_rollback(True)
             return found, False
@@ -413,9 +527,9 @@ def customer_message_receive(
     if not received.created:  # a retry: never counted
         rate_limits_refund(**limits)
     if received.claimed is not None:
-        from chat.services.turns import turn_history_read
+        from chat.services.turns import turn_context_read
 
-        turn_history_read(received.claimed)
+        turn_context_read(received.claimed)
     return received
 
 
@@ -429,8 +543,10 @@ def _customer_message_store(
     claim_owner: str,
 ) -> Received:
     # Locked, with the message's number taken (given back by rolling back when nothing
-    # is stored: a retry, an ended conversation).
-    locked = conversation_lock_advancing(conversation_id=conversation.pk)
+    # is stored: a retry, an ended conversation), and whether a turn runs or waits.
+    locked, turns_unfinished = conversation_lock_advancing_with_turns(
+        conversation_id=conversation.pk
+    )
     if locked.status == Conversation.Status.ENDED:
         existing = _stored_with_client_id(conversation=locked, client_id=client_id)
         if existing is not None:  # a retry of a message sent before the end
@@ -457,7 +573,11 @@ def _customer_message_store(
         return Received(message, True, None)
     from chat.services.turns import turn_open
 
-    turn, claimed = turn_open(conversation=locked, customer_message=message, owner=claim_owner)
+    turn, claimed = turn_open(
+        conversation=locked,
+        customer_message=message,
+        owner=claim_owner if not turns_unfinished else "",
+    )
     return Received(message, True, turn, claimed)
 
 

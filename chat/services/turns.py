@@ -22,7 +22,7 @@ from chat.assistant.contract import DraftInfo, Prepared
 from chat.events import publish_on_commit
 from chat.models import Conversation, Message, Turn
 from chat.review import EarlierTurn, TurnFacts, Verdict, reviewer_current
-from chat.selectors import conversation_history
+from chat.selectors import conversation_context
 from chat.services.conversations import (
     conversation_group,
     conversation_lock_advancing,
@@ -64,55 +64,36 @@ class ClaimedTurn:
         )
 
 
-def _earlier_turns(conversation: Conversation, message: Message) -> tuple[EarlierTurn, ...]:
-    """The conversation's last ``EARLIER_TURNS`` turns before ``message``, newest first."""
-    if message.seq == 1:  # the conversation's first message: nothing before it
-        return ()
-    return tuple(
-        EarlierTurn(route=route, status=status, no_answer=no_answer, intent=intent)
-        for route, status, no_answer, intent in Turn.objects.filter(
-            conversation=conversation, customer_message__seq__lt=message.seq
-        )
-        .order_by("-customer_message__seq")
-        .values_list("route", "status", "no_answer", "intent")[:EARLIER_TURNS]
-    )
-
-
-def _claim(
-    turn: Turn,
-    conversation: Conversation,
-    owner: str,
-    now: dt.datetime,
-    earlier: tuple[EarlierTurn, ...] | None = None,
-) -> ClaimedTurn:
+def _claim(turn: Turn, conversation: Conversation, owner: str, now: dt.datetime) -> ClaimedTurn:
     """Mark ``turn`` running for ``owner`` in memory (the caller saves it, holding the
-    conversation's row lock) and gather the earlier turns the pipeline needs to run it
-    (``earlier``: when the caller read them already). The history is read after the
-    commit (``turn_history_read``)."""
+    conversation's row lock). The history and the earlier turns are read after the
+    commit (``turn_context_read``)."""
     turn.status = Turn.Status.RUNNING
     turn.owner = owner[:100]
     turn.started_at = now
     turn.deadline_at = now + dt.timedelta(seconds=float(settings.ASSISTANT_TIMEOUT_SECONDS))
-    message = turn.customer_message
-    if message.seq == 1:
-        return ClaimedTurn(turn, conversation, message, history=[], earlier_turns=())
     return ClaimedTurn(
         turn=turn,
         conversation=conversation,
-        message=message,
+        message=turn.customer_message,
         history=[],
-        earlier_turns=_earlier_turns(conversation, message) if earlier is None else earlier,
+        earlier_turns=(),
     )
 
 
-def turn_history_read(claimed: ClaimedTurn | None) -> ClaimedTurn | None:
-    """Give a claimed turn the conversation's history before its message. Read after the
-    claim's transaction, so the write lock (all of SQLite's) is not held for it: the
-    messages before the turn's own have their sequence numbers already, and what is
-    appended later comes after it."""
+def turn_context_read(claimed: ClaimedTurn | None) -> ClaimedTurn | None:
+    """Give a claimed turn the conversation's history before its message and the
+    earlier turns among it, in one query. Read after the claim's transaction, so the
+    write lock (all of SQLite's) is not held for it: the messages before the turn's own
+    have their sequence numbers already, and what is appended later comes after it."""
     if claimed is not None and claimed.message.seq > 1:
-        claimed.history = conversation_history(
+        context = conversation_context(
             conversation=claimed.conversation, before_seq=claimed.message.seq
+        )
+        claimed.history = context.history
+        claimed.earlier_turns = tuple(
+            EarlierTurn(route=route, status=status, no_answer=no_answer, intent=intent)
+            for route, status, no_answer, intent in context.earlier_turns[:EARLIER_TURNS]
         )
     return claimed
 
@@ -121,26 +102,17 @@ def turn_open(
     *, conversation: Conversation, customer_message: Message, owner: str = ""
 ) -> tuple[Turn, ClaimedTurn | None]:
     """The turn for a customer message (inside ``customer_message_receive``'s
-    transaction, with the conversation row locked): claimed at once for ``owner`` when
-    no turn of the conversation runs or waits, else pending behind them (the owner of the
-    running one, or the caller's ``turns_kick``, claims the oldest pending first).
+    transaction, with the conversation row locked): claimed at once for ``owner``, else
+    pending. The caller passes an ``owner`` only when no turn of the conversation runs
+    or waits (``conversation_lock_advancing_with_turns``); a pending turn waits for the
+    running one's owner, or the caller's ``turns_kick``, which claims the oldest pending
+    first.
 
     So a turn is only ever claimed when no older one is unfinished: turns run in message
     order, and when a turn finishes, any turn still waiting is of a later message
-    (``_quiet``). Running and waiting turns can only be of earlier messages, so the
-    earlier turns the claim needs anyway answer the question (the first message has
-    none; only when the last ``EARLIER_TURNS`` are all finished and the window is full
-    is the rest of the conversation looked at)."""
+    (``_quiet``)."""
     turn = Turn(conversation=conversation, customer_message=customer_message)
-    claimed = None
-    if owner:
-        earlier = _earlier_turns(conversation, customer_message)
-        unfinished = (Turn.Status.RUNNING, Turn.Status.PENDING)
-        busy = any(t.status in unfinished for t in earlier)
-        if not busy and len(earlier) == EARLIER_TURNS:
-            busy = Turn.objects.filter(conversation=conversation, status__in=unfinished).exists()
-        if not busy:
-            claimed = _claim(turn, conversation, owner, timezone.now(), earlier)
+    claimed = _claim(turn, conversation, owner, timezone.now()) if owner else None
     turn.save()
     return turn, claimed
 
@@ -157,7 +129,7 @@ def turn_claim_next(
     person handles the conversation, pending turns are skipped: the assistant stays
     silent.
     """
-    return turn_history_read(_claim_next(conversation_id=conversation_id, owner=owner, now=now))
+    return turn_context_read(_claim_next(conversation_id=conversation_id, owner=owner, now=now))
 
 
 @transaction.atomic

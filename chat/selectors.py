@@ -16,6 +16,7 @@ from chat.models import (
     SupportAnswer,
     Turn,
 )
+from chat.statements import column, statement_built, table
 
 HISTORY_LIMIT = 20
 
@@ -54,6 +55,40 @@ def conversations_for_customer(*, user: Any, visitor_id: str) -> QuerySet[Conver
     return Conversation.objects.filter(owned)
 
 
+def _context_sql(wrapper: Any) -> str:
+    """``conversation_context``'s query: what
+    ``Message.objects.filter(conversation=, seq__lt=, visibility=PUBLIC).order_by("-seq")
+    .values_list("role", "text", "marker", "author__first_name", "author__last_name",
+    "author__username", "customer_turn__route", "customer_turn__status",
+    "customer_turn__no_answer", "customer_turn__intent")[:limit]`` runs."""
+    user = Message._meta.get_field("author").related_model
+    selected = [
+        column(wrapper, Message, "role", "m"),
+        column(wrapper, Message, "text", "m"),
+        column(wrapper, Message, "marker", "m"),
+        column(wrapper, user, "first_name", "u"),
+        column(wrapper, user, "last_name", "u"),
+        column(wrapper, user, user._meta.get_field("username").name, "u"),
+        column(wrapper, Turn, "route", "t"),
+        column(wrapper, Turn, "status", "t"),
+        column(wrapper, Turn, "no_answer", "t"),
+        column(wrapper, Turn, "intent", "t"),
+    ]
+    return (
+        f"SELECT {', '.join(selected)} FROM {table(wrapper, Message)} m "  # noqa: S608
+        f"LEFT OUTER JOIN {table(wrapper, user)} u "
+        f"ON {column(wrapper, Message, 'author', 'm')} = "
+        f"{column(wrapper, user, user._meta.pk.name, 'u')} "
+        f"LEFT OUTER JOIN {table(wrapper, Turn)} t "
+        f"ON {column(wrapper, Turn, 'customer_message', 't')} = "
+        f"{column(wrapper, Message, Message._meta.pk.name, 'm')} "
+        f"WHERE {column(wrapper, Message, 'conversation', 'm')} = %s "
+        f"AND {column(wrapper, Message, 'seq', 'm')} < %s "
+        f"AND {column(wrapper, Message, 'visibility', 'm')} = %s "
+        f"ORDER BY {column(wrapper, Message, 'seq', 'm')} DESC LIMIT %s"
+    )
+
+
 class TurnContext(NamedTuple):
     """What a claimed turn is run with, read in one query (``conversation_context``):
     the assistant's history, and the turns of the earlier customer messages in it as
@@ -73,28 +108,22 @@ def conversation_context(
     conversation went back to the assistant, so a handed-back conversation reads
     correctly to the model.
     """
-    # Plain values, not model instances: this runs before every turn. The customer
-    # messages' turns come in the same rows (a customer message has at most one).
-    rows = list(
-        Message.objects.filter(
-            conversation=conversation,
-            seq__lt=before_seq,
-            visibility=Message.Visibility.PUBLIC,
-        )
-        .order_by("-seq")
-        .values_list(
-            "role",
-            "text",
-            "marker",
-            "author__first_name",
-            "author__last_name",
-            "author__username",
-            "customer_turn__route",
-            "customer_turn__status",
-            "customer_turn__no_answer",
-            "customer_turn__intent",
-        )[:limit]
-    )
+    # Plain values, not model instances, from one statement built once per connection
+    # (``chat.statements``): this runs before every turn. The customer messages' turns
+    # come in the same rows (a customer message has at most one).
+    wrapper, sql = statement_built("conversation_context", _context_sql)
+    params = [
+        Conversation._meta.pk.get_db_prep_value(conversation.pk, wrapper),
+        before_seq,
+        Message.Visibility.PUBLIC.value,
+        limit,
+    ]
+    with wrapper.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = [
+            (*row[:8], None if row[7] is None else bool(row[8]), row[9])
+            for row in cursor.fetchall()
+        ]
     earlier_turns = [
         (route, status, no_answer, intent)
         for role, *_, route, status, no_answer, intent in rows

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import weakref
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -21,6 +20,7 @@ from chat.payloads import text_field, text_unstorable
 from chat.ratelimits import Requester, rate_limits_consume, rate_limits_refund
 from chat.review import reviewer_current
 from chat.selectors import display_name
+from chat.statements import column, statement_built, table
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +159,10 @@ def message_event(message: Message) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Advance:
-    """``conversation_lock_advancing``'s statements for one connection: the SQL, the
-    model fields its columns come back as, and each column's converters (what a queryset
-    would apply), worked out once instead of on every call as ``Model.objects.raw``
-    does; and the query for unfinished turns."""
+    """``conversation_lock_advancing``'s statements for one connection
+    (``chat.statements``): the SQL, the model fields its columns come back as, and each
+    column's converters (what a queryset would apply), worked out once instead of on
+    every call as ``Model.objects.raw`` does; and the query for unfinished turns."""
 
     sql: str
     attnames: list[str]
@@ -170,51 +170,37 @@ class _Advance:
     unfinished_sql: str
 
 
-# Per connection object (one per thread and alias): converters are bound to it.
-_ADVANCE: weakref.WeakKeyDictionary[Any, dict[bool, _Advance]] = weakref.WeakKeyDictionary()
-
-
 def _advance_statement(wrapper: Any, unfinished_in_statement: bool) -> _Advance:
-    statements = _ADVANCE.setdefault(wrapper, {})
-    found = statements.get(unfinished_in_statement)
-    if found is not None:
-        return found
-    # Names from the models' own metadata, values as parameters.
-    quote = wrapper.ops.quote_name
     meta = Conversation._meta
-    table = quote(meta.db_table)
+    quote = wrapper.ops.quote_name
+    conversations = table(wrapper, Conversation)
     fields = [field for field in meta.concrete_fields if field.column]
-    columns = [f"{table}.{quote(field.column or '')}" for field in fields]
-    seq = quote(meta.get_field("last_seq").column or "")
-    updated = quote(meta.get_field("updated_at").column or "")
-    pk = f"{table}.{quote(meta.pk.column or '')}"
-    turns = Turn._meta
+    columns = [f"{conversations}.{quote(field.column or '')}" for field in fields]
+    seq = column(wrapper, Conversation, "last_seq")
+    updated = column(wrapper, Conversation, "updated_at")
+    pk = column(wrapper, Conversation, meta.pk.name, alias=conversations)
     unfinished = (
-        f"EXISTS (SELECT 1 FROM {quote(turns.db_table)} WHERE "  # noqa: S608
-        f"{quote(turns.get_field('conversation').column or '')} = %s AND "
-        f"{quote(turns.get_field('status').column or '')} IN (%s, %s))"
+        f"EXISTS (SELECT 1 FROM {table(wrapper, Turn)} WHERE "  # noqa: S608
+        f"{column(wrapper, Turn, 'conversation')} = %s AND "
+        f"{column(wrapper, Turn, 'status')} IN (%s, %s))"
     )
     if unfinished_in_statement:
         columns.append(unfinished.replace("= %s", f"= {pk}", 1))
     converters = []
     for index, field in enumerate(fields):
-        column = field.get_col(meta.db_table)
-        found_converters = [
-            *wrapper.ops.get_db_converters(column),
-            *column.get_db_converters(wrapper),
-        ]
-        if found_converters:
-            converters.append((index, found_converters, column))
-    statement = statements[unfinished_in_statement] = _Advance(
+        col = field.get_col(meta.db_table)
+        found = [*wrapper.ops.get_db_converters(col), *col.get_db_converters(wrapper)]
+        if found:
+            converters.append((index, found, col))
+    return _Advance(
         sql=(
-            f"UPDATE {table} SET {seq} = {seq} + 1, {updated} = %s "  # noqa: S608
+            f"UPDATE {conversations} SET {seq} = {seq} + 1, {updated} = %s "  # noqa: S608
             f"WHERE {pk} = %s RETURNING {', '.join(columns)}"
         ),
         attnames=[field.attname for field in fields],
         converters=converters,
         unfinished_sql=f"SELECT {unfinished}",
     )
-    return statement
 
 
 def conversation_lock_advancing(*, conversation_id: Any) -> Conversation:
@@ -247,9 +233,11 @@ def conversation_lock_advancing_with_turns(*, conversation_id: Any) -> tuple[Con
 def _lock_advancing(conversation_id: Any, *, unfinished_turns: bool) -> tuple[Conversation, bool]:
     # The row is built as a queryset would build it (the columns' converters, then
     # ``from_db``), with what that needs worked out once per connection.
-    wrapper = connections[DEFAULT_DB_ALIAS]
-    in_statement = unfinished_turns and wrapper.vendor == "sqlite"
-    statement = _advance_statement(wrapper, in_statement)
+    in_statement = unfinished_turns and connections[DEFAULT_DB_ALIAS].vendor == "sqlite"
+    wrapper, statement = statement_built(
+        ("conversation_lock_advancing", in_statement),
+        lambda wrapper: _advance_statement(wrapper, in_statement),
+    )
     meta = Conversation._meta
     pk = meta.pk.get_db_prep_value(conversation_id, wrapper)
     statuses = [Turn.Status.RUNNING.value, Turn.Status.PENDING.value]
@@ -264,9 +252,9 @@ def _lock_advancing(conversation_id: Any, *, unfinished_turns: bool) -> tuple[Co
             cursor.execute(statement.unfinished_sql, [pk, *statuses])
             busy = bool(cursor.fetchone()[0])
     values = list(row)
-    for index, converters, column in statement.converters:
+    for index, converters, col in statement.converters:
         for converter in converters:
-            values[index] = converter(values[index], column, wrapper)
+            values[index] = converter(values[index], col, wrapper)
     count = len(statement.attnames)
     locked = Conversation.from_db(wrapper.alias, statement.attnames, values[:count])
     return locked, bool(values[count]) if in_statement else busy

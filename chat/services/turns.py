@@ -29,6 +29,7 @@ from chat.services.conversations import (
     message_append,
     system_notice_post,
 )
+from chat.statements import column, statement_built, table
 
 logger = logging.getLogger(__name__)
 
@@ -277,16 +278,38 @@ def _lock_conversation_of(turn: Turn) -> Conversation:
     return conversation
 
 
+def _finish_sql(wrapper: Any) -> tuple[str, list[Any]]:
+    """``_finish``'s statement: what ``Turn.objects.filter(pk=, status=RUNNING,
+    owner=).update(**finish fields)`` runs, and the fields whose values it sets."""
+    fields = [Turn._meta.get_field(name) for name in _FINISH_FIELDS]
+    assignments = ", ".join(f"{column(wrapper, Turn, field.name)} = %s" for field in fields)
+    return (
+        f"UPDATE {table(wrapper, Turn)} SET {assignments} "  # noqa: S608
+        f"WHERE {column(wrapper, Turn, Turn._meta.pk.name)} = %s "
+        f"AND {column(wrapper, Turn, 'status')} = %s AND {column(wrapper, Turn, 'owner')} = %s",
+        fields,
+    )
+
+
 def _finish(turn: Turn, owner: str) -> bool:
     """Write the finished turn only if it still runs for ``owner``: a compare-and-set on
     status and owner under the conversation's lock (the sweep fails a turn under the same
-    lock), one statement instead of a read and a write. False when it no longer runs for
-    ``owner``: the caller's atomic block is then marked for rollback, so nothing the store
-    wrote before (answer, notice, audit rows, ticket, events) remains."""
+    lock), one statement instead of a read and a write (built once per connection,
+    ``chat.statements``; the values prepared as ``QuerySet.update`` prepares them). False
+    when it no longer runs for ``owner``: the caller's atomic block is then marked for
+    rollback, so nothing the store wrote before (answer, notice, audit rows, ticket,
+    events) remains."""
     turn.full_clean(exclude=["conversation", "customer_message"], validate_constraints=False)
-    written = Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING, owner=owner).update(
-        **{name: getattr(turn, name) for name in _FINISH_FIELDS}
-    )
+    wrapper, (sql, fields) = statement_built("turn_finish", _finish_sql)
+    params = [field.get_db_prep_save(getattr(turn, field.attname), wrapper) for field in fields]
+    params += [
+        Turn._meta.pk.get_db_prep_value(turn.pk, wrapper),
+        Turn.Status.RUNNING.value,
+        owner,
+    ]
+    with wrapper.cursor() as cursor:
+        cursor.execute(sql, params)
+        written = cursor.rowcount
     if not written:
         transaction.set_rollback(True)
     return bool(written)

@@ -55,6 +55,8 @@ class TurnFacts:
     sentiment: Sentiment
     retrieval: Retrieval
     intent: Intent | None
+    # The turns of the customer messages in the assistant's history (the last 20 public
+    # messages), newest first, at most 10.
     earlier_turns: tuple[EarlierTurn, ...] = ()
 
     @property

@@ -202,7 +202,9 @@ class ChatConsumer(JsonFrameConsumer):
         if self.conversation is None or not self.group or message_id in self.answered:
             return
         try:
-            await self._send_from_database(after)
+            # From the customer's own message on: if its broadcast is late too, the
+            # socket still shows the conversation in order, and the late one is dropped.
+            await self._send_from_database(after - 1)
         except Exception:  # the socket may have gone meanwhile
             logger.debug("catch-up skipped", exc_info=True)
 
@@ -261,7 +263,10 @@ class ChatConsumer(JsonFrameConsumer):
         if event.get("delta"):  # the stream's only piece rides on the answer's event
             await self.send_json(event["delta"])
         await self._send_frame(frame)
-        if event.get("thinking"):  # the assistant's turn for this message started or queued
+        # The assistant's turn for this message started or queued; unless its answer is
+        # here already (the catch-up read can deliver it before this broadcast arrives),
+        # which would leave "thinking" on screen after the answer.
+        if event.get("thinking") and frame["id"] not in self.answered:
             await self.send_json(
                 {"type": "assistant.thinking", "reply_to": frame["seq"], "reply_to_id": frame["id"]}
             )

@@ -549,6 +549,45 @@ async def test_answer_reaches_the_socket_even_if_its_broadcast_is_lost(
     assert len(answers) == 1 and answers[0]["message"]["text"] == scripted.answer
 
 
+async def test_a_late_broadcast_of_the_customers_message_changes_nothing_after_the_answer(
+    conversation, visitor, scripted, monkeypatch
+):
+    """The answer's broadcast is lost and the customer's own message's broadcast comes
+    late (a fresh Pub/Sub receiver first polls after 0.1 s; a turn can be quicker): the
+    catch-up shows the message and its answer in order, and the late broadcast adds
+    nothing, in particular no "thinking" under an answered message."""
+    import asyncio
+
+    from chat import events
+
+    original = events.apublish
+    late: list[asyncio.Task] = []
+
+    async def late_and_lossy(group, event):
+        role = event.get("frame", {}).get("role")
+        if role == "customer":
+            late.append(asyncio.create_task(asyncio.sleep(0.3)))
+            late[-1].add_done_callback(
+                lambda _: late.append(asyncio.ensure_future(original(group, event)))
+            )
+        elif role != "assistant":  # the layer drops the answer
+            await original(group, event)
+
+    monkeypatch.setattr(events, "apublish", late_and_lossy)
+    comm = await open_socket(conversation.pk, visitor_token=visitor[1])
+    await send_message(comm, "Still there?", "late-1")
+    frames = await receive_until(comm, "message", role="assistant")
+    await turns.turns_drain()
+    await asyncio.sleep(0.4)  # the late broadcast has arrived by now
+    assert await comm.receive_nothing(timeout=0.2)
+    await comm.disconnect()
+
+    messages = [f["message"] for f in frames if f["type"] == "message"]
+    assert [m["role"] for m in messages] == ["customer", "assistant"]
+    assert messages[0]["seq"] < messages[1]["seq"]
+    assert messages[1]["text"] == scripted.answer
+
+
 @pytest.mark.parametrize(("word_delay", "frames"), [(0.0, 1), (0.08, 4)])
 async def test_stream_pieces_are_coalesced_but_a_slow_model_still_streams(
     conversation, visitor, scripted, settings, word_delay, frames

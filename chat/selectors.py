@@ -68,7 +68,7 @@ def _context_sql(wrapper: Any) -> str:
         column(wrapper, Message, "marker", "m"),
         column(wrapper, user, "first_name", "u"),
         column(wrapper, user, "last_name", "u"),
-        column(wrapper, user, user._meta.get_field("username").name, "u"),
+        column(wrapper, user, "username", "u"),
         column(wrapper, Turn, "route", "t"),
         column(wrapper, Turn, "status", "t"),
         column(wrapper, Turn, "no_answer", "t"),

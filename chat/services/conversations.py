@@ -172,20 +172,22 @@ class _Advance:
 
 def _advance_statement(wrapper: Any, unfinished_in_statement: bool) -> _Advance:
     meta = Conversation._meta
-    quote = wrapper.ops.quote_name
     conversations = table(wrapper, Conversation)
     fields = [field for field in meta.concrete_fields if field.column]
-    columns = [f"{conversations}.{quote(field.column or '')}" for field in fields]
+    columns = [column(wrapper, Conversation, field.name, conversations) for field in fields]
     seq = column(wrapper, Conversation, "last_seq")
     updated = column(wrapper, Conversation, "updated_at")
-    pk = column(wrapper, Conversation, meta.pk.name, alias=conversations)
-    unfinished = (
-        f"EXISTS (SELECT 1 FROM {table(wrapper, Turn)} WHERE "  # noqa: S608
-        f"{column(wrapper, Turn, 'conversation')} = %s AND "
-        f"{column(wrapper, Turn, 'status')} IN (%s, %s))"
-    )
+    pk = column(wrapper, Conversation, meta.pk.name, conversations)
+
+    def unfinished(conversation: str) -> str:
+        return (
+            f"EXISTS (SELECT 1 FROM {table(wrapper, Turn)} WHERE "  # noqa: S608
+            f"{column(wrapper, Turn, 'conversation')} = {conversation} AND "
+            f"{column(wrapper, Turn, 'status')} IN (%s, %s))"
+        )
+
     if unfinished_in_statement:
-        columns.append(unfinished.replace("= %s", f"= {pk}", 1))
+        columns.append(unfinished(pk))
     converters = []
     for index, field in enumerate(fields):
         col = field.get_col(meta.db_table)
@@ -199,7 +201,7 @@ def _advance_statement(wrapper: Any, unfinished_in_statement: bool) -> _Advance:
         ),
         attnames=[field.attname for field in fields],
         converters=converters,
-        unfinished_sql=f"SELECT {unfinished}",
+        unfinished_sql=f"SELECT {unfinished('%s')}",
     )
 
 
